@@ -1,0 +1,25 @@
+# Two commands do all the set-up themselves: `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# Exact versions for this project's own environment; the package itself states ranges.
+TORCH  := torch==2.14.1 torchvision==0.29.1
+DATASET_ROOT ?=
+
+.PHONY: demo test notebooks bench clean
+
+$(VENV)/.ready: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.ready
+	$(PY) -m latentface.cli demo $(if $(DATASET_ROOT),--dataset_root $(DATASET_ROOT))
+
+test: $(VENV)/.ready
+	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m pytest -q -n 2
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache
