@@ -1,0 +1,109 @@
+"""Anchor matching and RetinaFace's multi-task loss."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import box_convert, box_iou
+
+from latentface.boxes import encode_boxes, encode_landmarks
+
+POSITIVE_IOU = 0.35
+BEST_ANCHOR_MIN_IOU = 0.2
+
+
+def valid_faces(boxes: torch.Tensor) -> torch.Tensor:
+    """Mask of faces with positive width and height: zero-area boxes never reach the loss."""
+    return (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+
+
+def match_anchors(
+    boxes: torch.Tensor, anchors: torch.Tensor, positive_iou: float = POSITIVE_IOU, best_min_iou: float = BEST_ANCHOR_MIN_IOU
+) -> torch.Tensor:
+    """Index of the face each anchor is assigned to, or -1 for background.
+
+    ``boxes`` [N, 4] xyxy (valid faces only), ``anchors`` [A, 4] cxcywh. An anchor is positive
+    when its best IoU with a face is >= ``positive_iou``; each face also takes its own best
+    anchor when that IoU is >= ``best_min_iou`` (so small faces are not left without one).
+    """
+    matched = torch.full((anchors.shape[0],), -1, dtype=torch.long, device=anchors.device)
+    if boxes.numel() == 0:
+        return matched
+    iou = box_iou(boxes, box_convert(anchors, "cxcywh", "xyxy"))  # [N, A]
+    best_iou, best_face = iou.max(dim=0)
+    matched = torch.where(best_iou >= positive_iou, best_face, matched)
+    face_best_iou, face_best_anchor = iou.max(dim=1)
+    keep = face_best_iou >= best_min_iou
+    faces = torch.arange(len(boxes), device=boxes.device)[keep]
+    # Where two faces share a best anchor the later face takes it, as in RetinaFace, deterministically.
+    return matched.scatter_reduce(0, face_best_anchor[keep], faces, reduce="amax", include_self=False)
+
+
+class MultiBoxLoss(nn.Module):
+    """2 x box smooth-L1 + softmax CE with 7:1 hard-negative mining + landmark smooth-L1.
+
+    Box and class losses are averaged over positive anchors, the landmark loss over positive
+    anchors whose face has landmarks. Each image contributes at least ``min_negatives`` mined
+    negatives, so images without faces still teach the background.
+    """
+
+    def __init__(
+        self,
+        positive_iou: float = POSITIVE_IOU,
+        best_min_iou: float = BEST_ANCHOR_MIN_IOU,
+        neg_pos_ratio: int = 7,
+        min_negatives: int = 7,
+        box_weight: float = 2.0,
+        landmark_weight: float = 1.0,
+    ):
+        super().__init__()
+        self.positive_iou, self.best_min_iou = positive_iou, best_min_iou
+        self.neg_pos_ratio, self.min_negatives = neg_pos_ratio, min_negatives
+        self.box_weight, self.landmark_weight = box_weight, landmark_weight
+
+    def targets(self, targets: list[dict], anchors: torch.Tensor):
+        """Per-anchor labels (1 face, 0 background), box and landmark targets and landmark masks."""
+        labels, box_t, lmk_t, lmk_mask = [], [], [], []
+        for t in targets:
+            boxes = t["boxes"].to(anchors)
+            keep = valid_faces(boxes)
+            boxes = boxes[keep]
+            landmarks = t["landmarks"].to(anchors)[keep]
+            has_lmk = t["has_landmarks"].to(anchors.device)[keep]
+            matched = match_anchors(boxes, anchors, self.positive_iou, self.best_min_iou)
+            pos = matched >= 0
+            idx = matched.clamp(min=0)
+            labels.append(pos.long())
+            if len(boxes):
+                box_t.append(encode_boxes(boxes[idx], anchors))
+                lmk_t.append(encode_landmarks(landmarks[idx], anchors))
+                lmk_mask.append(pos & has_lmk[idx])
+            else:
+                box_t.append(anchors.new_zeros(anchors.shape))
+                lmk_t.append(anchors.new_zeros((anchors.shape[0], 10)))
+                lmk_mask.append(torch.zeros_like(pos))
+        return torch.stack(labels), torch.stack(box_t), torch.stack(lmk_t), torch.stack(lmk_mask)
+
+    def forward(self, outputs, targets: list[dict], anchors: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits, box_out, lmk_out = outputs
+        if logits.shape[1] != anchors.shape[0]:
+            raise ValueError(f"model produced {logits.shape[1]} anchors' outputs but the layout has {anchors.shape[0]}")
+        labels, box_t, lmk_t, lmk_mask = self.targets(targets, anchors)
+        pos = labels > 0
+        num_pos = pos.sum()
+        norm = num_pos.clamp(min=1).to(logits.dtype)
+
+        box_loss = F.smooth_l1_loss(box_out[pos].float(), box_t[pos], reduction="sum") / norm
+        n_lmk = lmk_mask.sum().clamp(min=1)
+        lmk_loss = F.smooth_l1_loss(lmk_out[lmk_mask].float(), lmk_t[lmk_mask], reduction="sum") / n_lmk
+
+        # Hard-negative mining: per image, the negatives with the highest loss, 7 per positive.
+        ce = F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), reduction="none").view_as(labels)
+        mining = ce.detach().masked_fill(pos, -1.0)
+        rank = mining.argsort(dim=1, descending=True).argsort(dim=1)
+        num_neg = (self.neg_pos_ratio * pos.sum(1)).clamp(min=self.min_negatives, max=labels.shape[1] - 1)
+        neg = (rank < num_neg[:, None]) & ~pos
+        cls_loss = ce[pos | neg].sum() / norm
+
+        total = self.box_weight * box_loss + cls_loss + self.landmark_weight * lmk_loss
+        return {"total": total, "box": box_loss, "cls": cls_loss, "landmark": lmk_loss}

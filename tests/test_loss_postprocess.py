@@ -1,0 +1,119 @@
+import math
+
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from latentface.anchors import AnchorLayout
+from latentface.loss import MultiBoxLoss, match_anchors
+from latentface.model.heads import HeadOutputs
+from latentface.postprocess import postprocess
+
+# Four 16x16 anchors tiling a 32x32 image: centres (8, 8), (24, 8), (8, 24), (24, 24).
+TILES = AnchorLayout(levels=(4,), sizes=((16.0,),)).generate(32, 32)
+LN2 = math.log(2)
+
+
+def target(boxes, landmarks=None, has=None):
+    boxes = torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    n = len(boxes)
+    lmk = torch.zeros(n, 5, 2) if landmarks is None else torch.tensor(landmarks, dtype=torch.float32)
+    has = torch.ones(n, dtype=torch.bool) if has is None else torch.tensor(has)
+    return {"boxes": boxes, "landmarks": lmk, "has_landmarks": has, "key": "k"}
+
+
+def outputs(value=0.0, n=4, batch=1):
+    return HeadOutputs(torch.zeros(batch, n, 2), torch.full((batch, n, 4), value), torch.full((batch, n, 10), value))
+
+
+def test_face_at_a_known_position_is_matched_to_that_anchor():
+    anchors = AnchorLayout(levels=(2, 3, 4, 5, 6), sizes=tuple((16.0 * 2 ** (l - 2),) for l in range(2, 7))).generate(640, 640)
+    # P3 (stride 8), cell (y=13, x=25): centre (204, 108), size 32. Offset of P3 = 160*160 anchors.
+    face = torch.tensor([[188.0, 92.0, 220.0, 124.0]])
+    index = 160 * 160 + 13 * 80 + 25
+    assert anchors[index].tolist() == [204, 108, 32, 32]
+    matched = match_anchors(face, anchors)
+    assert matched[index] == 0
+    iou = box_iou(face, torch.cat([anchors[:, :2] - anchors[:, 2:] / 2, anchors[:, :2] + anchors[:, 2:] / 2], 1))[0]
+    assert int(iou.argmax()) == index
+    assert torch.equal(matched >= 0, iou >= 0.35)
+
+
+def test_matching_best_anchor_rule():
+    # IoU with the first tile: 0.25 (< 0.35) -> still takes its best anchor (>= 0.2).
+    face = torch.tensor([[0.0, 0.0, 8.0, 8.0]])
+    assert match_anchors(face, TILES).tolist() == [0, -1, -1, -1]
+    # IoU 0.125 with every tile it touches: below 0.2, no anchor.
+    tiny = torch.tensor([[4.0, 4.0, 8.0, 8.0]])
+    assert match_anchors(tiny, TILES).tolist() == [-1, -1, -1, -1]
+    assert match_anchors(torch.zeros(0, 4), TILES).tolist() == [-1, -1, -1, -1]
+    # Two faces sharing a best anchor: the later face takes it.
+    two = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
+    assert match_anchors(two, TILES).tolist() == [1, -1, -1, -1]
+
+
+def test_loss_no_faces():
+    loss = MultiBoxLoss()(outputs(), [target([])], TILES)
+    # Zero logits: CE = ln 2 per anchor; 7 mined negatives (3 available), normalised by max(1, 0 positives).
+    assert loss["cls"].item() == pytest.approx(3 * LN2)
+    assert loss["box"].item() == 0 and loss["landmark"].item() == 0
+    assert loss["total"].item() == pytest.approx(3 * LN2)
+
+
+def test_loss_one_face_exactly_on_an_anchor():
+    lmk = [[[8.0, 8.0]] * 5]  # landmarks at the anchor centre -> zero targets
+    loss = MultiBoxLoss()(outputs(1.0), [target([0, 0, 16, 16], lmk)], TILES)
+    # Targets are zero, outputs 1: smooth-L1 = 0.5 per coordinate.
+    assert loss["box"].item() == pytest.approx(4 * 0.5)
+    assert loss["landmark"].item() == pytest.approx(10 * 0.5)
+    assert loss["cls"].item() == pytest.approx(4 * LN2)  # 1 positive + 3 negatives, / 1
+    assert loss["total"].item() == pytest.approx(2 * 2.0 + 4 * LN2 + 5.0)
+
+
+def test_loss_faces_without_landmarks_and_zero_area_boxes():
+    no_lmk = MultiBoxLoss()(outputs(1.0), [target([0, 0, 16, 16], None, [False])], TILES)
+    assert no_lmk["landmark"].item() == 0 and no_lmk["box"].item() == pytest.approx(2.0)
+    zero_area = MultiBoxLoss()(outputs(1.0), [target([[5, 5, 5, 20], [16, 16, 32, 32]])], TILES)
+    # Only the second face counts: one positive (anchor 3).
+    assert zero_area["box"].item() == pytest.approx(2.0)
+    assert zero_area["cls"].item() == pytest.approx(4 * LN2)
+
+
+def test_loss_is_finite_for_tiny_faces_and_batches():
+    loss = MultiBoxLoss()(outputs(0.3, batch=2), [target([1, 1, 2, 2]), target([])], TILES)
+    assert all(torch.isfinite(v) for v in loss.values())
+
+
+def brute_force_nms(boxes, scores, iou_threshold):
+    order = sorted(range(len(scores)), key=lambda i: -float(scores[i]))
+    keep = []
+    for i in order:
+        if all(box_iou(boxes[i : i + 1], boxes[j : j + 1]).item() <= iou_threshold for j in keep):
+            keep.append(i)
+    return keep
+
+
+def test_postprocess_equals_a_brute_force_reference():
+    g = torch.Generator().manual_seed(3)
+    n, batch = 300, 2
+    anchors = torch.cat([torch.rand(n, 2, generator=g) * 200, 10 + torch.rand(n, 2, generator=g) * 60], 1)
+    logits = torch.randn(batch, n, 2, generator=g) * 2
+    deltas = torch.randn(batch, n, 4, generator=g) * 0.5
+    lmk = torch.randn(batch, n, 10, generator=g)
+    dets = postprocess(HeadOutputs(logits, deltas, lmk), anchors, conf=0.3, nms_iou=0.4, top_k=150, keep_top_k=40)
+    from latentface.boxes import decode_boxes
+
+    for b in range(batch):
+        scores = logits[b].softmax(-1)[:, 1]
+        cand = torch.nonzero(scores > 0.3).squeeze(1)
+        cand = cand[scores[cand].argsort(descending=True)][:150]
+        boxes = decode_boxes(deltas[b, cand], anchors[cand])
+        keep = brute_force_nms(boxes, scores[cand], 0.4)[:40]
+        assert torch.allclose(dets[b]["boxes"], boxes[keep], atol=1e-5)
+        assert torch.allclose(dets[b]["scores"], scores[cand][keep])
+        assert dets[b]["landmarks"].shape == (len(keep), 5, 2)
+
+
+def test_postprocess_with_nothing_above_threshold():
+    dets = postprocess(outputs(batch=2), TILES, conf=0.6)
+    assert [len(d["boxes"]) for d in dets] == [0, 0]
