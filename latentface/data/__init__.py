@@ -1,0 +1,1 @@
+"""Data: label formats, the latent dataset, latent augmentations, synthetic and real-image writers."""
