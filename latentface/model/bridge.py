@@ -6,6 +6,8 @@ the ResNet-50 stem + layer1 that the bridge replaces cost about 6.4 GMACs.
 """
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import nn
 
 from latentface.model.layers import conv_bn
@@ -51,10 +53,92 @@ class ContextShuffleBridge(nn.Sequential):
         )
 
 
+class ContextDWBridge(ContextShuffleBridge):
+    """:class:`ContextShuffleBridge` plus a depthwise 3x3 conv at stride 4 (BN-ReLU).
+
+    The PixelShuffle output is built cell by cell, so neighbouring stride-4 pixels in two
+    different latent cells come from different weights; a depthwise 3x3 mixes them across
+    the cell border for c1*9 multiply-adds per pixel (~0.06 GMACs for R50).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 128):
+        super().__init__(in_channels, out_channels, width)
+        self.append(nn.Conv2d(out_channels, out_channels, 3, padding=1, groups=out_channels, bias=False))
+        self.append(nn.BatchNorm2d(out_channels))
+        self.append(nn.ReLU(inplace=True))
+
+
+def dct_synthesis_basis(in_channels: int = 256) -> torch.Tensor | None:
+    """The built-in ``dct`` codec's inverse transform as a 1x1 conv + PixelShuffle(4).
+
+    Returns W [48*16, in_channels] with ``PixelShuffle(4)(conv1x1(latent, W))`` = the decoded
+    image in space-to-depth form at stride 4: channel ``plane*16 + dy*4 + dx`` at stride-4 pixel
+    (Y, X) is centred Y/Cb/Cr at pixel (4Y+dy, 4X+dx), divided by 64 to keep values O(1). Luma
+    is exact; chroma is upsampled within each cell (the decoder interpolates across cells).
+    None when ``in_channels`` is not the codec's 256: the latent is then not this codec's.
+    """
+    from latentface.codec import dct
+
+    if in_channels != dct.CHANNELS:
+        return None
+    freqs = dct.channel_frequencies()
+    d16, d8 = dct._dct_matrix(16).astype(np.float64), dct._dct_matrix(8).astype(np.float64)
+    pixels = np.zeros((3, 16, 16, in_channels))  # plane, y, x <- channel
+    for k, (u, v) in enumerate(freqs):
+        if k < dct.LUMA_CHANNELS:
+            plane, d, scale = 0, d16, 16.0
+        else:
+            plane, d, scale = 1 + (k - dct.LUMA_CHANNELS) // dct.CHROMA_CHANNELS_EACH, d8, 8.0
+        block = np.outer(d[u], d[v]) * scale  # stored value 1 -> coefficient `scale` -> pixels
+        if block.shape[0] == 8:
+            block = block.repeat(2, 0).repeat(2, 1)
+        pixels[plane, :, :, k] = block
+    # [plane, i, dy, j, dx, k] -> output channel (plane*16 + dy*4 + dx)*16 + i*4 + j
+    w = pixels.reshape(3, 4, 4, 4, 4, in_channels).transpose(0, 2, 4, 1, 3, 5)
+    return torch.from_numpy(w.reshape(48 * 16, in_channels) / 64.0).float()
+
+
+class CodecBridge(nn.Module):
+    """Decode to pixels (space-to-depth at stride 4), then a stem-like 3x3 conv there.
+
+    ``decode`` (1x1 conv + PixelShuffle(4)) starts as the codec's inverse transform where it is
+    known (the built-in ``dct`` codec, 256 channels): the network then sees the pixel layout of
+    every cell from the first step instead of having to learn it; elsewhere (real JPEG AI
+    latents) it starts random and learns a per-cell linear synthesis. A 3x3 conv over the 4x4
+    pixel patches (12x12 pixels, across cell borders) and a 1x1 conv give layer1's shape
+    (~1.44 GMACs for R50, ~1.02 for R18/34).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 64):
+        super().__init__()
+        self.decode = nn.Conv2d(in_channels, 48 * 16, 1, bias=True)
+        self.shuffle = nn.PixelShuffle(4)
+        self.stem = conv_bn(48, width, 3)
+        self.project = conv_bn(width, out_channels, 1) if out_channels != width else nn.Identity()
+        basis = dct_synthesis_basis(in_channels)
+        if basis is not None:
+            with torch.no_grad():
+                self.decode.weight.copy_(basis.reshape_as(self.decode.weight))
+                self.decode.bias.zero_()
+
+    @torch.no_grad()
+    def renormalize(self, old_mean: torch.Tensor, old_std: torch.Tensor, new_mean: torch.Tensor,
+                    new_std: torch.Tensor) -> None:
+        """Keep ``decode`` the same function of the raw latent when the model's input normalisation changes."""
+        w = self.decode.weight.flatten(1) / old_std[None]  # per raw latent unit
+        self.decode.bias.add_(w @ (new_mean - old_mean))
+        self.decode.weight.copy_((w * new_std[None]).reshape_as(self.decode.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.stem(self.shuffle(self.decode(x))))
+
+
 BRIDGES: dict[str, type[nn.Module]] = {
     "bilinear": BilinearBridge,
     "pixelshuffle": PixelShuffleBridge,
     "context": ContextShuffleBridge,
+    "context_dw": ContextDWBridge,
+    "codec": CodecBridge,
 }
 
 

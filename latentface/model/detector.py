@@ -29,15 +29,17 @@ class _RetinaFace(nn.Module):
 
     pixels_per_cell = 1
 
-    def __init__(self, net: nn.Module, backbone: str, out_channels: int, anchors: str, in_channels: int):
+    def __init__(self, net: nn.Module, backbone: str, out_channels: int, anchors: str, in_channels: int,
+                 light_p2: bool = False):
         super().__init__()
         self.anchor_layout: AnchorLayout = get_layout(anchors)
         c = CHANNELS[backbone]
         self.register_buffer("input_mean", torch.zeros(in_channels))
         self.register_buffer("input_std", torch.ones(in_channels))
         self.layer2, self.layer3, self.layer4 = net.layer2, net.layer3, net.layer4
-        self.fpn = FPN({2: c[0], 3: c[1], 4: c[2], 5: c[3]}, out_channels, self.anchor_layout.levels)
-        self.ssh = nn.ModuleList(SSH(out_channels) for _ in self.anchor_layout.levels)
+        light = (2,) if light_p2 else ()
+        self.fpn = FPN({2: c[0], 3: c[1], 4: c[2], 5: c[3]}, out_channels, self.anchor_layout.levels, light)
+        self.ssh = nn.ModuleList(SSH(out_channels, separable=l in light) for l in self.anchor_layout.levels)
         self.heads = Heads(out_channels, len(self.anchor_layout.levels), self.anchor_layout.per_location)
         self._frozen = False
 
@@ -82,6 +84,9 @@ class _RetinaFace(nn.Module):
             raise ValueError(f"normalisation needs {self.input_mean.numel()} channels, got {mean.numel()} / {std.numel()}")
         if not torch.isfinite(std).all() or (std <= 0).any():
             raise ValueError("normalisation std must be finite and positive")
+        bridge = getattr(self, "bridge", None)
+        if hasattr(bridge, "renormalize"):  # a bridge that decodes raw latents keeps doing so
+            bridge.renormalize(self.input_mean, self.input_std, mean, std)
         self.input_mean.copy_(mean)
         self.input_std.copy_(std)
 
@@ -109,7 +114,12 @@ class _RetinaFace(nn.Module):
 
 
 class LatentRetinaFace(_RetinaFace):
-    """RetinaFace on a codec latent [B, C, H, W] at stride 16: bridge -> ResNet layer2..4 -> FPN -> SSH -> heads."""
+    """RetinaFace on a codec latent [B, C, H, W] at stride 16: bridge -> ResNet layer2..4 -> FPN -> SSH -> heads.
+
+    Cost options (for the ``fast`` preset): ``blocks`` keeps only the first residual blocks of
+    each of layer2..4 (1 turns resnet18/34 into a ResNet-10); ``light_p2`` makes the stride-4
+    level's FPN merge and SSH depthwise-separable.
+    """
 
     pixels_per_cell = LATENT_STRIDE
 
@@ -121,15 +131,22 @@ class LatentRetinaFace(_RetinaFace):
         in_channels: int = 256,
         anchors: str = "default",
         pretrained: str | None = None,
+        blocks: int | None = None,
+        light_p2: bool = False,
     ):
         if backbone not in CHANNELS:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(CHANNELS)}")
+        if blocks is not None and blocks < 1:
+            raise ValueError(f"blocks must be at least 1 (or None for the whole ResNet), got {blocks}")
         net = resnet(backbone, pretrained)
-        super().__init__(net, backbone, out_channels, anchors, in_channels)
+        if blocks is not None:
+            for name in ("layer2", "layer3", "layer4"):
+                setattr(net, name, getattr(net, name)[:blocks])
+        super().__init__(net, backbone, out_channels, anchors, in_channels, light_p2=light_p2)
         self.bridge = build_bridge(bridge, in_channels, CHANNELS[backbone][0])
         self._config = dict(
             kind="latent", backbone=backbone, bridge=bridge, out_channels=out_channels,
-            in_channels=in_channels, anchors=anchors,
+            in_channels=in_channels, anchors=anchors, blocks=blocks, light_p2=light_p2,
         )
 
     def input_stage(self, x: torch.Tensor) -> torch.Tensor:

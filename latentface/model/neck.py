@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from latentface.model.layers import conv_bn
+from latentface.model.layers import conv_bn, separable_conv_bn
 
 
 def _leaky(out_channels: int) -> float:
@@ -19,9 +19,12 @@ class FPN(nn.Module):
     """Feature pyramid over backbone maps ``C{l-1}`` -> ``P{l}``; ``P6`` is a stride-2 conv on C4.
 
     ``in_channels[l]`` is the channel count of the backbone map feeding level ``l`` (2..5).
+    ``light_levels``: levels whose 3x3 merge conv is depthwise-separable (P2 at stride 4 holds
+    most of the neck's multiply-adds).
     """
 
-    def __init__(self, in_channels: dict[int, int], out_channels: int, levels: tuple[int, ...]):
+    def __init__(self, in_channels: dict[int, int], out_channels: int, levels: tuple[int, ...],
+                 light_levels: tuple[int, ...] = ()):
         super().__init__()
         leaky = _leaky(out_channels)
         self.levels = tuple(sorted(levels))
@@ -29,7 +32,10 @@ class FPN(nn.Module):
         if not self.pyramid or self.levels != tuple(range(self.levels[0], self.levels[-1] + 1)):
             raise ValueError(f"FPN levels must be consecutive and include one of P2..P5, got {levels}")
         self.lateral = nn.ModuleDict({f"P{l}": conv_bn(in_channels[l], out_channels, 1, leaky=leaky) for l in self.pyramid})
-        self.merge = nn.ModuleDict({f"P{l}": conv_bn(out_channels, out_channels, 3, leaky=leaky) for l in self.pyramid[:-1]})
+        self.merge = nn.ModuleDict({
+            f"P{l}": (separable_conv_bn if l in light_levels else conv_bn)(out_channels, out_channels, 3, leaky=leaky)
+            for l in self.pyramid[:-1]
+        })
         self.p6 = conv_bn(in_channels[5], out_channels, 3, stride=2, leaky=leaky) if 6 in self.levels else None
 
     def forward(self, c: dict[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
@@ -46,19 +52,24 @@ class FPN(nn.Module):
 
 
 class SSH(nn.Module):
-    """Single Stage Headless context module: parallel 3x3, 5x5 and 7x7 receptive fields (as stacked 3x3s)."""
+    """Single Stage Headless context module: parallel 3x3, 5x5 and 7x7 receptive fields (as stacked 3x3s).
 
-    def __init__(self, channels: int):
+    ``separable``: depthwise-separable 3x3s, the same receptive fields for about a seventh of
+    the multiply-adds (for the stride-4 level of a light neck).
+    """
+
+    def __init__(self, channels: int, separable: bool = False):
         super().__init__()
         if channels % 4:
             raise ValueError(f"SSH needs a channel count divisible by 4, got {channels}")
         leaky = _leaky(channels)
         q = channels // 4
-        self.conv3 = conv_bn(channels, channels // 2, 3, leaky=None)
-        self.conv5_1 = conv_bn(channels, q, 3, leaky=leaky)
-        self.conv5_2 = conv_bn(q, q, 3, leaky=None)
-        self.conv7_2 = conv_bn(q, q, 3, leaky=leaky)
-        self.conv7_3 = conv_bn(q, q, 3, leaky=None)
+        conv = separable_conv_bn if separable else conv_bn
+        self.conv3 = conv(channels, channels // 2, 3, leaky=None)
+        self.conv5_1 = conv(channels, q, 3, leaky=leaky)
+        self.conv5_2 = conv(q, q, 3, leaky=None)
+        self.conv7_2 = conv(q, q, 3, leaky=leaky)
+        self.conv7_3 = conv(q, q, 3, leaky=None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c5 = self.conv5_1(x)
