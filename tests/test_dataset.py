@@ -176,6 +176,9 @@ def test_missing_labels_and_folders(tmp_path):
     write_wider([face_record("a", [])], tmp_path / "train" / "labels.txt")
     with pytest.raises(FileNotFoundError, match="latent folder not found"):
         NestedLatentWiderFaceDataset(tmp_path, "train")
+    save(tmp_path, "a", "latent_12.npy", np.zeros((C, H, W), np.float32))
+    with pytest.raises(ValueError, match="no labelled image has a latent folder with latent_75.npy .*1 folders without"):
+        NestedLatentWiderFaceDataset(tmp_path, "train")
 
 
 def test_paths_and_rate_names(tmp_path):

@@ -135,6 +135,11 @@ class NestedLatentWiderFaceDataset(Dataset):
                 continue
             keys.append(key)
             files.append(available)
+        if not keys:
+            raise ValueError(
+                f"{split_dir}: no labelled image has a latent folder with {' or '.join(self.latent_types)} "
+                f"({len(labels)} labelled images, {len(folders)} latent folders, {len(without_latent)} labelled "
+                f"images without a folder, {len(without_any_rate)} folders without the rate)")
         self.keys: list[str] = keys
         self._files = files
         self.expected_shape = tuple(expected_shape) if expected_shape is not None else self._infer_shape()
@@ -167,8 +172,6 @@ class NestedLatentWiderFaceDataset(Dataset):
             "landmark_label_mismatches": self._landmark_mismatches,
         }
         self._log_summary(without_latent, sorted(folders - set(labels)), without_any_rate)
-        if not keys:
-            raise ValueError(f"{split_dir}: no sample has both labels and a latent {self.latent_types}; {self._summary}")
 
     def _read_labels(self, split_dir: Path) -> dict[str, FaceRecord]:
         wider, lms = split_dir / LABELS_FILE, split_dir / LANDMARKS_FILE
