@@ -134,7 +134,8 @@ def _run(args) -> int:
         ds = NestedLatentWiderFaceDataset(args.dataset_root, args.split, latent_type)
         m = measure_loading_throughput(ds, workers=args.workers, batch_size=args.batch_size, seconds=args.seconds)
         print(f"{m['latents_per_s']:.0f} latents/s ({m['latents']} latents [{', '.join(map(str, ds.expected_shape))}] "
-              f"in {m['seconds']:.1f} s, {m['workers']} workers, batch {m['batch_size']})")
+              f"in {m['seconds']:.1f} s, {m['workers']} workers, batch {m['batch_size']}); "
+              f"CPU time {m['cpu_ms_per_latent']:.2f} ms per latent (workers + main process)")
         return 0
     stats = compute_latent_stats(args.dataset_root, args.split, latent_type)
     out = save_stats(stats, args.output or default_stats_path(args.dataset_root, latent_type))
