@@ -154,7 +154,8 @@ def _best_faces(preds: np.ndarray, boxes: np.ndarray, iou_threshold: float) -> n
 
 
 def _match_set(predictions, ground_truth, iou_threshold):
-    """Ground truth, and per image evaluated (normalised descending scores, best face per prediction).
+    """The ground truth, and for each image that is evaluated (normalised scores in
+    descending order, best face per prediction).
 
     Matching depends on the boxes only, so curves for several ignore masks (size
     buckets, easy/medium/hard) share it.
@@ -418,10 +419,12 @@ def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) ->
         coco_gt.createIndex()
         evaluator = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
         evaluator.params.maxDets = [1, 10, max(100, max(len(p) for p in preds.values()))]
+        # only the all-sizes range is reported: evaluating COCO's small/medium/large too costs 4x
+        evaluator.params.areaRng, evaluator.params.areaRngLbl = evaluator.params.areaRng[:1], ["all"]
         evaluator.evaluate()
         evaluator.accumulate()
     # summarize() hard-codes 100 detections for its first number, so read the table directly
-    precision = evaluator.eval["precision"][:, :, 0, 0, -1]  # [IoU threshold, recall point], all areas
+    precision = evaluator.eval["precision"][:, :, 0, 0, -1]  # [IoU threshold, recall point]
     at_50 = np.isclose(evaluator.params.iouThrs, 0.5)
 
     def mean(values):
@@ -434,12 +437,14 @@ def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) ->
 
 
 def evaluation_report(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any],
-                      gt_dir: str | os.PathLike | None = None) -> dict:
+                      gt_dir: str | os.PathLike | None = None, coco: bool = True) -> dict:
     """Every number of DESIGN section 6 in one JSON-serialisable dict.
 
     Keys: images, faces (counted), ignored_faces, predictions, ap (WIDER protocol),
-    ap_by_size, coco {mAP, AP50}, wider {easy, medium, hard} when ``gt_dir`` holds the
-    official .mat files, and curves {name: {precision, recall}} for :func:`plot_pr_curve`.
+    ap_by_size, coco {mAP, AP50} (unless ``coco=False``: pycocotools takes minutes on
+    hundreds of detections per image over thousands of images), wider {easy, medium,
+    hard} when ``gt_dir`` holds the official .mat files, and curves {name: {precision,
+    recall}} for :func:`plot_pr_curve`.
     """
     gt = _ground_truth_set(ground_truth)
     preds = _prediction_set(predictions, gt)
@@ -451,9 +456,10 @@ def evaluation_report(predictions: Mapping[str, Any], ground_truth: Mapping[str,
         "predictions": int(sum(len(p) for p in preds.values())),
         "ap": voc_ap(recall, precision),
         "ap_by_size": ap_by_size(preds, ground_truth),
-        "coco": coco_map(preds, ground_truth),
         "curves": {"all": {"precision": precision.tolist(), "recall": recall.tolist()}},
     }
+    if coco:
+        report["coco"] = coco_map(preds, ground_truth)
     if gt_dir is not None:
         curves = _subset_curves(preds, load_wider_mat(gt_dir))
         report["wider"] = {subset: voc_ap(r, p) for subset, (p, r) in curves.items()}

@@ -330,6 +330,7 @@ def test_evaluation_report_and_plot(tmp_path):
     assert report["ap_by_size"]["medium"] == {"ap": 1.0, "faces": 2}
     assert report["coco"]["mAP"] == pytest.approx(1.0)
     assert "wider" not in report and len(report["curves"]["all"]["precision"]) == 1000
+    assert "coco" not in evaluation_report(preds, truth, coco=False)
     for target, curves in [("report.png", report), ("tuple.png", wider_pr_curve(preds, truth))]:
         path = plot_pr_curve(curves, tmp_path / "plots" / target)
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
