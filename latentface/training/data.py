@@ -1,0 +1,96 @@
+"""Datasets and loaders for training, with data order and augmentation that a resume reproduces.
+
+The order of an epoch is a function of (seed, epoch) (``DistributedSampler``), and every
+sample's augmentation draws from a ``torch`` generator seeded by (seed, epoch, index). A run
+resumed at any step therefore sees exactly the batches the uninterrupted run would have
+seen, whatever the number of DataLoader workers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from latentface.data.augment import Compose, RandomHorizontalFlip, RandomLatentCrop
+from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces
+from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFaceDataset
+from latentface.training.config import TrainConfig, TrainingError
+
+
+def latent_types(config: TrainConfig):
+    """``--latent_type`` as the dataset takes it: one name, a list (comma-separated) or 'mixed'."""
+    return config.latent_type.split(",") if "," in config.latent_type else config.latent_type
+
+
+def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
+    """(train, val) of the configured input kind, the training split augmented when asked."""
+    root = Path(config.dataset_root)
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise TrainingError(
+                f"dataset split not found: {root / split} (--dataset_root {config.dataset_root} must hold train/ and "
+                "val/ in the retina-modify layout; `latentface synth` writes a synthetic one)")
+    if config.input == "rgb":
+        train, val = RGBWiderFaceDataset(root, "train"), RGBWiderFaceDataset(root, "val")
+        cells = (train.image_size[1] // 16, train.image_size[0] // 16)
+        flip, crop = RandomImageFlip(0.5), RandomImageCrop
+    else:
+        rates = latent_types(config)
+        train = NestedLatentWiderFaceDataset(root, "train", rates)
+        val = NestedLatentWiderFaceDataset(root, "val", rates, expected_shape=train.expected_shape)
+        cells = train.expected_shape[1:]
+        # The built-in codec has an exact flip (sign changes inside the cells); JPEG AI latents are mirrored as they are.
+        flip, crop = RandomHorizontalFlip(0.5, channel_signs=train.codec), RandomLatentCrop
+    if config.augment:
+        transforms = [flip]
+        if config.crop < 1:
+            transforms.append(crop(tuple(max(1, round(config.crop * c)) for c in cells)))
+        train.transform = Compose(transforms)
+    return train, val
+
+
+class SeededSamples(Dataset):
+    """Wraps a dataset so that item (epoch, index) is drawn with torch's RNG seeded by (seed, epoch, index)."""
+
+    def __init__(self, dataset: Dataset, seed: int):
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, item):
+        epoch, index = item if isinstance(item, tuple) else (0, item)
+        state = np.random.SeedSequence([self.seed, epoch, index]).generate_state(2, np.uint64)[0]
+        torch.default_generator.manual_seed(int(state))
+        return self.dataset[index]
+
+
+class EpochSampler(DistributedSampler):
+    """This process's share of the epoch's (seed, epoch) order, as (epoch, index) pairs; ``skip`` drops a prefix."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.skip = 0
+
+    def __iter__(self):
+        return ((self.epoch, index) for index in list(super().__iter__())[self.skip:])
+
+    def __len__(self) -> int:
+        return max(0, self.num_samples - self.skip)
+
+
+def build_loaders(train: Dataset, val: Dataset, config: TrainConfig, rank: int, world_size: int, pin_memory: bool):
+    """(train loader, its EpochSampler, val loader). Training drops the last partial batch."""
+    sampler = EpochSampler(train, world_size, rank, config.seed)
+    if sampler.num_samples < config.batch_size:
+        raise TrainingError(
+            f"{config.dataset_root}/train has {len(train)} samples ({sampler.num_samples} per process), fewer than "
+            f"--batch_size {config.batch_size}: lower --batch_size")
+    common = dict(num_workers=config.workers, collate_fn=collate_faces, pin_memory=pin_memory,
+                  persistent_workers=config.workers > 0)
+    train_loader = DataLoader(SeededSamples(train, config.seed), batch_size=config.batch_size, sampler=sampler,
+                              drop_last=True, generator=torch.Generator().manual_seed(config.seed), **common)
+    val_loader = DataLoader(SeededSamples(val, config.seed), batch_size=config.batch_size, shuffle=False, **common)
+    return train_loader, sampler, val_loader

@@ -1,0 +1,555 @@
+"""The training loop: SGD with warm-up and cosine decay, AMP, clipping, a non-finite guard,
+validation by the WIDER protocol, exact resume, clean stops on SIGINT/SIGTERM, and DDP.
+
+Checkpoint keys: ``model`` (state dict), ``config`` (``model.config``: ``detect`` needs no
+architecture flags), ``epoch`` (epochs finished), ``epoch_step`` (steps done in the next),
+``step`` (all steps), ``metrics`` (per-epoch rows), ``train_config``, ``best``; the resumable
+``last.pth`` adds ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``meters``,
+``nonfinite_steps``, ``elapsed_s`` and ``wandb_id``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import signal
+import sys
+import threading
+import time
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from latentface.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from latentface.data.layout import image_path
+from latentface.evaluate import wider_ap
+from latentface.loss import MultiBoxLoss
+from latentface.postprocess import DISPLAY_CONF, EVAL_CONF, postprocess
+from latentface.training.config import (
+    TrainConfig, TrainingError, architecture, build_model_from_config, merge_for_resume, resolved,
+)
+from latentface.training.data import build_datasets, build_loaders, latent_types
+from latentface.training.distributed import Processes
+from latentface.training.records import LOSS_PARTS, Tracker, draw_boxes, plot_curves, write_metrics_csv
+
+LAST, BEST, FINAL = "last.pth", "best.pth", "weight_final.pth"
+
+
+def train(config: TrainConfig) -> Path:
+    """Train as ``config`` says (under ``torchrun``: one process of a DDP run); returns the run directory."""
+    config.validate()
+    procs = Processes.start(config.device)
+    try:
+        return _Run(config, procs).fit()
+    finally:
+        procs.close()
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int, final: float):
+    """LR factor per step: linear warm-up to 1 over ``warmup_steps``, then cosine down to ``final`` at ``total_steps``."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return factor
+
+
+def parameters_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's name and bytes: equal digests mean identical weights."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def resume_path(path: str) -> Path:
+    """A run directory means its last.pth."""
+    p = Path(path)
+    return p / LAST if p.is_dir() else p
+
+
+def _rng_state() -> dict:
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
+                       "has_gauss": has_gauss, "cached": cached}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM (e.g. a Kaggle session ending) ask for a clean stop after the current step.
+
+    A second signal of the same kind acts as usual (interrupts at once).
+    """
+
+    def __init__(self, log):
+        self.received: str | None = None
+        self._previous: dict = {}
+        self._log = log
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signal.Signals(signum).name
+        signal.signal(signum, self._previous[signum])
+        self._log(f"{self.received} received: finishing this step and saving a resumable checkpoint "
+                  "(send it again to stop at once)")
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+class _Run:
+    def __init__(self, config: TrainConfig, procs: Processes):
+        self.procs = procs
+        self.device = procs.device
+        payload = None
+        if config.resume:
+            source = resume_path(config.resume)
+            payload = load_checkpoint(source)
+            if "optimizer" not in payload or "train_config" not in payload:
+                raise CheckpointError(f"{source}: holds weights but no training state; resume from a run's {LAST}, "
+                                      "or start a new run from these weights with --weight")
+            config = merge_for_resume(config, payload["train_config"], source).validate()
+        self.config = config
+        # A bad --weight file should fail now, not after the data has been scanned.
+        start = load_checkpoint(config.weight) if config.weight and payload is None else None
+        self.log(f"latentface train: {config.input} input, process {procs.rank + 1}/{procs.world_size} on {self.device}")
+        _seed_everything(config.seed)
+        if config.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = not config.deterministic
+
+        self.train_set, self.val_set = build_datasets(config)
+        self.train_loader, self.sampler, self.val_loader = build_loaders(
+            self.train_set, self.val_set, config, procs.rank, procs.world_size, pin_memory=self.device.type == "cuda")
+        self.steps_per_epoch = self.sampler.num_samples // config.batch_size
+        self.total_steps = config.epochs * self.steps_per_epoch
+
+        in_channels = 3 if config.input == "rgb" else self.train_set.expected_shape[0]
+        model = build_model_from_config(config, in_channels)
+        if payload is not None:
+            self._check_architecture(payload["config"], model.config, source)
+            load_weights(model, payload["model"], source)
+            self.stats = None
+        else:
+            self.stats = self._stats(in_channels)
+            if start is not None:
+                self._check_architecture(start["config"], model.config, config.weight)
+                load_weights(model, start["model"], config.weight)
+                self.log(f"starting from the weights of {config.weight}")
+            if self.stats is not None:
+                model.set_normalization(self.stats["mean"], self.stats["std"])
+        if config.freeze:
+            model.freeze_backbone()
+        model.to(self.device)
+        if config.sync_bn and procs.distributed:
+            if self.device.type == "cuda":
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                self.log("--sync_bn ignored: SyncBatchNorm needs GPUs; BatchNorm statistics stay per process")
+        self.raw_model = model
+        self.model = (DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                      if procs.distributed else model)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum,
+                                         weight_decay=config.weight_decay)
+        warmup = round(config.warmup * self.total_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(self.total_steps, warmup, config.final_lr))
+        self.amp = config.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        self.criterion = MultiBoxLoss()
+        self._anchor_cache: dict = {}
+
+        self.epoch = self.epoch_step = self.step = 0
+        self.nonfinite = self.consecutive_nonfinite = 0
+        self.elapsed = 0.0
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.meters = _Meters()
+        self.wandb_id = None
+        if payload is not None:
+            self.run_dir = source.parent
+            self._restore(payload, source)
+        else:
+            self.run_dir = self._new_run_dir()
+        self.tracker = None
+
+    # ------------------------------------------------------------------------------ set-up
+    def log(self, message: str) -> None:
+        if self.procs.is_main:
+            tqdm.write(message, file=sys.stderr)
+
+    def _stats(self, channels: int) -> dict | None:
+        """Latent normalisation: --stats, else computed from the training split (rank 0, shared)."""
+        cfg = self.config
+        if cfg.input == "rgb":
+            return None
+        from latentface.data.stats import compute_latent_stats, load_stats
+
+        if cfg.stats:
+            try:
+                stats = load_stats(cfg.stats, channels)
+            except (OSError, ValueError) as exc:
+                raise TrainingError(f"--stats: {exc}") from None
+            if stats.get("latent_type") not in (None, cfg.latent_type):
+                self.log(f"note: {cfg.stats} was computed for {stats['latent_type']}, this run reads {cfg.latent_type}")
+            return stats
+        stats = None
+        if self.procs.is_main:
+            self.log(f"computing latent statistics of {cfg.dataset_root}/train ({cfg.latent_type}) for normalisation")
+            stats = compute_latent_stats(cfg.dataset_root, "train", latent_types(cfg), progress=cfg.progress)
+        return self.procs.broadcast(stats)
+
+    @staticmethod
+    def _check_architecture(saved: dict, wanted: dict, source) -> None:
+        diff = {k: (saved.get(k), wanted.get(k)) for k in dict.fromkeys([*saved, *wanted]) if saved.get(k) != wanted.get(k)}
+        if diff:
+            details = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} asked for" for k, (a, b) in diff.items())
+            raise CheckpointError(f"{source}: a different model architecture ({details})")
+
+    def _new_run_dir(self) -> Path:
+        cfg = self.config
+        run_dir = None
+        if self.procs.is_main:
+            run_dir = Path(cfg.out) / (cfg.name or datetime.now().strftime("%Y%m%d-%H%M%S"))
+            if not cfg.name:  # two runs started in the same second must not share a directory
+                stem, n = run_dir, 1
+                while run_dir.exists():
+                    n += 1
+                    run_dir = stem.with_name(f"{stem.name}-{n}")
+            if (run_dir / LAST).exists():
+                raise TrainingError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
+                                    "or choose another --name")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            saved = dataclasses.replace(resolved(cfg), resume=None)
+            (run_dir / "config.json").write_text(json.dumps(saved.to_dict(), indent=1))
+            # The normalisation the model uses; for RGB the ImageNet statistics it has built in.
+            stats = self.stats or {"mean": self.raw_model.input_mean.tolist(), "std": self.raw_model.input_std.tolist(),
+                                   "count": 0, "latent_type": "rgb (ImageNet statistics, 0..255 pixels)"}
+            (run_dir / "stats.json").write_text(json.dumps(stats, indent=1))
+            self.log(f"run directory: {run_dir}")
+        return Path(self.procs.broadcast(str(run_dir)))
+
+    def _restore(self, payload: dict, source: Path) -> None:
+        try:
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            if self.amp:
+                self.scaler.load_state_dict(payload["scaler"])
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"{source}: its optimizer state does not fit this run ({exc}); "
+                                  "was --freeze changed?") from None
+        self.epoch, self.epoch_step, self.step = payload["epoch"], payload["epoch_step"], payload["step"]
+        self.history, self.best = list(payload["metrics"]), payload.get("best")
+        self.nonfinite, self.elapsed = payload["nonfinite_steps"], payload["elapsed_s"]
+        self.meters = _Meters(**payload["meters"])
+        self.wandb_id = payload.get("wandb_id")
+        _set_rng_state(payload["rng"])
+        if self.epoch_step > self.steps_per_epoch:
+            raise TrainingError(f"{source}: saved at step {self.epoch_step} of an epoch, but an epoch now has "
+                                f"{self.steps_per_epoch} steps (--batch_size or the dataset changed)")
+        self.log(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.epoch_step} of "
+                 f"{self.steps_per_epoch} ({self.step} steps done)")
+
+    # ------------------------------------------------------------------------------ training
+    def fit(self) -> Path:
+        cfg = self.config
+        if self.procs.is_main:
+            enabled, why_off = Tracker.wanted(cfg.no_wandb)
+            self.tracker = Tracker(enabled, why_off, cfg.wandb_project, self.run_dir.name, self.run_dir,
+                                   cfg.to_dict(), self.wandb_id, log=self.log)
+            self.wandb_id = self.tracker.run_id
+        try:
+            with StopSignals(self.log) as signals:
+                finished = self._loop(signals)
+            if finished:
+                self._finish()
+        finally:
+            if self.tracker is not None:
+                self.tracker.finish()
+        return self.run_dir
+
+    def _loop(self, signals: StopSignals) -> bool:
+        """Train until the last epoch, --max_steps or --time_budget (True), or a stop signal (False)."""
+        cfg = self.config
+        self.model.train()
+        stop = None
+        while self.epoch < cfg.epochs and stop is None:
+            self.sampler.set_epoch(self.epoch)
+            self.sampler.skip = self.epoch_step * cfg.batch_size
+            bar = tqdm(total=self.steps_per_epoch, initial=self.epoch_step, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                       unit="step", disable=not (cfg.progress and self.procs.is_main), leave=False, dynamic_ncols=True)
+            session_start, images = time.perf_counter(), 0
+            if self.epoch_step < self.steps_per_epoch:  # a resume may land just after the epoch's last step
+                self._tick = session_start
+                for inputs, targets in self.train_loader:
+                    stop = self._step(inputs, targets, signals)
+                    now = time.perf_counter()
+                    self.elapsed += now - self._tick  # data loading included, validation not
+                    self._tick = now
+                    images += len(inputs) * self.procs.world_size
+                    rate = images / (now - session_start)
+                    bar.update()
+                    bar.set_postfix(self.meters.postfix(lr=self.optimizer.param_groups[0]["lr"], img_s=rate), refresh=False)
+                    if stop is not None:
+                        break
+            bar.close()
+            self.meters.images_per_s = images / max(time.perf_counter() - session_start, 1e-9) if images else 0.0
+            if stop == "signal":
+                self._save()
+                self.log(f"stopped by {signals.received} at epoch {self.epoch + 1}, step {self.epoch_step}: "
+                         f"continue with --resume {self.run_dir}")
+                return False
+            self._end_epoch(final=stop is not None or self.epoch + 1 == cfg.epochs)
+            if stop is not None:
+                self.log(f"stopped: {stop} reached after {self.step} steps")
+        return True
+
+    def _anchors(self, x: torch.Tensor) -> torch.Tensor:
+        key = tuple(x.shape[-2:])
+        if key not in self._anchor_cache:
+            self._anchor_cache[key] = self.raw_model.anchors(x)
+        return self._anchor_cache[key]
+
+    def _step(self, inputs: torch.Tensor, targets: list[dict], signals: StopSignals) -> str | None:
+        """One optimisation step; returns why training must stop now, if it must."""
+        cfg = self.config
+        x = inputs.to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            outputs = self.model(x)
+        losses = self.criterion(outputs, targets, self._anchors(x))
+        loss = losses["total"]
+        # Backward runs even on a non-finite loss: every DDP rank must join the gradient all-reduce.
+        self.scaler.scale(loss).backward()
+        over_budget = cfg.time_budget is not None and self.elapsed + time.perf_counter() - self._tick >= cfg.time_budget
+        flags = self.procs.max(torch.tensor(
+            [float(not torch.isfinite(loss)), float(signals.received is not None), float(over_budget)], device=self.device))
+        skipped = bool(flags[0])
+        if not skipped:
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad)
+            skipped = not bool(torch.isfinite(grad_norm))  # identical on every rank: gradients are all-reduced
+            if not skipped:
+                self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        with warnings.catch_warnings():  # a skipped first step is deliberate: the schedule still advances
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before", UserWarning)
+            self.scheduler.step()
+        self.step += 1
+        self.epoch_step += 1
+        if skipped:
+            self.nonfinite += 1
+            self.consecutive_nonfinite += 1
+            self.log(f"step {self.step}: non-finite loss or gradient, step skipped ({self.nonfinite} so far)")
+            if self.consecutive_nonfinite > cfg.max_nonfinite:
+                self._save()
+                raise TrainingError(
+                    f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or gradient (epoch "
+                    f"{self.epoch + 1}, step {self.step}); training stopped. Lower --lr (now {cfg.lr}) or check the "
+                    f"data; the state is saved in {self.run_dir / LAST}")
+        else:
+            self.consecutive_nonfinite = 0
+            self.meters.add({k: float(v.detach()) for k, v in losses.items()}, len(inputs))
+        if flags[1]:
+            return "signal"
+        if cfg.max_steps is not None and self.step >= cfg.max_steps:
+            return f"--max_steps {cfg.max_steps}"
+        if flags[2]:
+            return f"--time_budget {cfg.time_budget:g} s"
+        return None
+
+    # ------------------------------------------------------------------------------ epochs
+    def _end_epoch(self, final: bool) -> None:
+        """Validate when due, record the epoch's row, write checkpoints; a partial epoch gives a fractional row."""
+        cfg = self.config
+        complete = self.epoch_step >= self.steps_per_epoch
+        due = complete and (self.epoch + 1) % cfg.val_every == 0
+        train = self.procs.sum(torch.tensor([*self.meters.sums(), self.meters.count], dtype=torch.float64,
+                                            device=self.device)).tolist()
+        val, images = self._validate() if (due or final) and self.procs.is_main else (None, [])
+        row = {
+            "epoch": round(self.epoch + self.epoch_step / self.steps_per_epoch, 4), "step": self.step,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            **{f"train_{k}": (train[i] / train[-1] if train[-1] else None) for i, k in enumerate(LOSS_PARTS)},
+            **(val or {}),
+            "nonfinite_steps": self.nonfinite, "images_per_s": round(self.meters.images_per_s, 2),
+            "elapsed_s": round(self.elapsed, 1),
+        }
+        if self.history and self.history[-1]["epoch"] > self.epoch:  # the partial row of this epoch, before a resume
+            self.history.pop()
+        self.history.append(row)
+        improved = val is not None and self._is_best(val)
+        finished_epoch = self.epoch + 1
+        if complete:
+            self.epoch, self.epoch_step = self.epoch + 1, 0
+            self.meters = _Meters()
+        if self.procs.is_main:
+            if complete:
+                self._save_weights(self.run_dir / f"epoch_{finished_epoch:03d}.pth")
+                self._prune_epochs()
+            if improved:
+                self._save_weights(self.run_dir / BEST)
+            self._save()
+            write_metrics_csv(self.history, self.run_dir / "metrics.csv")
+            plot_curves(self.history, self.run_dir / "curves.png")
+            self.tracker.log({"epoch": row["epoch"], "lr": row["lr"],
+                              **{f"train/{k}": row[f"train_{k}"] for k in LOSS_PARTS},
+                              **{f"val/{k[4:]}": v for k, v in (val or {}).items()}}, step=self.step)
+            self.tracker.log_images(images, step=self.step)
+            ap = row.get("val_ap")
+            self.log(f"epoch {row['epoch']:g}: train loss {row['train_total'] or float('nan'):.4f}"
+                     + (f", val loss {row['val_total']:.4f}, val AP {ap:.4f}" if val else "")
+                     + (" (best)" if improved else ""))
+        self.procs.barrier()
+
+    def _is_best(self, val: dict) -> bool:
+        """Highest validation AP; validation loss decides while AP is undefined (a validation set without faces)."""
+        ap = val["val_ap"] if val["val_ap"] is not None and math.isfinite(val["val_ap"]) else -math.inf
+        score = [ap, -val["val_total"]]
+        if self.best is None or score > self.best["score"]:
+            self.best = {"score": score, "epoch": self.epoch + self.epoch_step / self.steps_per_epoch, "step": self.step}
+            return True
+        return False
+
+    @torch.no_grad()
+    def _validate(self) -> tuple[dict, list]:
+        """Validation loss and WIDER AP over the whole validation split (rank 0), plus a few drawn images."""
+        model = self.raw_model
+        model.eval()
+        sums, count, predictions, shown = torch.zeros(4, dtype=torch.float64), 0, {}, []
+        for inputs, targets in tqdm(self.val_loader, desc="validate", unit="batch", leave=False,
+                                    disable=not self.config.progress):
+            x = inputs.to(self.device, non_blocking=True)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+                outputs = model(x)
+            anchors = self._anchors(x)
+            losses = self.criterion(outputs, targets, anchors)
+            sums += torch.tensor([float(losses[k]) for k in LOSS_PARTS], dtype=torch.float64) * len(x)
+            count += len(x)
+            for i, (det, target) in enumerate(zip(postprocess(outputs, anchors, EVAL_CONF), targets)):
+                pred = torch.cat([det["boxes"], det["scores"][:, None]], 1).cpu().numpy()
+                predictions[target["key"]] = pred
+                if len(shown) < self.config.val_images:
+                    picture = self._picture(inputs[i], target, pred)
+                    if picture is not None:
+                        shown.append((target["key"], picture))
+        model.train()
+        try:
+            ap = wider_ap(predictions, self.val_set.records)
+        except ValueError as exc:  # no face to evaluate: AP is undefined, the loss still ranks epochs
+            self.log(f"validation AP undefined: {exc}")
+            ap = None
+        return {"val_" + k: float(v) for k, v in zip(LOSS_PARTS, sums / max(count, 1))} | {"val_ap": ap}, shown
+
+    def _picture(self, inputs: torch.Tensor, target: dict, pred: np.ndarray) -> np.ndarray | None:
+        """The validation image with boxes drawn, when an image exists (RGB input, or a PNG beside the latent)."""
+        if self.tracker is None or self.tracker.run is None:
+            return None
+        if self.config.input == "rgb":
+            image = inputs.permute(1, 2, 0).clamp(0, 255).byte().numpy()
+        else:
+            path = image_path(self.config.dataset_root, "val", target["key"])
+            if not path.is_file():
+                return None
+            from latentface.data.images import load_image
+
+            image = load_image(path).permute(1, 2, 0).byte().numpy()
+        return draw_boxes(image, pred[pred[:, 4] >= DISPLAY_CONF], target["boxes"].numpy())
+
+    # ------------------------------------------------------------------------------ checkpoints
+    def _weights_payload(self) -> dict:
+        return {
+            "model": self.raw_model.state_dict(), "config": self.raw_model.config,
+            "epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step,
+            "metrics": list(self.history), "train_config": self.config.to_dict(), "best": self.best,
+        }
+
+    def _save_weights(self, path: Path) -> None:
+        save_checkpoint(self._weights_payload(), path)
+
+    def _save(self) -> None:
+        """last.pth: everything needed to continue exactly where this step left off (rank 0)."""
+        if not self.procs.is_main:
+            return
+        payload = self._weights_payload()
+        payload.update(
+            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(), rng=_rng_state(), meters=dataclasses.asdict(self.meters),
+            nonfinite_steps=self.nonfinite, elapsed_s=self.elapsed, wandb_id=self.wandb_id,
+        )
+        save_checkpoint(payload, self.run_dir / LAST)
+
+    def _prune_epochs(self) -> None:
+        if self.config.keep_epochs > 0:
+            for old in sorted(self.run_dir.glob("epoch_*.pth"))[: -self.config.keep_epochs]:
+                old.unlink()
+
+    def _finish(self) -> None:
+        """weight_final.pth, and under DDP a check that every rank ends with the same weights (ranks.json)."""
+        digests = self.procs.gather(parameters_digest(self.raw_model))
+        if self.procs.is_main:
+            self._save_weights(self.run_dir / FINAL)
+            if self.procs.distributed:
+                same = len(set(digests)) == 1
+                (self.run_dir / "ranks.json").write_text(json.dumps(
+                    {"world_size": self.procs.world_size, "parameters_sha256": digests, "identical": same}, indent=1))
+                self.log("weights identical on all ranks" if same else f"WARNING: ranks ended with different weights: {digests}")
+            self.log(f"done: {self.run_dir / FINAL}")
+        self.procs.barrier()
+
+
+@dataclasses.dataclass
+class _Meters:
+    """Running sums of the loss components over this epoch's finite steps (per image)."""
+
+    total: float = 0.0
+    box: float = 0.0
+    cls: float = 0.0
+    landmark: float = 0.0
+    count: int = 0
+    images_per_s: float = 0.0
+
+    def add(self, losses: dict, n: int) -> None:
+        for k in LOSS_PARTS:
+            setattr(self, k, getattr(self, k) + losses[k] * n)
+        self.count += n
+
+    def sums(self) -> list[float]:
+        return [getattr(self, k) for k in LOSS_PARTS]
+
+    def postfix(self, **extra) -> dict:
+        shown = {k: f"{getattr(self, k) / self.count:.3f}" for k in LOSS_PARTS if self.count}
+        return {**shown, "lr": f"{extra['lr']:.2e}", "img/s": f"{extra['img_s']:.1f}"}
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

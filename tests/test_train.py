@@ -1,0 +1,222 @@
+"""Training: steps reduce the loss, checkpoints, exact resume after SIGTERM, the non-finite guard, bad input."""
+import csv
+import json
+import math
+import os
+import signal
+
+import pytest
+import torch
+
+from latentface.checkpoint import CheckpointError, model_from_checkpoint, save_checkpoint
+from latentface.cli import build_parser
+from latentface.data.synth import generate_dataset
+from latentface.detect import Detector
+from latentface.loss import MultiBoxLoss
+from latentface.train import TrainConfig, TrainingError, build_model_from_config, run, train
+from latentface.training.config import config_from_args, read_config_file
+from latentface.training.loop import warmup_cosine
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared CPU: one thread is the fastest and keeps runs bitwise reproducible."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """8 training and 4 validation images of 64x64 pixels: latents [256, 4, 4]."""
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    generate_dataset(root, n_train=8, n_val=4, size=64, rates=(75,), seed=3, progress=False)
+    return root
+
+
+def config(dataset, out, **overrides) -> TrainConfig:
+    base = dict(dataset_root=str(dataset), preset="fast", out_channels=16, batch_size=2, epochs=2, lr=0.01,
+                workers=0, out=str(out), name="run", no_wandb=True, progress=False, deterministic=True)
+    return TrainConfig(**{**base, **overrides})
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+class TrainingLossHook:
+    """Wraps MultiBoxLoss.forward; ``action(call_number, losses)`` runs on every training-time call."""
+
+    def __init__(self, monkeypatch, action):
+        self.calls = 0
+        original = MultiBoxLoss.forward
+
+        def forward(loss_self, outputs, targets, anchors):
+            losses = original(loss_self, outputs, targets, anchors)
+            if torch.is_grad_enabled():  # training, not validation
+                self.calls += 1
+                losses = action(self.calls, losses) or losses
+            return losses
+
+        monkeypatch.setattr(MultiBoxLoss, "forward", forward)
+
+
+def test_steps_reduce_loss_and_write_loadable_checkpoints(dataset, tmp_path):
+    # One full-batch step per epoch: each epoch's train loss is the loss of the weights before that step.
+    run_dir = train(config(dataset, tmp_path, batch_size=8, epochs=4, lr=0.03, warmup=0, augment=False, val_every=100))
+    rows = read_metrics(run_dir)
+    assert [float(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    losses = [float(r["train_total"]) for r in rows]
+    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.95 * losses[0], losses
+    assert all(r["val_ap"] == "" for r in rows[:-1]) and 0 <= float(rows[-1]["val_ap"]) <= 1  # validated at the end
+
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"config.json", "stats.json", "last.pth", "best.pth", "weight_final.pth", "metrics.csv", "curves.png",
+            *(f"epoch_{e:03d}.pth" for e in range(1, 5))} <= names
+    payload = torch.load(run_dir / "last.pth", weights_only=True)
+    assert {"model", "config", "epoch", "step", "optimizer", "scheduler", "scaler", "rng", "train_config",
+            "metrics"} <= set(payload)
+    assert (payload["epoch"], payload["epoch_step"], payload["step"]) == (4, 0, 4)
+    assert payload["config"] == dict(kind="latent", backbone="resnet18", bridge="context", out_channels=16,
+                                     in_channels=256, anchors="default", blocks=1, light_p2=True)  # "fast", 16 wide
+    # The weights-only checkpoints rebuild the model with no architecture flags and detect.
+    model, final = model_from_checkpoint(run_dir / "weight_final.pth")
+    assert "optimizer" not in final and final["step"] == 4
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), payload["model"].values()))
+    stats = json.loads((run_dir / "stats.json").read_text())
+    assert torch.allclose(model.input_std, torch.tensor(stats["std"]))
+    dets = Detector.from_checkpoint(run_dir / "best.pth", device="cpu")(torch.zeros(256, 4, 4))
+    assert dets[0]["boxes"].shape[1] == 4
+    # config.json holds the resolved architecture and reads back as a --config file.
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert (saved["model"], saved["bridge"], saved["out_channels"], saved["resume"]) == ("resnet18", "context", 16, None)
+    args = build_parser(["train"]).parse_args(["train", "--config", str(run_dir / "config.json")])
+    assert config_from_args(args) == TrainConfig(**saved)
+
+
+def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(dataset, tmp_path, monkeypatch):
+    # 8 images, batch 2: 4 steps per epoch, with flip + crop augmentation.
+    uninterrupted = train(config(dataset, tmp_path, name="a", max_steps=6))
+
+    def sigterm_at_step_5(call, losses):
+        if call == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    hook = TrainingLossHook(monkeypatch, sigterm_at_step_5)
+    stopped = train(config(dataset, tmp_path, name="b"))
+    assert hook.calls == 5  # finished the step in progress, then stopped
+    saved = torch.load(stopped / "last.pth", weights_only=True)
+    assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (1, 1, 5)  # epoch 2, one step in
+    assert not (stopped / "weight_final.pth").exists() and len(read_metrics(stopped)) == 1
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+    monkeypatch.undo()
+
+    resumed = train(TrainConfig(resume=str(stopped), max_steps=6, progress=False))
+    assert resumed == stopped
+    a = torch.load(uninterrupted / "last.pth", weights_only=True)
+    b = torch.load(resumed / "last.pth", weights_only=True)
+    assert (b["epoch"], b["epoch_step"], b["step"]) == (1, 2, 6)
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    momentum_a = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
+    momentum_b = [s["momentum_buffer"] for s in b["optimizer"]["state"].values()]
+    assert len(momentum_a) == len(momentum_b) > 0
+    assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b))
+    assert a["scheduler"] == b["scheduler"]
+    assert [r["epoch"] for r in read_metrics(resumed)] == [r["epoch"] for r in read_metrics(uninterrupted)] == ["1.0", "1.5"]
+
+
+def test_nonfinite_loss_is_skipped_and_counted(dataset, tmp_path, monkeypatch):
+    def nan_at_step_2(call, losses):
+        if call == 2:
+            return {**losses, "total": losses["total"] * float("nan")}
+
+    TrainingLossHook(monkeypatch, nan_at_step_2)
+    run_dir = train(config(dataset, tmp_path, epochs=1, max_steps=3))
+    payload = torch.load(run_dir / "last.pth", weights_only=True)
+    assert payload["nonfinite_steps"] == 1 and payload["step"] == 3
+    assert all(torch.isfinite(v).all() for v in payload["model"].values() if v.is_floating_point())
+    assert read_metrics(run_dir)[-1]["nonfinite_steps"] == "1"
+
+
+def test_persistent_nonfinite_loss_stops_with_a_clear_message(dataset, tmp_path, monkeypatch):
+    TrainingLossHook(monkeypatch, lambda call, losses: {**losses, "total": losses["total"] + float("inf")})
+    with pytest.raises(TrainingError, match=r"3 consecutive steps had a non-finite loss.*Lower --lr \(now 0.01\)"):
+        train(config(dataset, tmp_path, max_nonfinite=2))
+    saved = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
+    assert saved["nonfinite_steps"] == 3 and saved["step"] == 3
+
+
+def test_time_budget_and_max_steps_stop_cleanly_with_final_weights(dataset, tmp_path):
+    run_dir = train(config(dataset, tmp_path, time_budget=1e-6))
+    payload = torch.load(run_dir / "weight_final.pth", weights_only=True)
+    assert payload["step"] == 1 and payload["epoch_step"] == 1
+    rows = read_metrics(run_dir)
+    assert [r["epoch"] for r in rows] == ["0.25"] and rows[0]["val_ap"] != ""
+
+
+def test_corrupt_or_wrong_architecture_weight_is_named(dataset, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=str(corrupt)):
+        train(config(dataset, tmp_path / "a", weight=str(corrupt)))
+    other = build_model_from_config(TrainConfig(preset="fast", out_channels=32))
+    wrong = save_checkpoint({"model": other.state_dict(), "config": other.config}, tmp_path / "wide.pth")
+    with pytest.raises(CheckpointError, match=rf"{wrong}: a different model architecture \(out_channels: 32 in the "
+                                              r"checkpoint, 16 asked for\)"):
+        train(config(dataset, tmp_path / "b", weight=str(wrong)))
+    # The command line turns it into one line and exit status 2.
+    argv = ["train", "--dataset_root", str(dataset), "--preset", "fast", "--out-channels", "16",
+            "--batch_size", "2", "--weight", str(corrupt), "--out", str(tmp_path / "c"), "--no_wandb",
+            "--no-progress"]
+    assert run(build_parser(argv).parse_args(argv)) == 2
+    err = capsys.readouterr().err
+    assert f"latentface train: error: {corrupt}: not a readable latentface checkpoint" in err and "Traceback" not in err
+
+
+def test_missing_dataset_and_architecture_change_on_resume_are_clear(dataset, tmp_path):
+    with pytest.raises(TrainingError, match=r"dataset split not found: .*nowhere/train"):
+        train(config(tmp_path / "nowhere", tmp_path))
+    run_dir = train(config(dataset, tmp_path, max_steps=1, val_every=100))
+    with pytest.raises(CheckpointError, match=r"last.pth: a different model architecture \(backbone: 'resnet18' in "
+                                              r"the checkpoint, 'resnet34' asked for\)"):
+        train(TrainConfig(resume=str(run_dir), model="resnet34"))  # the run has the "fast" preset's resnet18
+    with pytest.raises(CheckpointError, match="holds weights but no training state"):
+        train(TrainConfig(resume=str(run_dir / "weight_final.pth")))
+    with pytest.raises(TrainingError, match="already holds a run: continue it with --resume"):
+        train(config(dataset, tmp_path))
+
+
+def test_flags_take_both_spellings_and_override_the_config_file(tmp_path):
+    file = tmp_path / "cfg.json"
+    file.write_text(json.dumps({"dataset-root": "from/file", "batch_size": 7, "lr": 0.5, "epochs": 3}))
+    argv = ["train", "--config", str(file), "--batch-size", "3", "--latent_type", "latent_50.npy", "--no-augment",
+            "--no_wandb", "--freeze", "--weight", "w.pth", "--model", "resnet34", "--device", "cpu"]
+    cfg = config_from_args(build_parser(argv).parse_args(argv))
+    assert (cfg.dataset_root, cfg.batch_size, cfg.lr, cfg.epochs) == ("from/file", 3, 0.5, 3)
+    assert (cfg.latent_type, cfg.augment, cfg.no_wandb, cfg.freeze, cfg.weight, cfg.model, cfg.device) == (
+        "latent_50.npy", False, True, True, "w.pth", "resnet34", "cpu")
+    assert cfg.momentum == 0.9 and cfg.weight_decay == 5e-4 and cfg.bridge is None  # the preset's bridge
+    file.write_text(json.dumps({"learning_rate": 1}))
+    with pytest.raises(TrainingError, match=rf"{file}: unknown setting 'learning_rate'"):
+        read_config_file(file)
+    with pytest.raises(TrainingError, match="--batch_size must be at least 1"):
+        TrainConfig(batch_size=0).validate()
+
+
+def test_warmup_then_cosine_schedule():
+    f = warmup_cosine(total_steps=10, warmup_steps=2, final=0.01)
+    assert [f(0), f(1), f(2)] == [0.5, 1.0, 1.0]
+    assert f(6) == pytest.approx(0.01 + 0.99 * 0.5)  # half-way through the decay
+    assert f(10) == pytest.approx(0.01) and f(50) == pytest.approx(0.01)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, f)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([0.05, 0.1, 0.1, 0.1 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi / 8)))])
