@@ -1,0 +1,449 @@
+"""Pick an operating point (score threshold, NMS IoU, top-k, keep) by looking at its effect.
+
+:class:`ThresholdTuner` runs the detector once per validation image and rate and caches
+every candidate above a low score floor *before* NMS. Any operating point is then
+reached without the network, and exactly (see :meth:`ThresholdTuner.detections`):
+
+- greedy NMS on a score-sorted list keeps, among the boxes above a threshold, the same
+  boxes it keeps when run on all of them (a box is only ever suppressed by higher-scored
+  boxes), and pre-NMS top-k of a sorted list commutes with a score threshold;
+- so NMS runs once per (rate, NMS IoU, top-k) and a new score threshold or keep is a
+  prefix cut of the cached result;
+- matching a score-sorted list to the faces is prefix-consistent too (each detection's
+  fate depends only on higher-scored ones), so precision/recall at a new threshold is a
+  sum over cached per-detection outcomes.
+
+Matching follows the WIDER FACE protocol of :mod:`latentface.evaluate` (each detection
+takes its highest-IoU face, +1 pixel convention, IoU >= 0.5; a detection on an ignored
+face neither counts nor penalises; a second detection on a recalled face is a false
+positive), so the operating point sits on the PR curve drawn next to it. Unlike the WIDER
+curve, false positives on images without faces are counted: they are real false alarms
+at the chosen threshold.
+
+The widgets (:meth:`ThresholdTuner.widgets`) import ipywidgets only when called.
+"""
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.ops import batched_nms
+
+from latentface.detect import Detector, predict_dataset
+from latentface.evaluate import iou_plus_one, wider_pr_curve
+from latentface.postprocess import DISPLAY_CONF, EVAL_CONF
+
+#: Candidates kept per image and rate before NMS: also the largest pre-NMS top-k the tuner offers.
+MAX_CANDIDATES = 5000
+
+
+@dataclass
+class _Candidates:
+    """One image's detections above the floor, best first, before NMS."""
+
+    boxes: np.ndarray  # [K, 4] float32 xyxy
+    scores: np.ndarray  # [K] float32, descending
+    landmarks: np.ndarray  # [K, 5, 2] float32
+
+
+def _ground_truth(dataset) -> dict:
+    """{key: record} with .boxes and .ignore: the dataset's label records, else its targets (nothing ignored)."""
+    records = getattr(dataset, "records", None)
+    if records is not None:
+        return {key: records[key] for key in dataset.keys}
+    out = {}
+    for i in range(len(dataset)):
+        target = dataset[i][1]
+        boxes = np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)
+        out[target["key"]] = {"boxes": boxes, "ignore": np.zeros(len(boxes), bool)}
+    return out
+
+
+def _gt_arrays(record) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(record, Mapping):
+        boxes, ignore = record["boxes"], record.get("ignore")
+    else:
+        boxes, ignore = record.boxes, getattr(record, "ignore", None)
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    ignore = np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool).reshape(-1)
+    return boxes, ignore
+
+
+def match_outcomes(boxes: np.ndarray, boxes_gt: np.ndarray, ignore: np.ndarray,
+                   iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Per detection (best first): (is a proposal, recalls a new face), by the WIDER rules.
+
+    A detection whose best face is ignored is not a proposal; the first detection to reach a
+    counted face recalls it; any other proposal is a false positive. Cumulative sums over a
+    prefix give the counts at any score threshold.
+    """
+    n = len(boxes)
+    if n == 0 or len(boxes_gt) == 0:
+        return np.ones(n, bool), np.zeros(n, bool)
+    iou = iou_plus_one(np.asarray(boxes, np.float64), boxes_gt)
+    best = np.where(iou.max(axis=1) >= iou_threshold, iou.argmax(axis=1), -1)
+    hit = best >= 0
+    on_ignored = hit & ignore[np.maximum(best, 0)]
+    counted = np.flatnonzero(hit & ~on_ignored)
+    recalls = np.zeros(n, bool)
+    _, first = np.unique(best[counted], return_index=True)
+    recalls[counted[first]] = True
+    return ~on_ignored, recalls
+
+
+class ThresholdTuner:
+    """Interactive operating-point choice over cached detections (see the module docstring).
+
+    ``datasets``: ``{rate name: dataset}`` (e.g. ``{"latent_75.npy": NestedLatentWiderFaceDataset(...)}``)
+    or one dataset. The detector's model runs once per image and rate, on first use of that rate.
+    ``floor``: candidates at or below this score are never cached, so ``conf`` must be >= floor.
+    Options: ``floor``, ``max_candidates`` (cap per image, the largest ``topk``), the starting
+    ``conf``, ``nms``, ``topk``, ``keep`` (the detector's unless given), ``iou_threshold`` (matching).
+    """
+
+    def __init__(self, detector: Detector, datasets, *, batch_size: int = 8, progress: bool = False, **options):
+        if not isinstance(datasets, Mapping):
+            datasets = {(getattr(datasets, "latent_types", None) or ["latent"])[0]: datasets}
+        if not datasets:
+            raise ValueError("ThresholdTuner needs at least one validation dataset")
+        self.detector, self.datasets = detector, dict(datasets)
+        self.batch_size, self.progress = batch_size, progress
+        options.setdefault("nms", detector.nms)
+        options.setdefault("topk", min(detector.top_k, options.get("max_candidates", MAX_CANDIDATES)))
+        options.setdefault("keep", detector.keep)
+        self._setup({rate: _ground_truth(ds) for rate, ds in self.datasets.items()}, **options)
+
+    def _setup(self, ground_truth: Mapping[str, Mapping[str, object]], floor: float = EVAL_CONF,
+               max_candidates: int = MAX_CANDIDATES, conf: float = DISPLAY_CONF, nms: float = 0.4,
+               topk: int = MAX_CANDIDATES, keep: int = 750, iou_threshold: float = 0.5) -> None:
+        if not 0 <= floor < 1:
+            raise ValueError(f"floor must be in [0, 1), got {floor}")
+        self.ground_truth = {rate: dict(records) for rate, records in ground_truth.items()}
+        self.rates = list(self.ground_truth)
+        self.keys = {rate: list(records) for rate, records in self.ground_truth.items()}
+        self._faces = {rate: int(sum((~_gt_arrays(r)[1]).sum() for r in records.values()))
+                       for rate, records in self.ground_truth.items()}
+        self.floor, self.max_candidates, self.iou_threshold = float(floor), int(max_candidates), iou_threshold
+        self._candidates: dict[str, dict[str, _Candidates]] = {}
+        self._nms_cache: dict[tuple, dict[str, np.ndarray]] = {}
+        self._match_cache: dict[tuple, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+        self._curve_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._pictures: dict[tuple, tuple[np.ndarray, str]] = {}
+        self.detection_seconds: dict[str, float] = {}
+        self.conf, self.nms, self.topk, self.keep = self.floor, 0.4, self.max_candidates, 750
+        self.rate, self.image = self.rates[0], 0
+        self.set(conf=conf, nms=nms, topk=topk, keep=keep)
+
+    @classmethod
+    def from_candidates(cls, candidates: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+                        ground_truth: Mapping[str, Mapping[str, object]], **kwargs) -> "ThresholdTuner":
+        """A tuner over given candidates ``{rate: {key: {"boxes", "scores", "landmarks"}}}`` (no model).
+
+        ``ground_truth``: ``{rate: {key: record}}`` with ``.boxes``/``.ignore`` (or dicts with those keys).
+        Candidates at or below ``floor`` are dropped, the rest sorted best first and capped.
+        """
+        tuner = cls.__new__(cls)
+        tuner.detector, tuner.datasets = None, {}
+        tuner._setup({rate: ground_truth[rate] for rate in candidates}, **kwargs)
+        for rate, per_image in candidates.items():
+            tuner._candidates[rate] = {}
+            for key in tuner.keys[rate]:
+                det = per_image.get(key, {})
+                scores = np.asarray(det.get("scores", ()), np.float32).reshape(-1)
+                boxes = np.asarray(det.get("boxes", ()), np.float32).reshape(-1, 4)
+                lms = det.get("landmarks")
+                lms = np.zeros((len(scores), 5, 2), np.float32) if lms is None else np.asarray(lms, np.float32).reshape(-1, 5, 2)
+                order = np.argsort(-scores, kind="stable")
+                order = order[scores[order] > tuner.floor][: tuner.max_candidates]
+                tuner._candidates[rate][key] = _Candidates(boxes[order], scores[order], lms[order])
+        return tuner
+
+    # ------------------------------------------------------------------ state
+    def set(self, conf: float | None = None, nms: float | None = None, topk: int | None = None,
+            keep: int | None = None, rate: str | int | None = None, image: int | str | None = None) -> "ThresholdTuner":
+        """Change any of the operating point, the rate shown and the image shown; checks every value first."""
+        new_conf = self.conf if conf is None else float(conf)
+        new_nms = self.nms if nms is None else float(nms)
+        new_topk = self.topk if topk is None else int(topk)
+        new_keep = self.keep if keep is None else int(keep)
+        new_rate = self.rate if rate is None else self._rate_name(rate)
+        if not self.floor <= new_conf <= 1:
+            raise ValueError(f"conf must be in [{self.floor}, 1] (candidates were cached above floor {self.floor}), got {new_conf}")
+        if not 0 < new_nms <= 1:
+            raise ValueError(f"nms IoU must be in (0, 1], got {new_nms}")
+        if not 1 <= new_topk <= self.max_candidates:
+            raise ValueError(f"topk must be in [1, {self.max_candidates}] (the cached candidates per image), got {new_topk}")
+        if new_keep < 1:
+            raise ValueError(f"keep must be at least 1, got {new_keep}")
+        new_image = self.image if image is None else self._image_index(image, new_rate)
+        if new_image >= len(self.keys[new_rate]):
+            new_image = 0
+        self.conf, self.nms, self.topk, self.keep = new_conf, new_nms, new_topk, new_keep
+        self.rate, self.image = new_rate, new_image
+        return self
+
+    def _rate_name(self, rate) -> str:
+        if rate in self.rates:
+            return rate
+        from latentface.data.layout import rate_file
+
+        if rate_file(rate) in self.rates:
+            return rate_file(rate)
+        raise ValueError(f"unknown rate {rate!r}; the tuner has {self.rates}")
+
+    def _image_index(self, image, rate: str) -> int:
+        keys = self.keys[rate]
+        if isinstance(image, str):
+            if image not in keys:
+                raise ValueError(f"unknown image key {image!r} (rate {rate} has {len(keys)} images)")
+            return keys.index(image)
+        index = int(image)
+        if not 0 <= index < len(keys):
+            raise ValueError(f"image index {index} out of range [0, {len(keys)})")
+        return index
+
+    def thresholds(self) -> dict:
+        """The operating point in the JSON layout ``latentface detect`` reads."""
+        return {"conf": self.conf, "nms": self.nms, "topk": self.topk, "keep": self.keep}
+
+    @property
+    def key(self) -> str:
+        return self.keys[self.rate][self.image]
+
+    # --------------------------------------------------------------- caches
+    def candidates(self, rate: str | int | None = None) -> dict[str, _Candidates]:
+        """Every image's pre-NMS candidates at ``rate`` (runs the model the first time only)."""
+        rate = self.rate if rate is None else self._rate_name(rate)
+        if rate not in self._candidates:
+            self._candidates[rate] = self._detect(rate)
+        return self._candidates[rate]
+
+    def _detect(self, rate: str) -> dict[str, _Candidates]:
+        # NMS at IoU 1.0 suppresses nothing: the Detector's own decoding, sorted, capped, above the floor.
+        raw = Detector(self.detector.model, conf=self.floor, nms=1.0, top_k=self.max_candidates,
+                       keep=self.max_candidates, device=self.detector.device)
+        start = time.perf_counter()
+        preds, landmarks = predict_dataset(raw, self.datasets[rate], batch_size=self.batch_size, progress=self.progress)
+        self.detection_seconds[rate] = time.perf_counter() - start
+        return {key: _Candidates(preds[key][:, :4].astype(np.float32), preds[key][:, 4].astype(np.float32),
+                                 landmarks[key].astype(np.float32)) for key in self.keys[rate]}
+
+    def _after_nms(self, rate: str) -> dict[str, np.ndarray]:
+        """{key: indices into the candidates} kept by top-k + NMS at (rate, nms, topk), best first."""
+        cache_key = (rate, self.nms, self.topk)
+        if cache_key not in self._nms_cache:
+            cands, keys = self.candidates(rate), self.keys[rate]
+            counts = np.array([min(len(cands[k].scores), self.topk) for k in keys], dtype=np.int64)
+            boxes = torch.from_numpy(np.concatenate([cands[k].boxes[: self.topk] for k in keys]).reshape(-1, 4))
+            scores = torch.from_numpy(np.concatenate([cands[k].scores[: self.topk] for k in keys]))
+            image = np.repeat(np.arange(len(keys)), counts)
+            keep = batched_nms(boxes, scores, torch.from_numpy(image), self.nms).numpy()  # decreasing score
+            starts = np.cumsum(counts) - counts
+            self._nms_cache[cache_key] = {k: keep[image[keep] == i] - starts[i] for i, k in enumerate(keys)}
+        return self._nms_cache[cache_key]
+
+    def _outcomes(self, rate: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Per image (scores, is a proposal, recalls a face) of the post-NMS list, best first."""
+        cache_key = (rate, self.nms, self.topk)
+        if cache_key not in self._match_cache:
+            cands, kept, gt = self.candidates(rate), self._after_nms(rate), self.ground_truth[rate]
+            out = {}
+            for key in self.keys[rate]:
+                c, idx = cands[key], kept[key]
+                proposal, recalls = match_outcomes(c.boxes[idx], *_gt_arrays(gt[key]), self.iou_threshold)
+                out[key] = (c.scores[idx], proposal, recalls)
+            self._match_cache[cache_key] = out
+        return self._match_cache[cache_key]
+
+    def _count(self, scores: np.ndarray) -> int:
+        """How many of a best-first score list pass the threshold (strictly above, as post-processing) and keep."""
+        return min(self.keep, int(np.searchsorted(-scores, -np.float32(self.conf), side="left")))
+
+    def _kept(self, rate: str) -> dict[str, np.ndarray]:
+        """{key: candidate indices} of every image's detections at the operating point."""
+        cands, kept = self.candidates(rate), self._after_nms(rate)
+        return {key: idx[: self._count(cands[key].scores[idx])] for key, idx in kept.items()}
+
+    # -------------------------------------------------------------- results
+    def detections(self, image: int | str | None = None, rate: str | int | None = None) -> dict[str, np.ndarray]:
+        """One image's detections at the operating point: what ``Detector`` with these thresholds returns."""
+        rate = self.rate if rate is None else self._rate_name(rate)
+        key = self.keys[rate][self.image if image is None else self._image_index(image, rate)]
+        c, idx = self.candidates(rate)[key], self._after_nms(rate)[key]
+        idx = idx[: self._count(c.scores[idx])]
+        return {"boxes": c.boxes[idx], "scores": c.scores[idx], "landmarks": c.landmarks[idx]}
+
+    def predictions(self, rate: str | int | None = None) -> dict[str, np.ndarray]:
+        """Every image's detections at the operating point as evaluation predictions ``{key: [K, 5]}``."""
+        rate = self.rate if rate is None else self._rate_name(rate)
+        cands = self.candidates(rate)
+        return {key: np.concatenate([cands[key].boxes[idx], cands[key].scores[idx, None]], axis=1)
+                for key, idx in self._kept(rate).items()}
+
+    def pr_curve(self, rate: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(precision, recall) of the WIDER curve over all cached scores at the current NMS, top-k and keep."""
+        rate = self.rate if rate is None else self._rate_name(rate)
+        cache_key = (rate, self.nms, self.topk, self.keep)
+        if cache_key not in self._curve_cache:
+            cands = self.candidates(rate)
+            preds = {key: np.concatenate([cands[key].boxes[idx[: self.keep]], cands[key].scores[idx[: self.keep], None]], axis=1)
+                     for key, idx in self._after_nms(rate).items()}
+            precision, recall, _ = wider_pr_curve(preds, self.ground_truth[rate], self.iou_threshold)
+            self._curve_cache[cache_key] = (precision, recall)
+        return self._curve_cache[cache_key]
+
+    def metrics(self, rate: str | int | None = None, curve: bool = True) -> dict:
+        """Precision, recall and F1 over the validation set at the operating point.
+
+        Also the counts (true and false positives, counted faces, detections) and, with
+        ``curve``, the PR curve (``precision_curve``, ``recall_curve``) the point lies on.
+        """
+        rate = self.rate if rate is None else self._rate_name(rate)
+        tp = proposals = detections = 0
+        for scores, proposal, recalls in self._outcomes(rate).values():
+            n = self._count(scores)
+            tp += int(recalls[:n].sum())
+            proposals += int(proposal[:n].sum())
+            detections += n
+        faces = self._faces[rate]
+        precision = tp / proposals if proposals else 0.0
+        recall = tp / faces if faces else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        result = {"precision": precision, "recall": recall, "f1": f1, "true_positives": tp,
+                  "false_positives": proposals - tp, "faces": faces, "detections": detections,
+                  "images": len(self.keys[rate]), "rate": rate, **self.thresholds()}
+        if curve:
+            result["precision_curve"], result["recall_curve"] = self.pr_curve(rate)
+        return result
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the operating point as the thresholds JSON ``latentface detect --thresholds`` reads."""
+        from latentface.detect import save_thresholds
+
+        return save_thresholds(path, **self.thresholds())
+
+    # ---------------------------------------------------------------- views
+    def picture(self, image: int | str | None = None, rate: str | int | None = None,
+                background: str = "auto") -> tuple[np.ndarray, str]:
+        """(RGB image, what it is) to draw an image's detections on, as ``latentface detect`` picks it:
+        the stored image, else the decoded latent where the codec is known, else a false-colour latent."""
+        from latentface.detect import picture_background
+
+        rate = self.rate if rate is None else self._rate_name(rate)
+        index = self.image if image is None else self._image_index(image, rate)
+        if (rate, index, background) not in self._pictures:
+            dataset = self.datasets[rate]
+            self._pictures.clear()  # one picture is all the widgets redraw on
+            self._pictures[rate, index, background] = picture_background(
+                dataset.latent_files(index)[0], dataset[index][0], background)
+        return self._pictures[rate, index, background]
+
+    def drawing(self, background: str = "auto") -> np.ndarray:
+        """The current image (RGB uint8) with its detections and, thin and green, the true faces."""
+        from latentface import viz
+
+        rgb, _ = self.picture(background=background)
+        boxes_gt, _ = _gt_arrays(self.ground_truth[self.rate][self.key])
+        width, height = getattr(self.datasets[self.rate], "image_size", (rgb.shape[1], rgb.shape[0]))
+        return viz.draw_detections(rgb, self.detections(), input_size=(height, width), truth=boxes_gt)
+
+    def _pr_artists(self, ax) -> tuple:
+        """The PR curve and the operating-point marker on ``ax``; update them with :meth:`_update_pr`."""
+        curve, = ax.plot([], [], lw=1.5, label="WIDER PR curve")
+        point, = ax.plot([], [], "o", ms=8, color="crimson", label="operating point")
+        ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        return curve, point
+
+    def _update_pr(self, ax, curve, point, metrics: dict) -> None:
+        shown = metrics["recall_curve"] > 0  # thresholds above every score carry no point
+        curve.set_data(metrics["recall_curve"][shown], metrics["precision_curve"][shown])
+        point.set_data([metrics["recall"]], [metrics["precision"]])
+        point.set_label(f"score > {self.conf:.2f}: P {metrics['precision']:.3f}, "
+                        f"R {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}")
+        ax.set_title(f"validation at {self.rate}: {metrics['images']} images, {metrics['faces']} faces", fontsize=9)
+        ax.legend(loc="lower left", fontsize=8)
+
+    def plot(self, background: str = "auto"):
+        """A figure: the current image with its detections and true faces, and the PR curve with the point."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(10, 4.6), layout="constrained")
+        ax_img, ax_pr = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1]})
+        ax_img.imshow(self.drawing(background))
+        det = self.detections()
+        ax_img.set_title(f"{self.key} at {self.rate}: {len(det['scores'])} detections", fontsize=9)
+        ax_img.axis("off")
+        self._update_pr(ax_pr, *self._pr_artists(ax_pr), self.metrics())
+        return fig
+
+    def widgets(self, save_path: str | os.PathLike = "thresholds.json", background: str = "auto"):
+        """Sliders (score threshold, NMS IoU, top-k, keep), a rate dropdown, an image selector, a save button.
+
+        Returns the ipywidgets box; ``box.controls`` maps names to the control widgets, so code
+        can drive them (``box.controls["conf"].value = 0.7``), and ``box.save_button.click()``
+        saves. A change re-thresholds the cached candidates, redraws the image (OpenCV) and
+        moves the point on the PR curve; the curve is recomputed only when NMS, top-k, keep
+        or the rate change.
+        """
+        import cv2
+        import ipywidgets as w
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        style = {"description_width": "70px"}
+        slider = dict(continuous_update=False, style=style, layout=w.Layout(width="340px"))
+        controls = {
+            "conf": w.FloatSlider(value=self.conf, min=self.floor, max=1.0, step=0.01, description="score >",
+                                  readout_format=".2f", **slider),
+            "nms": w.FloatSlider(value=self.nms, min=0.05, max=1.0, step=0.05, description="NMS IoU",
+                                 readout_format=".2f", **slider),
+            "topk": w.IntSlider(value=self.topk, min=1, max=self.max_candidates, description="top-k", **slider),
+            "keep": w.IntSlider(value=self.keep, min=1, max=max(self.keep, 1000), description="keep", **slider),
+            "rate": w.Dropdown(options=self.rates, value=self.rate, description="rate", style=style),
+            "image": w.Dropdown(options=[(k, i) for i, k in enumerate(self.keys[self.rate])], value=self.image,
+                                description="image", style=style),
+        }
+        save = w.Button(description="save thresholds", icon="save")
+        status, saved = w.HTML(), w.HTML()
+        picture = w.Image(format="png", layout=w.Layout(width="480px"))
+        pr_image = w.Image(format="png", layout=w.Layout(width="400px"))
+        fig = Figure(figsize=(4.6, 4.2), dpi=80)
+        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+        canvas = FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        artists = self._pr_artists(ax)
+
+        def refresh(_=None):
+            start = time.perf_counter()
+            self.set(**{name: c.value for name, c in controls.items()})
+            rgb = self.drawing(background)
+            picture.value = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+            m = self.metrics()
+            self._update_pr(ax, *artists, m)
+            buffer = io.BytesIO()
+            canvas.print_png(buffer)
+            pr_image.value = buffer.getvalue()
+            status.value = (f"<b>{self.rate}</b>, {self.key}: {len(self.detections()['scores'])} detections. "
+                            f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
+                            f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
+                            f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms")
+
+        def on_save(_):
+            saved.value = f"saved {self.thresholds()} to {self.save(save_path)}"
+
+        for c in controls.values():
+            c.observe(refresh, names="value")
+        save.on_click(on_save)
+        refresh()
+        box = w.VBox([w.HBox([w.VBox([controls["conf"], controls["nms"], controls["topk"]]),
+                              w.VBox([controls["keep"], controls["rate"], controls["image"]])]),
+                      status, w.HBox([picture, pr_image]), w.HBox([save, saved])])
+        box.controls, box.save_button, box.status, box.saved = controls, save, status, saved
+        return box

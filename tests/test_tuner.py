@@ -1,0 +1,245 @@
+import json
+import statistics
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from latentface.checkpoint import save_checkpoint
+from latentface.data.dataset import NestedLatentWiderFaceDataset
+from latentface.data.synth import generate_dataset
+from latentface.detect import Detector, load_thresholds
+from latentface.model import LatentRetinaFace
+from latentface.tuner import ThresholdTuner, match_outcomes
+
+# Image "a": faces F1, F2 and an ignored F3; image "b" has no face.
+GT = {
+    "a": {"boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32),
+          "ignore": np.array([False, False, True])},
+    "b": {"boxes": np.zeros((0, 4), np.float32), "ignore": np.zeros(0, bool)},
+}
+CANDIDATES = {
+    "a": {"boxes": np.array([[0, 0, 10, 10],     # d1 0.9: F1
+                             [0, 0, 10, 11],     # d2 0.8: IoU 0.91 with d1 (suppressed at NMS 0.4), F1 again
+                             [40, 0, 50, 10],    # d3 0.7: the ignored F3
+                             [20, 0, 30, 10],    # d4 0.3: F2
+                             [60, 0, 70, 10]],   # d5 0.5: nothing
+                            np.float32),
+          "scores": np.array([0.9, 0.8, 0.7, 0.3, 0.5], np.float32)},
+    "b": {"boxes": np.array([[0, 0, 10, 10], [5, 5, 9, 9]], np.float32),
+          "scores": np.array([0.6, 0.01], np.float32)},  # 0.01 is below the floor: never cached
+}
+
+
+def hand_tuner(**kwargs):
+    return ThresholdTuner.from_candidates({"r": CANDIDATES}, {"r": GT}, **kwargs)
+
+
+def counts(m):
+    return (m["true_positives"], m["false_positives"], m["faces"], m["detections"])
+
+
+def test_match_outcomes_follow_the_wider_rules():
+    boxes = CANDIDATES["a"]["boxes"][[0, 1, 2, 4, 3]]  # best first: d1 d2 d3 d5 d4
+    proposal, recalls = match_outcomes(boxes, GT["a"]["boxes"].astype(np.float64), GT["a"]["ignore"])
+    assert proposal.tolist() == [True, True, False, True, True]  # d3 hits the ignored face
+    assert recalls.tolist() == [True, False, False, False, True]  # d2 finds F1 already recalled
+    proposal, recalls = match_outcomes(boxes[:2], np.zeros((0, 4)), np.zeros(0, bool))
+    assert proposal.tolist() == [True, True] and recalls.tolist() == [False, False]
+
+
+@pytest.mark.parametrize("settings, expected, precision, recall", [
+    # conf 0.02, NMS 0.4: a -> d1 d3 d5 d4 (d2 suppressed), b -> e1. TP d1 d4; FP d5 e1; d3 ignored.
+    (dict(conf=0.02), (2, 2, 2, 5), 2 / 4, 1.0),
+    (dict(conf=0.55), (1, 1, 2, 3), 1 / 2, 1 / 2),  # a: d1 d3; b: e1
+    (dict(conf=0.65), (1, 0, 2, 2), 1.0, 1 / 2),  # a: d1 d3
+    (dict(conf=0.95), (0, 0, 2, 0), 0.0, 0.0),
+    (dict(conf=0.02, nms=0.95), (2, 3, 2, 6), 2 / 5, 1.0),  # d2 survives NMS: a second hit on F1
+    (dict(conf=0.02, nms=0.95, topk=2), (1, 2, 2, 3), 1 / 3, 1 / 2),  # a keeps d1 d2 before NMS
+    (dict(conf=0.02, keep=1), (1, 1, 2, 2), 1 / 2, 1 / 2),  # a: d1; b: e1
+])
+def test_metrics_at_hand_computed_operating_points(settings, expected, precision, recall):
+    m = hand_tuner().set(**settings).metrics()
+    assert counts(m) == expected
+    assert m["precision"] == pytest.approx(precision)
+    assert m["recall"] == pytest.approx(recall)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    assert m["f1"] == pytest.approx(f1)
+    assert {k: m[k] for k in ("conf", "nms", "topk", "keep")} == hand_tuner().set(**settings).thresholds()
+
+
+def test_detections_of_one_image_are_thresholded_suppressed_and_cut():
+    tuner = hand_tuner().set(conf=0.4, image="a")
+    det = tuner.detections()
+    assert det["scores"].tolist() == pytest.approx([0.9, 0.7, 0.5])
+    assert det["boxes"].tolist() == [[0, 0, 10, 10], [40, 0, 50, 10], [60, 0, 70, 10]]
+    assert det["landmarks"].shape == (3, 5, 2)
+    assert tuner.set(keep=2).detections()["scores"].tolist() == pytest.approx([0.9, 0.7])
+    assert len(tuner.detections(image="b")["scores"]) == 1
+    assert len(tuner.set(conf=0.6).detections(image=1)["scores"]) == 0  # strictly above, as postprocess
+
+
+def test_operating_point_lies_on_the_wider_pr_curve():
+    gt = {"r": {"a": GT["a"]}}  # every image has faces: the WIDER curve counts the same proposals
+    tuner = ThresholdTuner.from_candidates({"r": {"a": CANDIDATES["a"]}}, gt)
+    for conf in (0.02, 0.4, 0.55, 0.75, 0.85):
+        m = tuner.set(conf=conf).metrics()
+        points = np.stack([m["recall_curve"], m["precision_curve"]], 1)
+        assert np.isclose(points, [m["recall"], m["precision"]], atol=1e-9).all(1).any(), conf
+
+
+def test_bad_settings_name_the_valid_range():
+    tuner = hand_tuner()
+    with pytest.raises(ValueError, match=r"conf must be in \[0.02, 1\]"):
+        tuner.set(conf=0.01)
+    with pytest.raises(ValueError, match="nms IoU"):
+        tuner.set(nms=0)
+    with pytest.raises(ValueError, match=r"topk must be in \[1, 5000\]"):
+        tuner.set(topk=6000)
+    with pytest.raises(ValueError, match="unknown rate 75"):
+        tuner.set(rate=75)
+    with pytest.raises(ValueError, match=r"image index 2 out of range \[0, 2\)"):
+        tuner.set(image=2)
+    with pytest.raises(ValueError, match="unknown image key 'c'"):
+        tuner.set(image="c")
+    assert tuner.thresholds() == {"conf": 0.6, "nms": 0.4, "topk": 5000, "keep": 750}  # nothing half-applied
+
+
+# ------------------------------------------------------------------- with a real model
+
+
+@pytest.fixture(scope="module")
+def val_sets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tuner") / "synth"
+    generate_dataset(root, 0, 6, size=64, rates=(12, 75), progress=False)
+    return {rate: NestedLatentWiderFaceDataset(root, "val", rate) for rate in ("latent_75.npy", "latent_12.npy")}
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    net = LatentRetinaFace(backbone="resnet18", bridge="pixelshuffle", out_channels=16).eval()
+    with torch.no_grad():  # spread the untrained face scores over (0, 1)
+        for conv in net.heads.cls:
+            conv.weight.mul_(40)
+    return net
+
+
+@pytest.fixture(scope="module")
+def shared(model, val_sets):
+    """One tuner for the tests that set every value they rely on (detection is cached across them)."""
+    return ThresholdTuner(Detector(model, device="cpu"), val_sets)
+
+
+@pytest.fixture()
+def counted(model):
+    """The model with a count of the images it has run on."""
+    seen = {"images": 0}
+    handle = model.register_forward_pre_hook(lambda m, args: seen.__setitem__("images", seen["images"] + len(args[0])))
+    yield model, seen
+    handle.remove()
+
+
+def test_detections_equal_the_detector_at_every_operating_point(model, val_sets, shared):
+    tuner = shared.set(rate="latent_75.npy")
+    ds = val_sets["latent_75.npy"]
+    latents = torch.stack([ds[i][0] for i in range(len(ds))])
+    compared = 0
+    for conf, nms, topk, keep in [(0.02, 0.4, 5000, 750), (0.5, 0.2, 300, 750), (0.7, 0.6, 50, 10),
+                                  (0.02, 1.0, 20, 750)]:
+        tuner.set(conf=conf, nms=nms, topk=topk, keep=keep)
+        expected = Detector(model, conf=conf, nms=nms, top_k=topk, keep=keep, device="cpu")(latents)
+        for i, want in enumerate(expected):
+            got = tuner.detections(i)
+            assert len(got["scores"]) == len(want["scores"]), (conf, nms, topk, keep, i)
+            for name in ("boxes", "scores", "landmarks"):
+                np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-3)
+            compared += len(want["scores"])
+    assert compared > 100  # the comparison covered many boxes, not empty lists
+
+
+def test_the_model_runs_once_per_image_and_rate(counted, val_sets):
+    model, seen = counted
+    tuner = ThresholdTuner(Detector(model, device="cpu"), val_sets)
+    assert seen["images"] == 0  # nothing runs before a rate is used
+    for conf in (0.02, 0.5, 0.9):
+        for nms in (0.3, 0.5):
+            tuner.set(conf=conf, nms=nms, topk=100, keep=50).metrics()
+            tuner.detections(image=3)
+    assert seen["images"] == len(val_sets["latent_75.npy"])
+    tuner.set(rate="latent_12.npy").metrics()
+    tuner.set(rate=75, conf=0.3).detections()  # back to a cached rate, named by its number
+    assert seen["images"] == 2 * len(val_sets["latent_75.npy"])
+    assert set(tuner.detection_seconds) == {"latent_75.npy", "latent_12.npy"}
+
+
+def test_raising_the_threshold_never_adds_detections_or_recall(shared):
+    tuner = shared.set(rate="latent_75.npy", nms=0.4, topk=5000, keep=750)
+    previous = None
+    for conf in np.linspace(0.02, 0.99, 12):
+        tuner.set(conf=float(conf))
+        m = tuner.metrics(curve=False)
+        per_image = [len(tuner.detections(i)["scores"]) for i in range(len(tuner.keys[tuner.rate]))]
+        assert sum(per_image) == m["detections"]
+        if previous is not None:
+            assert all(a <= b for a, b in zip(per_image, previous[0]))
+            assert m["recall"] <= previous[1]
+        previous = per_image, m["recall"]
+    low = tuner.set(conf=0.02).metrics()["recall"]
+    assert tuner.set(conf=0.99).metrics()["recall"] <= low
+    assert low > 0  # the untrained model's many boxes do reach some faces
+
+
+def test_saved_thresholds_round_trip_through_detect(model, val_sets, shared, tmp_path):
+    tuner = shared.set(rate="latent_75.npy", conf=0.37, nms=0.3, topk=400, keep=20)
+    path = tuner.save(tmp_path / "sub" / "thresholds.json")
+    assert json.loads(path.read_text()) == {"conf": 0.37, "nms": 0.3, "topk": 400, "keep": 20}
+    assert load_thresholds(path) == tuner.thresholds()
+    weights = save_checkpoint({"model": model.state_dict(), "config": model.config}, tmp_path / "w.pth")
+    detector = Detector.from_checkpoint(weights, device="cpu", thresholds=path)  # what `detect --thresholds` does
+    assert detector.thresholds == tuner.thresholds()
+    latent = val_sets["latent_75.npy"][2][0]
+    np.testing.assert_allclose(detector(latent)[0]["boxes"], tuner.detections(2)["boxes"], rtol=1e-5, atol=1e-3)
+
+
+def test_widgets_drive_the_tuner_quickly(shared, tmp_path):
+    tuner = shared.set(rate="latent_75.npy", conf=0.6, nms=0.4, topk=5000, keep=750, image=0)
+    box = tuner.widgets(save_path=tmp_path / "t.json")
+    controls = box.controls
+    assert set(controls) == {"conf", "nms", "topk", "keep", "rate", "image"}
+    assert box.children and box.status.value
+
+    seconds = []
+    for conf in (0.3, 0.45, 0.6, 0.75, 0.9):
+        start = time.perf_counter()
+        controls["conf"].value = conf
+        seconds.append(time.perf_counter() - start)
+        m = tuner.metrics(curve=False)
+        assert tuner.conf == conf
+        assert f"precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>" in box.status.value
+    assert statistics.median(seconds) < 0.5, seconds
+
+    controls["nms"].value = 0.6
+    controls["keep"].value = 5
+    controls["image"].value = 2
+    assert (tuner.nms, tuner.keep, tuner.image) == (0.6, 5, 2)
+    assert len(tuner.detections()["scores"]) <= 5
+    controls["rate"].value = "latent_12.npy"
+    assert tuner.rate == "latent_12.npy" and f"<b>latent_12.npy</b>" in box.status.value
+
+    box.save_button.click()
+    assert load_thresholds(tmp_path / "t.json") == {"conf": 0.9, "nms": 0.6, "topk": tuner.topk, "keep": 5}
+    assert "saved" in box.saved.value
+
+
+def test_plot_shows_the_image_and_the_curve(shared):
+    tuner = shared.set(rate="latent_75.npy", conf=0.5, image=1)
+    fig = tuner.plot()
+    ax_img, ax_pr = fig.axes
+    assert ax_img.images[0].get_array().shape == (64, 64, 3)
+    m = tuner.metrics()
+    point = ax_pr.lines[1].get_xydata()
+    assert point.tolist() == [[m["recall"], m["precision"]]]
+    rgb, what = tuner.picture()
+    assert rgb.shape == (64, 64, 3) and what.startswith("image")  # synth stores the images
