@@ -26,9 +26,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
 
 from latentface import LATENT_STRIDE
 from latentface.data.labels import FaceRecord, merge_landmarks, read_labels, sanitize
-from latentface.data.layout import (  # noqa: F401 - re-exported: the dataset's public names
-    CODEC_FILE, LABELS_FILE, LANDMARKS_FILE, RATE_FILES, image_path, latent_path, rate_file,
-    read_codec_name, resolve_latent_types,
+from latentface.data.layout import (  # noqa: F401 - image_path, latent_path, rate_file: re-exported
+    LABELS_FILE, LANDMARKS_FILE, image_path, latent_path, rate_file, read_codec_name, resolve_latent_types,
 )
 
 logger = logging.getLogger("latentface.data")
