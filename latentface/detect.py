@@ -398,10 +398,16 @@ def configure_parser(parser) -> None:
     parser.add_argument(*flag("--no_progress"), dest="no_progress", action="store_true")
 
 
-def resolve_thresholds(args) -> dict[str, float | int]:
-    """Defaults < ``--thresholds`` file < flags given."""
+def resolve_thresholds(args, default_conf: float | None = None) -> dict[str, float | int]:
+    """Defaults < ``--thresholds`` file < flags given (``conf``, ``nms``, ``topk``, ``keep`` of ``args``).
+
+    The default confidence is ``default_conf`` when given, else the display threshold, or the
+    evaluation threshold for ``--format widerface``.
+    """
     values = dict(THRESHOLD_DEFAULTS)
-    if getattr(args, "format", "json") == "widerface":
+    if default_conf is not None:
+        values["conf"] = default_conf
+    elif getattr(args, "format", "json") == "widerface":
         values["conf"] = EVAL_CONF
     if args.thresholds:
         values.update(load_thresholds(args.thresholds))

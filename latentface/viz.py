@@ -56,18 +56,18 @@ def draw_detections(
     if truth is not None:
         for box in np.asarray(truth, dtype=np.float64).reshape(-1, 4):
             p1, p2 = box[:2] * scale, box[2:] * scale
-            cv2.rectangle(out, tuple(map(round, p1)), tuple(map(round, p2)), TRUTH_COLOUR, 1, cv2.LINE_AA)
+            cv2.rectangle(out, tuple(map(round, p1)), tuple(map(round, p2)), TRUTH_COLOUR, 1, cv2.LINE_8)
     boxes = np.asarray(detections["boxes"], dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(detections["scores"], dtype=np.float64).reshape(-1)
     landmarks = np.asarray(detections.get("landmarks", np.zeros((len(boxes), 5, 2))), dtype=np.float64)
     for i in np.flatnonzero(scores >= min_score)[::-1]:  # best drawn last, on top
         p1, p2 = boxes[i, :2] * scale, boxes[i, 2:] * scale
-        cv2.rectangle(out, tuple(map(round, p1)), tuple(map(round, p2)), DETECTION_COLOUR, thick, cv2.LINE_AA)
+        cv2.rectangle(out, tuple(map(round, p1)), tuple(map(round, p2)), DETECTION_COLOUR, thick, cv2.LINE_8)
         for point, colour in zip(landmarks[i].reshape(5, 2) * scale, LANDMARK_COLOURS):
             cv2.circle(out, tuple(map(round, point)), thick + 1, colour, -1, cv2.LINE_AA)
         if p2[1] - p1[1] >= 12:  # no label on faces too small to read it beside
             cv2.putText(out, f"{scores[i]:.2f}", (round(p1[0]), max(10, round(p1[1]) - 3)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thick, DETECTION_COLOUR, thick, cv2.LINE_AA)
+                        cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thick, DETECTION_COLOUR, thick, cv2.LINE_8)
     return out
 
 

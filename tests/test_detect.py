@@ -1,0 +1,207 @@
+"""`latentface detect` and the Detector API: JSON schema, pictures, thresholds, clear errors on bad input."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from latentface import viz
+from latentface.checkpoint import save_checkpoint
+from latentface.cli import main
+from latentface.codec import dct
+from latentface.data.synth import generate_dataset
+from latentface.detect import (Detector, find_latents, load_thresholds, picture_background, resolve_thresholds,
+                               save_thresholds)
+from latentface.evaluate import read_widerface_predictions
+from latentface.model import LatentRetinaFace
+
+# Face probability of every anchor in the rigged model below: softmax([0, 5])[1].
+FACE_SCORE = float(torch.tensor([0.0, 5.0]).softmax(0)[1])
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """2 training and 2 validation images of 64x64 pixels: latents [256, 4, 4]; images and codec.json kept."""
+    root = tmp_path_factory.mktemp("data") / "synthetic"
+    generate_dataset(root, n_train=2, n_val=2, size=64, rates=(75,), seed=5, progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def weight(tmp_path_factory):
+    """A checkpoint whose every anchor is a face (score FACE_SCORE) with zero offsets: each detection is
+    an anchor box, with all five landmarks at its centre."""
+    torch.manual_seed(0)
+    model = LatentRetinaFace(backbone="resnet18", bridge="pixelshuffle", out_channels=16, blocks=1)
+    with torch.no_grad():
+        for head in (*model.heads.box, *model.heads.landmark, *model.heads.cls):
+            head.weight.zero_()
+            head.bias.zero_()
+        for head in model.heads.cls:
+            head.bias[1::2] = 5.0
+    path = tmp_path_factory.mktemp("weights") / "rigged.pth"
+    save_checkpoint({"model": model.state_dict(), "config": model.config}, path)
+    return path
+
+
+def latent_file(root, split="val", index=2):
+    return root / split / "latent" / f"0_Synthetic_Synthetic_0_{index}" / "latent_75.npy"
+
+
+def test_detect_one_file_writes_the_json_schema_and_a_picture(dataset, weight, tmp_path, capsys):
+    out = tmp_path / "one.json"
+    assert main(["detect", "--latent", str(latent_file(dataset)), "--weight", str(weight), "--keep", "5",
+                 "--output", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert set(record) == {"image", "latent", "image_size", "detections"}
+    assert record["image"] == "0_Synthetic_Synthetic_0_2" and record["image_size"] == [64, 64]
+    assert len(record["detections"]) == 5
+    anchor_sizes = {round(16 * 2 ** (k / 3) * 2 ** level, 2) for level in range(5) for k in range(3)}
+    for det in record["detections"]:
+        x1, y1, x2, y2 = det["box"]
+        assert det["score"] == pytest.approx(FACE_SCORE, abs=1e-5)
+        assert round(x2 - x1, 2) in anchor_sizes and x2 - x1 == pytest.approx(y2 - y1, abs=0.02)
+        assert det["landmarks"] == [[pytest.approx((x1 + x2) / 2, abs=0.02), pytest.approx((y1 + y2) / 2, abs=0.02)]] * 5
+    picture = viz.read_image(out.with_suffix(".png"))
+    assert picture.shape == (64, 64, 3)
+    assert "1 latent(s), 5 face(s)" in capsys.readouterr().out
+
+
+def test_detect_folder_writes_a_list_pictures_and_wider_text_files(dataset, weight, tmp_path):
+    out = tmp_path / "folder"
+    assert main(["detect", "--latent", str(dataset), "--weight", str(weight), "--keep", "3", "--output", str(out),
+                 "--batch_size", "3", "--no_progress"]) == 0
+    records = json.loads((out / "detections.json").read_text())
+    keys = [f"0_Synthetic_Synthetic_0_{i}" for i in range(4)]
+    assert [r["image"] for r in records] == keys  # sorted files: train 0, 1 then val 2, 3
+    assert all(len(r["detections"]) == 3 and r["image_size"] == [64, 64] for r in records)
+    assert sorted(p.name for p in (out / "pictures").iterdir()) == [f"{k}.png" for k in keys]
+
+    # The rigged model's scores tie, so compare with a JSON run over the same files in the same batches.
+    val = tmp_path / "val"
+    assert main(["detect", "--latent", str(dataset / "val"), "--weight", str(weight), "--keep", "3", "--conf", "0.02",
+                 "--max_pictures", "0", "--output", str(val), "--no_progress"]) == 0
+    records = json.loads((val / "detections.json").read_text())
+    wider = tmp_path / "wider"
+    assert main(["detect", "--latent", str(dataset / "val"), "--weight", str(weight), "--keep", "3", "--format",
+                 "widerface", "--max_pictures", "0", "--output", str(wider), "--no_progress"]) == 0
+    assert sorted(p.relative_to(wider).as_posix() for p in wider.rglob("*.txt")) == [
+        "widerface/0--Synthetic/0_Synthetic_Synthetic_0_2.txt", "widerface/0--Synthetic/0_Synthetic_Synthetic_0_3.txt"]
+    read = read_widerface_predictions(wider / "widerface")
+    by_key = {r["image"]: r for r in records}
+    for key, rows in read.items():
+        expected = np.array([[*d["box"], d["score"]] for d in by_key[key]["detections"]])
+        np.testing.assert_allclose(rows, expected, atol=0.011)
+    assert not (wider / "pictures").exists()
+
+
+def test_pictures_are_drawn_over_the_image_then_the_decoded_latent_then_the_latent_view(dataset, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(dataset, root)
+    file = latent_file(root)
+    latent = np.load(file)[0]
+    image, what = picture_background(file, latent)
+    assert what.startswith("image") and np.array_equal(image, viz.read_image(root / "val/images/0_Synthetic_Synthetic_0_2.png"))
+    shutil.rmtree(root / "val" / "images")
+    decoded, what = picture_background(file, latent)
+    assert what == "decoded (dct codec)" and np.array_equal(decoded, dct.decode(latent))
+    with pytest.raises(FileNotFoundError, match="no RGB image for key '0_Synthetic_Synthetic_0_2'"):
+        picture_background(file, latent, "image")
+    (root / "codec.json").unlink()
+    view, what = picture_background(file, latent)
+    assert what.startswith("latent") and np.array_equal(view, viz.latent_pca_image(latent))
+    with pytest.raises(ValueError, match="its codec is unknown"):
+        picture_background(file, latent, "decoded")
+    explicit, what = picture_background(file, latent, "decoded", codec="dct")  # --codec dct: the user vouches
+    assert np.array_equal(explicit, decoded)
+
+
+def test_latent_view_colours_follow_the_latent_and_cells_are_16_pixel_blocks():
+    latent = np.zeros((8, 2, 3), np.float32)
+    latent[0, :, :2] = 10.0  # left two columns differ from the right one along a single direction
+    view = viz.latent_pca_image(latent)
+    assert view.shape == (32, 48, 3)
+    blocks = view.reshape(2, 16, 3, 16, 3)
+    assert (blocks == blocks[:, :1, :, :1]).all()  # every cell is one colour
+    assert (view[0, 0] == view[31, 31]).all() and (view[0, 0] != view[0, 47]).any()
+    assert np.array_equal(view, viz.latent_pca_image(latent[None]))  # [1, C, h, w] accepted, same colours
+
+
+def test_drawn_boxes_land_where_the_detections_are():
+    image = np.zeros((64, 64, 3), np.uint8)
+    det = {"boxes": np.array([[10.0, 20.0, 40.0, 50.0]]), "scores": np.array([0.9]),
+           "landmarks": np.full((1, 5, 2), 25.0)}
+    drawn = viz.draw_detections(image, det)
+    assert (drawn[35, 10] == viz.DETECTION_COLOUR).all() and (drawn[25, 25] == viz.LANDMARK_COLOURS[-1]).all()
+    assert (drawn[5, 5] == 0).all() and (image == 0).all()  # the input is left untouched
+    half = viz.draw_detections(np.zeros((32, 32, 3), np.uint8), det, input_size=(64, 64))
+    assert (half[17, 5] == viz.DETECTION_COLOUR).all()  # scaled to a half-size image
+    none = viz.draw_detections(image, det, min_score=0.95)
+    assert (none == 0).all()
+
+
+def test_thresholds_file_round_trip_and_flags_override_it(tmp_path):
+    path = save_thresholds(tmp_path / "t.json", conf=0.45, nms=0.3, topk=1000, keep=100)
+    assert load_thresholds(path) == {"conf": 0.45, "nms": 0.3, "topk": 1000, "keep": 100}
+    args = type("Args", (), dict(thresholds=str(path), conf=None, nms=0.5, topk=None, keep=None, format="json"))()
+    assert resolve_thresholds(args) == {"conf": 0.45, "nms": 0.5, "topk": 1000, "keep": 100}
+    args.thresholds = None
+    assert resolve_thresholds(args) == {"conf": 0.6, "nms": 0.5, "topk": 5000, "keep": 750}
+    args.format = "widerface"
+    assert resolve_thresholds(args)["conf"] == 0.02
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"confidence": 0.5}')
+    with pytest.raises(ValueError, match=r"bad.json: unknown threshold 'confidence'"):
+        load_thresholds(bad)
+    bad.write_text('{"conf": 1.5}')
+    with pytest.raises(ValueError, match=r"bad.json: threshold 'conf' must lie in \[0, 1\], got 1.5"):
+        load_thresholds(bad)
+    bad.write_text('{"conf": 0.5,')
+    with pytest.raises(ValueError, match="bad.json: not a JSON thresholds file"):
+        load_thresholds(bad)
+
+
+def test_detector_from_checkpoint_takes_a_thresholds_file(weight, tmp_path):
+    path = save_thresholds(tmp_path / "t.json", conf=0.9, nms=0.3, topk=50, keep=2)
+    detector = Detector.from_checkpoint(weight, device="cpu", thresholds=path, nms=0.5)
+    assert detector.thresholds == {"conf": 0.9, "nms": 0.5, "topk": 50, "keep": 2}
+    dets = detector(torch.zeros(3, 256, 4, 4))
+    assert len(dets) == 3 and all(d["boxes"].shape == (2, 4) and d["landmarks"].shape == (2, 5, 2) for d in dets)
+
+
+def test_bad_inputs_stop_with_a_message_naming_the_file(dataset, weight, tmp_path):
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(SystemExit, match=r"corrupt.pth: not a readable latentface checkpoint"):
+        main(["detect", "--latent", str(latent_file(dataset)), "--weight", str(corrupt), "--output", str(tmp_path)])
+
+    wrong = tmp_path / "rgb_like.npy"
+    np.save(wrong, np.zeros((1, 3, 4, 4), np.float16))
+    with pytest.raises(SystemExit, match=r"rgb_like.npy: latent shape \[3, 4, 4\], the model expects \[256, H, W\]"):
+        main(["detect", "--latent", str(wrong), "--weight", str(weight), "--output", str(tmp_path)])
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.zeros((256, 16), np.float32))
+    with pytest.raises(SystemExit, match=r"flat.npy: latent shape \[256, 16\], expected \[1,C,H,W\] or \[C,H,W\]"):
+        main(["detect", "--latent", str(flat), "--weight", str(weight), "--output", str(tmp_path)])
+
+    with pytest.raises(SystemExit, match=r"rigged.pth: holds a resnet18 model, but --network says resnet50"):
+        main(["detect", "--latent", str(latent_file(dataset)), "--weight", str(weight), "--network", "resnet50",
+              "--output", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"no latent_50.npy files \(found latent_75.npy; pass --latent_type\)"):
+        main(["detect", "--latent", str(dataset), "--weight", str(weight), "--latent_type", "50",
+              "--output", str(tmp_path)])
+
+
+def test_bad_latents_in_a_folder_can_be_skipped_and_counted(dataset, weight, tmp_path, capsys):
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    np.save(folder / "good.npy", np.load(latent_file(dataset)))
+    np.save(folder / "nan.npy", np.full((1, 256, 4, 4), np.nan, np.float32))
+    with pytest.raises(SystemExit, match=r"nan.npy: latent has 4096 non-finite values"):
+        main(["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "a")])
+    assert main(["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "b"),
+                 "--on_bad_latent", "skip", "--no_progress", "--keep", "1"]) == 0
+    assert [r["image"] for r in json.loads((tmp_path / "b" / "detections.json").read_text())] == ["good"]
+    assert "1 bad latent(s) skipped" in capsys.readouterr().out
+    assert find_latents(folder) == [folder / "good.npy", folder / "nan.npy"]
