@@ -157,6 +157,8 @@ class LatentRetinaFace(_RetinaFace):
         "seed": dict(backbone="resnet50", bridge="bilinear", out_channels=256),
         # The best configuration by measurement (docs/BENCHMARKS.md).
         "default": dict(backbone="resnet50", bridge="context", out_channels=256),
+        # Under 10 GMACs at 640x640: ResNet-10 (one block per stage), 128-wide neck, light P2.
+        "fast": dict(backbone="resnet18", bridge="context", out_channels=128, blocks=1, light_p2=True),
     }
 
     @classmethod

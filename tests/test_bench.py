@@ -1,0 +1,157 @@
+import argparse
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from latentface import bench
+from latentface.model import LatentRetinaFace, build_model
+from latentface.model.bridge import CodecBridge, build_bridge
+
+
+def test_macs_and_parameters_are_hand_computable():
+    conv = nn.Conv2d(4, 8, 1, bias=False)
+    assert bench.macs(conv, torch.randn(1, 4, 10, 10)) == 4 * 8 * 100
+    assert bench.parameters(conv) == 32
+    # The context bridge of a ResNet-50 at 640x640: 3x3 256->128 and 1x1 128->16*256 at 40x40.
+    bridge = build_bridge("context", 256, 256).eval()
+    assert bench.macs(bridge, torch.randn(1, 256, 40, 40)) == 256 * 128 * 9 * 1600 + 128 * 4096 * 1600
+
+
+def test_activation_peak_follows_tensors_until_released():
+    x = torch.randn(1, 4, 8, 8)  # 1024 bytes
+    # While the second ReLU runs, its input and its output are alive: 2 KiB, however long the chain.
+    assert bench.activation_peak(nn.Sequential(nn.ReLU(), nn.ReLU()), x) == 2048
+    assert bench.activation_peak(nn.Sequential(*[nn.ReLU() for _ in range(5)]), x) == 2048
+    # In-place ops allocate nothing; weights and the input are not activations.
+    assert bench.activation_peak(nn.Sequential(nn.ReLU(inplace=True)), x.clone()) == 0
+
+
+def test_latency_takes_turns_and_returns_every_repeat():
+    calls = []
+    cases = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    times = bench.latency(cases, repeats=3, warmup=1)
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3, "c": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+
+
+def test_effective_receptive_field_of_per_cell_and_context_bridges():
+    torch.manual_seed(0)
+    per_cell = bench.effective_receptive_field(build_bridge("pixelshuffle", 16, 8), in_channels=16, cells=5)
+    assert per_cell[2, 2] == pytest.approx(1.0) and per_cell.sum() == pytest.approx(1.0)
+    context = bench.effective_receptive_field(build_bridge("context", 16, 8), in_channels=16, cells=5)
+    assert (context[1:4, 1:4] > 0).all() and context[0].sum() == 0 and context[:, 4].sum() == 0
+
+
+def test_codec_bridge_starts_as_the_dct_decoder_and_survives_renormalisation():
+    from latentface.codec import dct
+
+    rng = np.random.default_rng(0)
+    image = (rng.random((32, 48, 3)) * 255).astype(np.uint8)
+    latent = dct.encode(image, 100)[0].astype(np.float32)
+    bridge = CodecBridge(256, 64)
+    x = torch.from_numpy(latent)[None]
+    with torch.no_grad():
+        s2d = bridge.shuffle(bridge.decode(x))[0]  # [48, 8, 12]: 4x4 patches of (Y, Cb, Cr) / 64
+    luma = s2d[:16].reshape(4, 4, 8, 12).permute(2, 0, 3, 1).reshape(32, 48) * 64
+    coefficients = latent[: dct.LUMA_CHANNELS] * 16
+    exact = dct._block_idct(coefficients, dct._D16, dct._LUMA_FLAT)
+    assert np.abs(luma.numpy() - exact).max() < 1e-3
+    # The model's input normalisation is folded in: the bridge still decodes the raw latent.
+    model = LatentRetinaFace(backbone="resnet18", bridge="codec", out_channels=16).eval()
+    before = model.bridge.decode(model.normalize(x)).detach()
+    model.set_normalization(torch.randn(256), torch.rand(256) + 0.5)
+    after = model.bridge.decode(model.normalize(x)).detach()
+    assert torch.allclose(before, after, atol=1e-3)
+
+
+def test_fast_preset_is_under_10_gmacs_and_its_options_round_trip():
+    fast = LatentRetinaFace.preset("fast").eval()
+    assert fast.config["blocks"] == 1 and fast.config["light_p2"] is True
+    assert len(fast.layer2) == len(fast.layer3) == len(fast.layer4) == 1
+    assert bench.macs(fast, torch.randn(1, 256, 40, 40)) <= 10e9
+    rebuilt = build_model(fast.config)
+    assert rebuilt.config == fast.config
+    assert set(rebuilt.state_dict()) == set(fast.state_dict())
+    with pytest.raises(ValueError, match="blocks must be at least 1"):
+        LatentRetinaFace(backbone="resnet18", blocks=0)
+
+
+def _table(md: str, heading: str) -> list[list[str]]:
+    section = md.split(heading, 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    end = next((i for i, line in enumerate(rows[2:], 2) if not line.startswith("| `")), len(rows))
+    return [[c.strip() for c in line.strip("|").split("|")] for line in rows[:end]]
+
+
+def test_quick_cost_section_reports_measured_ratios(tmp_path, capsys):
+    args = argparse.Namespace(sections="cost", quick=True, full=False, out=str(tmp_path), runs=str(tmp_path / "runs"),
+                              device="cpu", threads=1, fresh=True, reuse_only=False)
+    assert bench.run(args) == 0
+    md = (tmp_path / "BENCHMARKS.md").read_text()
+    stored = json.loads((tmp_path / "benchmarks.json").read_text())
+    assert (tmp_path / "cost.png").stat().st_size > 0
+    assert "Machine:" in md and stored["machine"]["torch"] == torch.__version__
+    table = _table(md, "## 1. Inference cost")
+    head, rows = table[0], {r[0].split("`")[1]: r for r in table[2:]}
+    assert head[:4] == ["model", "params (M)", "GMACs", "× RGB"] and "CPU ms b1" in head and "CPU ms b2" in head
+    assert set(rows) == set(stored["cost"]["rows"])
+    base = stored["cost"]["rows"]["rgb_r50"]
+    i_mac, i_lat = head.index("× RGB"), head.index("CPU ms b1") + 1
+    assert rows["rgb_r50"][i_mac] == "1.00" and rows["rgb_r50"][i_lat] == "1.00"
+    timed = set(bench.PROFILES["quick"].latency_rows)
+    for name, r in stored["cost"]["rows"].items():
+        assert rows[name][i_mac] == f"{r['macs'] / base['macs']:.2f}"
+        assert r["activation_bytes"] > 0
+        if name in timed:
+            assert r["latency_b1"] == pytest.approx(float(np.median(r["latency_b1_all"])))
+            assert rows[name][i_lat] == f"{r['latency_b1'] / base['latency_b1']:.2f}"
+        else:  # not timed in this profile: a dash, never a made-up number
+            assert "latency_b1" not in r and rows[name][i_lat] == "—"
+    # Batch 2 was measured for the main rows only.
+    assert rows["latent_r50_default"][head.index("CPU ms b2")] != "—"
+    assert rows["latent_r18"][head.index("CPU ms b2")] == "—"
+    # The RGB stem + layer1 of a ResNet-50 is what the bridges are measured against.
+    assert base["input_stage_macs"] == bench.macs(build_model({"kind": "rgb", "backbone": "resnet50"}).stem,
+                                                  torch.zeros(1, 3, 64, 64))
+
+
+def _fake_results() -> dict:
+    def acc(ap):
+        return {"ap": ap, "ap_by_size": {k: {"ap": ap, "faces": 3} for k in ("tiny", "small", "medium", "large")},
+                "coco_map": ap / 2, "faces": 12, "steps": 10, "wall_s": 5.0, "macs_640": 5e9, "description": "d"}
+
+    rows = {name: {"description": name, "params": 1e6, "macs": m, "input_stage_macs": s, "activation_bytes": 2**20,
+                   "latency_b1": lat}
+            for name, m, s, lat in [("rgb_r50", 76e9, 6.4e9, 1.0), ("rgb_r50_3level", 44e9, 6.4e9, 0.8),
+                                    ("latent_r50_seed", 85e9, 15e9, 1.2), ("latent_r50_default", 71e9, 1.3e9, 0.9),
+                                    ("fast", 9e9, 0.7e9, 0.2)]}
+    return {"profile": "cpu", "machine": bench.machine(),
+            "cost": {"rows": rows, "image": 640, "batches": [1], "repeats": 2, "device": "cpu", "threads": 1},
+            "accuracy": {"rgb": acc(0.80), "latent_bilinear": acc(0.70), "latent_context": acc(0.695), "fast": acc(0.60)},
+            "rates": {"rates": [50, 75], "curves": {"latent": {"50": 0.5, "75": 0.7}}}}
+
+
+def test_targets_and_report_from_numbers(tmp_path):
+    results = _fake_results()
+    verdicts = {t.split(" ")[0]: (measured, ok) for t, measured, ok in bench.targets(results)}
+    assert verdicts["Bridge"] == ("1.30 GMACs (seed 15.00); AP -0.005 vs seed bridge", "met")
+    assert verdicts["Default"] == ("MACs × 0.93, CPU latency × 0.90", "met")
+    assert verdicts["fast"][1] == "**not met**"  # 0.60 is 9.5 points below the default's bridge
+    assert verdicts["Latent"] == ("0.695 vs 0.800 (-0.105)", "**not met**")
+    md = bench.write_report(results, tmp_path).read_text()
+    acc = _table(md, "## 3. Accuracy")
+    assert acc[0][:2] == ["model", "AP@0.5"] and len(acc) == 2 + 4
+    assert [r[7] for r in acc[2:]] == ["0.000", "-0.100", "-0.105", "-0.200"]  # AP - RGB
+    assert re.search(r"\| latent \| 0\.500 \| 0\.700 \|", md)
+
+
+def test_unknown_section_is_a_clear_error(tmp_path):
+    args = argparse.Namespace(sections="cost,speed", quick=True, full=False, out=str(tmp_path), runs=None,
+                              device="cpu", threads=None, fresh=False, reuse_only=False)
+    with pytest.raises(SystemExit, match=r"unknown section\(s\) \['speed'\]"):
+        bench.run(args)
