@@ -60,10 +60,15 @@ LICENSES = ("CC0-1.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-SA-4.0", "GPL-2
 RUNTIME_MODULES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
                    "cv2": "opencv-python-headless", "tqdm": "tqdm", "matplotlib": "matplotlib",
                    "scipy": "scipy", "pycocotools": "pycocotools"}
-#: LATENTFACE_SMOKE=1: one epoch of a tiny model, so the whole kernel runs in seconds on a CPU.
+#: LATENTFACE_SMOKE=1: one epoch of a tiny model on a tiny synthetic set; the kernel runs in seconds on a CPU.
 SMOKE_TRAIN = dict(model="resnet18", bridge="pixelshuffle", out_channels=16, epochs=1, batch_size=2,
                    workers=0, val_images=0)
 SMOKE_DATA = dict(n_train=8, n_val=4, size=128, rates=(75,))
+#: Off Kaggle (the local stand-in root): a small model for a few epochs on a small synthetic set (minutes on a CPU).
+LOCAL_ROOT = Path("runs/kaggle-local")
+LOCAL_TRAIN = dict(model="resnet18", bridge="pixelshuffle", out_channels=32, epochs=3, batch_size=4,
+                   workers=0, val_images=0)
+LOCAL_DATA = dict(n_train=48, n_val=16, size=320, rates=(75,))
 #: Seconds between two ``kaggle datasets status`` polls while Kaggle processes the wheel dataset.
 POLL_SECONDS = 10
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -528,12 +533,12 @@ def smoke_mode(env: Mapping[str, str] = os.environ) -> bool:
 
 def kernel_root(env: Mapping[str, str] = os.environ) -> Path:
     """Where the kernel's ``input/`` and ``working/`` live: $LATENTFACE_KAGGLE_ROOT, else ``/kaggle`` on
-    Kaggle, else a local stand-in ``runs/kaggle-local`` that :func:`prepare_local_input` fills."""
+    Kaggle, else the local stand-in :data:`LOCAL_ROOT` that :func:`prepare_local_input` fills."""
     if env.get(ROOT_ENV):
         return Path(env[ROOT_ENV])
     if Path("/kaggle/input").is_dir():
         return Path("/kaggle")
-    return Path("runs/kaggle-local")
+    return LOCAL_ROOT
 
 
 _MOUNT_KINDS = ("datasets", "notebooks", "kernels", "models", "competitions")
@@ -671,9 +676,15 @@ def cuda_devices(cuda=None) -> list[str]:
     return names
 
 
-def train_settings(settings: Mapping[str, Any], smoke: bool = False) -> dict[str, Any]:
-    """The notebook's training settings, replaced by the tiny :data:`SMOKE_TRAIN` ones in smoke mode."""
-    return {**settings, **SMOKE_TRAIN} if smoke else dict(settings)
+def train_settings(settings: Mapping[str, Any], root: str | os.PathLike | None = None,
+                   env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """The notebook's training settings; with LATENTFACE_SMOKE=1 the tiny :data:`SMOKE_TRAIN` ones over
+    them, on the local stand-in root the small :data:`LOCAL_TRAIN` ones."""
+    if smoke_mode(env):
+        return {**settings, **SMOKE_TRAIN}
+    if root is not None and Path(root) == LOCAL_ROOT:
+        return {**settings, **LOCAL_TRAIN}
+    return dict(settings)
 
 
 class _SettingsParser(argparse.ArgumentParser):
@@ -730,6 +741,7 @@ def run_logged(command: Sequence[str], log: str | os.PathLike, env: Mapping[str,
         for line in process.stdout:
             print(line, end="", flush=True)
             out.write(line)
+            out.flush()  # a session killed mid-run still leaves its log
             tail = (tail + [line])[-20:]
     if process.returncode != 0:
         raise KaggleSetupError(f"{Path(command[0]).name} {' '.join(map(str, command[1:4]))} ... failed with exit "
@@ -795,10 +807,8 @@ def resume_point(input_root: str | os.PathLike, run_dir: str | os.PathLike,
 # ---------------------------------------------------------------------------- local stand-in and evaluation
 
 
-LOCAL_DATA = dict(n_train=256, n_val=64, size=640, rates=(75,))
-
-
-def prepare_local_input(root: str | os.PathLike, slug: str = DATA_SLUG, smoke: bool = False) -> Path | None:
+def prepare_local_input(root: str | os.PathLike, slug: str = DATA_SLUG,
+                        env: Mapping[str, str] = os.environ) -> Path | None:
     """Off Kaggle, the synthetic dataset as ``<root>/input/<slug>`` (made once), so the kernel's cells
     run unchanged on a laptop; on Kaggle (``/kaggle``) or when it is already there, nothing."""
     root = Path(root)
@@ -807,7 +817,7 @@ def prepare_local_input(root: str | os.PathLike, slug: str = DATA_SLUG, smoke: b
     from latentface.data.synth import generate_dataset
 
     target = root / "input" / slug
-    sizes = SMOKE_DATA if smoke else LOCAL_DATA
+    sizes = SMOKE_DATA if smoke_mode(env) else LOCAL_DATA
     print(f"not on Kaggle: writing the synthetic dataset to {target} ({sizes['n_train']} + {sizes['n_val']} images)")
     generate_dataset(target, sizes["n_train"], sizes["n_val"], size=sizes["size"], rates=sizes["rates"],
                      seed=0, progress=False)

@@ -16,8 +16,9 @@
 # `torchrun`, evaluates the best checkpoint and leaves everything in `/kaggle/working`.
 # A previous session's output attached as input is continued, so the 12-hour limit loses nothing.
 #
-# Off Kaggle the same cells run on the synthetic dataset (`LATENTFACE_SMOKE=1`: a tiny model for two
-# steps). The logic lives in `latentface.kaggle`; the cells only call it.
+# Off Kaggle the same cells run on the synthetic dataset with a small model for a few epochs
+# (`LATENTFACE_SMOKE=1`: a tiny one for one epoch). The logic lives in `latentface.kaggle`, where it
+# is tested; the cells only call it.
 
 # %% tags=["parameters"]
 DATA_SLUG = "retina-modify"  # the dataset to find under /kaggle/input
@@ -30,6 +31,7 @@ TRAIN = dict(  # `latentface train` flags; batch_size is per GPU process
     batch_size=8,
     lr=1e-3,
     workers=2,
+    keep_epochs=2,  # newest epoch_NNN.pth snapshots kept; older ones are deleted
     no_progress=True,
 )
 
@@ -63,17 +65,15 @@ print("runtime dependencies:", f"MISSING {missing}: pip install {' '.join(missin
 # ## Data, GPUs, tracking, resume
 
 # %%
-SMOKE = lk.smoke_mode()
 ROOT = lk.kernel_root()
-lk.prepare_local_input(ROOT, DATA_SLUG, smoke=SMOKE)  # off Kaggle only: the synthetic set
+lk.prepare_local_input(ROOT, DATA_SLUG)  # off Kaggle only: the synthetic set
 DATASET = lk.find_dataset(ROOT / "input", DATA_SLUG)
 WORKING = ROOT / "working"
 RUN_DIR = WORKING / "runs" / RUN_NAME
 GPUS = lk.cuda_devices()
 WANDB = lk.configure_wandb(WORKING)
 RESUME = lk.resume_point(ROOT / "input", RUN_DIR, exclude=[DATASET])
-print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\n"
-      f"run: {RUN_DIR} ({'resuming' if RESUME else 'new'}){'  [smoke settings]' if SMOKE else ''}")
+print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\nrun: {RUN_DIR} ({'resuming' if RESUME else 'new'})")
 
 # %% [markdown]
 # ## Train
@@ -82,7 +82,7 @@ print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\n"
 # Training stops cleanly at the time budget with a resumable `last.pth`.
 
 # %%
-SETTINGS = lk.train_settings(TRAIN, smoke=SMOKE)
+SETTINGS = lk.train_settings(TRAIN, ROOT)  # off Kaggle: the small (or smoke) settings over TRAIN
 ARGS = lk.train_arguments(SETTINGS, DATASET, RUN_DIR.parent, RUN_NAME, resume=RESUME,
                           time_budget=TIME_BUDGET_H * 3600)
 lk.run_logged(lk.train_command(len(GPUS), ARGS), WORKING / "train.log")

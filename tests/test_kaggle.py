@@ -354,6 +354,30 @@ def test_missing_credentials_stop_before_any_kaggle_call(fake_kaggle, monkeypatc
     assert fake_kaggle() == []
 
 
+def test_a_failing_kaggle_call_reports_its_exit_status(fake_kaggle):
+    with pytest.raises(lk.KaggleSetupError, match=r"`kaggle kernels nonsense` failed with exit status 3"):
+        lk.KaggleCLI().run(["kernels", "nonsense"])
+
+
+class _StatusCLI:
+    """Answers ``datasets status`` with the given lines, one per call."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+
+    def run(self, args, check=True, capture=False):
+        return types.SimpleNamespace(returncode=0, stdout=self.answers.pop(0))
+
+
+def test_waiting_for_the_package_dataset_stops_on_errors_and_timeouts(monkeypatch):
+    monkeypatch.setattr(lk, "POLL_SECONDS", 0)
+    lk.wait_for_dataset(_StatusCLI("pending", "pending", "ready"), "alice/latentface-package")
+    with pytest.raises(lk.KaggleSetupError, match="Kaggle could not process dataset alice/latentface-package: error"):
+        lk.wait_for_dataset(_StatusCLI("error"), "alice/latentface-package")
+    with pytest.raises(lk.KaggleSetupError, match=r"not ready after 0 s \(last status: 'pending'\).*--skip_build"):
+        lk.wait_for_dataset(_StatusCLI("pending"), "alice/latentface-package", timeout=0)
+
+
 # ------------------------------------------------------------------------------ kernel helpers
 
 
@@ -433,6 +457,23 @@ def test_train_command_uses_torchrun_on_two_gpus_only():
     assert lk.train_command(0, args, python="py") == lk.train_command(1, args, python="py")
 
 
+def test_run_logged_echoes_logs_and_reports_failures(tmp_path, capfd):
+    log = tmp_path / "logs" / "train.log"
+    lk.run_logged([sys.executable, "-c", "print('step 1'); print('step 2')"], log)
+    assert log.read_text() == "step 1\nstep 2\n"
+    assert "step 1\nstep 2\n" in capfd.readouterr().out
+    with pytest.raises(lk.KaggleSetupError, match=r"failed with exit status 3 \(full log: .*train\.log\):\nboom"):
+        lk.run_logged([sys.executable, "-c", "print('boom'); raise SystemExit(3)"], log)
+
+
+def test_best_weights_prefers_best_then_final_then_last(tmp_path):
+    with pytest.raises(lk.KaggleSetupError, match="no best.pth, weight_final.pth or last.pth"):
+        lk.best_weights(tmp_path)
+    for name, expected in (("last.pth", "last.pth"), ("weight_final.pth", "weight_final.pth"), ("best.pth", "best.pth")):
+        (tmp_path / name).write_bytes(b"")
+        assert lk.best_weights(tmp_path).name == expected
+
+
 def _run_dir(folder: Path, epoch: float, elapsed: float) -> Path:
     folder.mkdir(parents=True)
     for name in ("last.pth", "best.pth", "epoch_001.pth", "config.json"):
@@ -444,15 +485,26 @@ def _run_dir(folder: Path, epoch: float, elapsed: float) -> Path:
     return folder
 
 
+def test_smoke_and_local_settings_replace_the_notebooks_off_kaggle(tmp_path):
+    assert lk.train_settings({"epochs": 100, "lr": 0.01}, "/kaggle", env={}) == {"epochs": 100, "lr": 0.01}
+    assert lk.train_settings({"epochs": 100, "lr": 0.01}, "/kaggle", env={"LATENTFACE_SMOKE": "1"}) == {
+        "lr": 0.01, **lk.SMOKE_TRAIN}
+    assert lk.train_settings({"epochs": 100}, lk.LOCAL_ROOT, env={})["epochs"] == lk.LOCAL_TRAIN["epochs"] == 3
+    made = lk.prepare_local_input(tmp_path, env={"LATENTFACE_SMOKE": "1"})
+    assert made == tmp_path / "input" / "retina-modify"
+    assert [len(list((made / s / "latent").iterdir())) for s in ("train", "val")] == [8, 4]
+    assert lk.prepare_local_input(tmp_path, env={}) is None  # already there: left alone
+    assert lk.prepare_local_input("/kaggle", env={}) is None  # never on Kaggle
+
+
 def test_train_arguments_are_checked_and_the_budget_counts_the_whole_run(tmp_path):
-    settings = lk.train_settings({"epochs": 100, "batch_size": 8, "no_progress": True, "stats": None}, smoke=False)
+    settings = lk.train_settings({"epochs": 100, "batch_size": 8, "no_progress": True, "stats": None}, "/kaggle", env={})
     args = lk.train_arguments(settings, "data", "runs", "kaggle", time_budget=3600)
     assert args == ["--dataset_root", "data", "--out", "runs", "--name", "kaggle", "--epochs", "100",
                     "--batch_size", "8", "--no_progress", "--time_budget", "3600"]
     run = _run_dir(tmp_path / "run", epoch=3, elapsed=1500.5)
     args = lk.train_arguments(settings, "data", "runs", "kaggle", resume=run, time_budget=3600)
     assert args[-4:] == ["--resume", str(run), "--time_budget", "5100.5"]
-    assert lk.train_settings({"epochs": 100}, smoke=True)["epochs"] == 1
     with pytest.raises(lk.KaggleSetupError, match="training settings: unrecognized arguments: --epoch 3"):
         lk.train_arguments({"epoch": 3}, "data", "runs", "kaggle")
     with pytest.raises(lk.KaggleSetupError, match="training settings: argument --batch_size.*invalid int value"):
