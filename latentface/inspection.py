@@ -383,6 +383,56 @@ def plot_level_response(response: dict):
     return fig
 
 
+def plot_detections(panels: Sequence[dict], columns: int = 4):
+    """A grid of pictures with detections (red, landmarks coloured) and true faces (green).
+
+    Each panel: ``image`` (RGB), ``detections`` (a Detector output), ``truth`` [N, 4],
+    ``input_size`` (height, width of the model's input image) and ``title``.
+    """
+    from latentface import viz
+
+    rows = -(-len(panels) // columns)
+    fig = _figure((3.3 * min(columns, len(panels)), 3.4 * rows))
+    axes = np.atleast_1d(fig.subplots(rows, min(columns, len(panels)), squeeze=False)).ravel()
+    for ax, panel in zip(axes, panels):
+        ax.imshow(viz.draw_detections(panel["image"], panel["detections"], input_size=panel.get("input_size"),
+                                      truth=panel.get("truth")))
+        ax.set_title(panel.get("title", ""), fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    return fig
+
+
+def channel_image(latent, channel: int, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One latent channel as an RGB picture (diverging colours, symmetric around 0), upsampled with
+    nearest-neighbour to ``size`` (height, width; default 16x the grid), to draw detections on."""
+    import cv2
+    from matplotlib import colormaps
+
+    values = np.asarray(latent, dtype=np.float64).reshape(-1, *np.shape(latent)[-2:])[channel]
+    scale = np.abs(values).max() or 1.0
+    rgb = (colormaps["RdBu_r"](0.5 + 0.5 * values / scale)[..., :3] * 255).round().astype(np.uint8)
+    height, width = size or (values.shape[0] * LATENT_STRIDE, values.shape[1] * LATENT_STRIDE)
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def plot_feature_maps(maps: Mapping[str, np.ndarray], truth: np.ndarray, image_size: tuple[int, int]):
+    """One panel per 2-D map (e.g. :func:`feature_energy` of P2..P6) with the true faces, in image pixels."""
+    from matplotlib.patches import Rectangle
+
+    height, width = image_size
+    fig = _figure((2.8 * len(maps), 3.0))
+    axes = np.atleast_1d(fig.subplots(1, len(maps)))
+    for ax, (name, values) in zip(axes, maps.items()):
+        ax.imshow(values, cmap="inferno", extent=(0, width, height, 0), interpolation="nearest")
+        for x1, y1, x2, y2 in np.asarray(truth, np.float64).reshape(-1, 4):
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="lime", lw=0.8))
+        ax.set_title(f"{name}: {values.shape[0]}x{values.shape[1]} (stride {height // values.shape[0]})", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
 def feature_energy(maps: Mapping[str, torch.Tensor], names: Sequence[str] | None = None, index: int = 0) -> dict[str, np.ndarray]:
     """Per named feature map (e.g. ``model.extract(x)``'s P2..P6), the L2 norm over channels [h, w] of image ``index``."""
     names = list(names if names is not None else maps)

@@ -322,6 +322,16 @@ class ThresholdTuner:
             result["precision_curve"], result["recall_curve"] = self.pr_curve(rate)
         return result
 
+    def sweep(self, confs=None, rate: str | int | None = None) -> list[dict]:
+        """Precision, recall and F1 at each score threshold in ``confs`` (default: floor..0.99 in
+        steps of 0.01), the other settings as they are; the tuner's own threshold is left unchanged."""
+        confs = np.round(np.arange(np.ceil(self.floor * 100), 100) / 100, 2) if confs is None else confs
+        current = self.conf
+        try:
+            return [self.set(conf=float(c)).metrics(rate, curve=False) for c in confs]
+        finally:
+            self.conf = current
+
     def save(self, path: str | os.PathLike) -> Path:
         """Write the operating point as the thresholds JSON ``latentface detect --thresholds`` reads."""
         from latentface.detect import save_thresholds

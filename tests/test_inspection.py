@@ -165,3 +165,29 @@ def test_plot_latent_views_draws_pictures_and_channels():
     assert len(shown) == 1 + 1 + 4  # the picture, the PCA view, four channels
     drawn = shown[0].images[0].get_array()
     assert drawn.shape == (32, 48, 3) and drawn.any()  # the true box is drawn on the black picture
+
+
+def test_channel_image_colours_one_channel_symmetrically():
+    latent = np.zeros((3, 1, 2), np.float32)
+    latent[1] = [[-2.0, 2.0]]
+    rgb = inspection.channel_image(latent, 1)
+    assert rgb.shape == (16, 32, 3) and rgb.dtype == np.uint8
+    left, right = rgb[8, 4].astype(int), rgb[8, 20].astype(int)
+    assert left[2] > left[0] and right[0] > right[2]  # RdBu_r: negative blue, positive red
+    assert (rgb[:, :16] == rgb[0, 0]).all()  # one flat block per cell
+    assert inspection.channel_image(latent, 0, size=(4, 8)).shape == (4, 8, 3)
+
+
+def test_detection_grid_and_feature_map_panels():
+    image = np.zeros((32, 32, 3), np.uint8)
+    det = {"boxes": np.array([[2, 2, 20, 20]], np.float32), "scores": np.array([0.9], np.float32),
+           "landmarks": np.full((1, 5, 2), 10, np.float32)}
+    fig = inspection.plot_detections([{"image": image, "detections": det, "truth": np.zeros((0, 4)), "title": t}
+                                      for t in "abcde"], columns=3)
+    titled = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in titled] == list("abcde") and len(fig.axes) == 6
+    assert titled[0].images[0].get_array()[2, 2:20].any()  # the box is drawn
+    maps = {"P3": np.ones((4, 4)), "P4": np.ones((2, 2))}
+    fig = inspection.plot_feature_maps(maps, np.array([[0, 0, 8, 8], [8, 8, 30, 30]]), (32, 32))
+    assert [len(ax.patches) for ax in fig.axes] == [2, 2]
+    assert fig.axes[1].get_title() == "P4: 2x2 (stride 16)"

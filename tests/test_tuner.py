@@ -243,3 +243,13 @@ def test_plot_shows_the_image_and_the_curve(shared):
     assert point.tolist() == [[m["recall"], m["precision"]]]
     rgb, what = tuner.picture()
     assert rgb.shape == (64, 64, 3) and what.startswith("image")  # synth stores the images
+
+
+def test_sweep_scans_thresholds_without_moving_the_operating_point():
+    tuner = hand_tuner().set(conf=0.65)
+    rows = tuner.sweep([0.02, 0.55, 0.95])
+    assert [counts(r) for r in rows] == [(2, 2, 2, 5), (1, 1, 2, 3), (0, 0, 2, 0)]
+    assert [r["conf"] for r in rows] == [0.02, 0.55, 0.95]
+    assert tuner.conf == 0.65
+    default = tuner.sweep()
+    assert [r["conf"] for r in default[:3]] == [0.02, 0.03, 0.04] and default[-1]["conf"] == 0.99

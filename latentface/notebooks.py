@@ -1,0 +1,177 @@
+"""Support for the notebooks in ``notebooks/``: the smoke switch, their working folder, the
+synthetic dataset they read, and headless execution of a jupytext pair.
+
+``python -m latentface.notebooks [NOTEBOOK.py ...]`` executes each notebook (all of
+``notebooks/*.py`` by default) in its own folder and writes the paired ``.ipynb`` with the
+outputs, so the committed notebooks show what the code produces. ``--smoke`` runs the small
+configuration instead (what the tests run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+#: Set to 1 (tests, CI) to make every notebook's parameters cell pick its small configuration.
+SMOKE_ENV = "LATENTFACE_SMOKE"
+#: Where notebooks write datasets, runs and thresholds (default ``runs/notebooks`` in the repository).
+WORK_ENV = "LATENTFACE_NOTEBOOK_DIR"
+KERNEL = "python3"
+
+
+def smoke() -> bool:
+    """True when the small configuration is asked for (``LATENTFACE_SMOKE=1``)."""
+    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The repository folder: the first parent of ``start`` (default: here) holding ``pyproject.toml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "latentface").is_dir():
+            return folder
+    return here
+
+
+def work_dir(name: str) -> Path:
+    """``$LATENTFACE_NOTEBOOK_DIR/<name>`` or ``<repo>/runs/notebooks[-smoke]/<name>``, created;
+    relative to the current folder when inside the repository (so outputs name no machine paths)."""
+    base = os.environ.get(WORK_ENV)
+    root = repo_root()
+    folder = Path(base) if base else root / "runs" / ("notebooks-smoke" if smoke() else "notebooks")
+    folder = (folder / name).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(os.path.relpath(folder)) if folder.is_relative_to(root) else folder
+
+
+def synthetic_dataset(root: str | os.PathLike, n_train: int, n_val: int, size: int, seed: int = 0,
+                      rates=None, workers: int = 1) -> Path:
+    """The synthetic dataset at ``root`` with these settings, generated unless already there.
+
+    A folder written by ``latentface synth`` with other settings is regenerated; any other
+    non-empty folder (e.g. real data) is an error rather than overwritten.
+    """
+    from latentface.codec import dct
+    from latentface.data.labels import read_labels
+    from latentface.data.layout import CODEC_FILE, LABELS_FILE
+    from latentface.data.synth import generate_dataset
+
+    root = Path(root)
+    rates = list(rates or dct.QUALITIES)
+    codec_file = root / CODEC_FILE
+    if codec_file.is_file():
+        info = json.loads(codec_file.read_text())
+        if info.get("generator") != "latentface synth":
+            raise ValueError(f"{root}: not a synthetic dataset ({codec_file} has no 'generator': 'latentface synth')")
+        counts = {split: len(read_labels(root / split / LABELS_FILE)) if (root / split / LABELS_FILE).is_file() else 0
+                  for split in ("train", "val")}
+        if (info.get("size"), info.get("seed"), info.get("rates"), counts) == (
+                size, seed, rates, {"train": n_train, "val": n_val}):
+            return root
+    elif root.exists() and any(root.iterdir()):
+        raise ValueError(f"{root}: exists and is not a synthetic dataset (no {CODEC_FILE}); pick another folder")
+    generate_dataset(root, n_train, n_val, size=size, rates=rates, seed=seed, progress=False, overwrite=True,
+                     workers=workers)
+    return root
+
+
+def trained_weights(config) -> Path:
+    """``weight_final.pth`` of the run ``config`` (a :class:`~latentface.train.TrainConfig` with ``out``
+    and ``name``) describes: reused when that folder holds a finished run of the same config,
+    otherwise trained afresh there."""
+    import shutil
+
+    from latentface.train import train
+
+    run_dir = Path(config.out) / config.name
+    marker = run_dir / "notebook_config.json"
+    weights = run_dir / "weight_final.pth"
+    if weights.is_file() and marker.is_file() and json.loads(marker.read_text()) == config.to_dict():
+        print(f"reusing {weights} (same training config)")
+        return weights
+    shutil.rmtree(run_dir, ignore_errors=True)
+    train(config)
+    marker.write_text(json.dumps(config.to_dict(), indent=1))
+    return weights
+
+
+def setup(dpi: int = 72) -> None:
+    """Notebook defaults: figures at ``dpi`` (small committed notebooks), quiet progress bars."""
+    import matplotlib
+
+    matplotlib.rcParams["figure.dpi"] = dpi
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+
+def show(fig, jpeg: bool = False, quality: int = 80) -> None:
+    """Display a matplotlib figure; ``jpeg`` for photo-like figures (a fraction of a PNG's size)."""
+    import io
+
+    from IPython.display import Image, display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="jpeg" if jpeg else "png", bbox_inches="tight",
+                **({"pil_kwargs": {"quality": quality}} if jpeg else {}))
+    display(Image(buffer.getvalue(), format="jpeg" if jpeg else "png"))
+
+
+def markdown_table(rows: list[dict], digits: int = 3) -> str:
+    """A Markdown table of dict rows (columns from the first row); floats to ``digits`` significant digits."""
+    if not rows:
+        return ""
+    columns = list(rows[0])
+
+    def cell(value) -> str:
+        return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c, "")) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 1200, write: bool = True,
+            extra_env: dict[str, str] | None = None):
+    """Execute the notebook ``path`` (the ``.py`` or the ``.ipynb`` of a pair) headless.
+
+    Runs in the notebook's folder with the ``python3`` kernel of this interpreter, the Agg
+    backend and W&B disabled; ``smoke_run`` sets ``LATENTFACE_SMOKE=1``. With ``write`` the
+    executed notebook (outputs included) is saved as the ``.ipynb`` of the pair, whose code
+    cells are then the ``.py``'s. Returns the executed notebook.
+    """
+    import jupytext
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    source = path.with_suffix(".py") if path.with_suffix(".py").is_file() else path
+    nb = jupytext.read(source)
+    env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "disabled", SMOKE_ENV: "1" if smoke_run else "0",
+           **(extra_env or {})}
+    # jupyter_client starts a kernel spec whose command is "python" with this interpreter
+    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(source.parent)}})
+    client.execute(env=env)
+    nb.metadata.pop("widgets", None)  # widget state would only show stale, dead controls
+    if write:
+        jupytext.write(nb, source.with_suffix(".ipynb"))
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m latentface.notebooks", description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", help="notebook .py files (default: notebooks/*.py)")
+    parser.add_argument("--smoke", action="store_true", help="the small configuration (as the tests run it)")
+    parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell (default 1200)")
+    args = parser.parse_args(argv)
+    paths = [Path(p) for p in args.notebooks] or sorted((repo_root() / "notebooks").glob("[0-9]*.py"))
+    for path in paths:
+        start = time.perf_counter()
+        execute(path, smoke_run=args.smoke, timeout=args.timeout)
+        size = path.with_suffix(".ipynb").stat().st_size
+        print(f"{path}: executed in {time.perf_counter() - start:.0f} s -> {path.with_suffix('.ipynb')} ({size / 1e3:.0f} kB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
