@@ -584,3 +584,171 @@ def read_widerface_predictions(pred_dir: str | os.PathLike) -> dict[str, np.ndar
         predictions[path.stem] = _read_prediction_file(path)
         origin[path.stem] = path
     return predictions
+
+
+# ------------------------------------------------------------- command line
+
+
+def mat_frame_transform(labels: Mapping[str, Any], wider: Mapping[str, dict]) -> dict[str, np.ndarray]:
+    """Per image the map (ax, bx, ay, by) from the labels' pixel frame to the .mat's: x' = ax*x + bx.
+
+    retina-modify's labels are on the resized 640x640 image while the official .mat files are
+    on the original images; the original sizes are not stored, but each image's faces are the
+    same faces in the same order, so a least-squares fit of the .mat boxes against the label
+    boxes gives the resize (and any letterbox offset). An image whose faces do not correspond
+    is an error naming it; an image without faces takes the median map of the others.
+    """
+    maps: dict[str, np.ndarray] = {}
+    for key, record in labels.items():
+        if key not in wider:
+            continue
+        ours = np.asarray(record.boxes, dtype=np.float64).reshape(-1, 4)
+        theirs = np.asarray(wider[key]["boxes"], dtype=np.float64).reshape(-1, 4)
+        if len(ours) == 0:
+            continue
+        if len(ours) != len(theirs):
+            raise ValueError(f"image {wider[key]['name']}: the labels have {len(ours)} faces, the WIDER .mat "
+                             f"{len(theirs)}; --wider_gt needs the split's labels to be the WIDER validation labels")
+        fit = []
+        for axis in (0, 1):
+            x, y = ours[:, [axis, axis + 2]].ravel(), theirs[:, [axis, axis + 2]].ravel()
+            if np.ptp(x) > 0:
+                a, b = np.polyfit(x, y, 1)
+            else:
+                a, b = 1.0, float(np.mean(y - x))
+            tolerance = 2.0 + 0.02 * max(np.ptp(y), 1.0)
+            if np.abs(a * x + b - y).max() > tolerance:
+                raise ValueError(f"image {wider[key]['name']}: its label boxes are not a resize of its WIDER .mat "
+                                 f"boxes (misfit {np.abs(a * x + b - y).max():.1f} px)")
+            fit += [a, b]
+        maps[key] = np.array(fit)
+    if not maps:
+        raise ValueError("no image of the split has faces both in its labels and in the WIDER .mat files")
+    median = np.median(np.stack(list(maps.values())), axis=0)
+    return {key: maps.get(key, median) for key in labels if key in wider}
+
+
+def to_mat_frame(predictions: Mapping[str, np.ndarray], maps: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Predictions [K,5] moved to the .mat frame with :func:`mat_frame_transform`'s maps (others dropped)."""
+    out = {}
+    for key, p in predictions.items():
+        if key not in maps:
+            continue
+        ax, bx, ay, by = maps[key]
+        p = np.array(p, dtype=np.float64).reshape(-1, 5)
+        p[:, [0, 2]] = p[:, [0, 2]] * ax + bx
+        p[:, [1, 3]] = p[:, [1, 3]] * ay + by
+        out[key] = p
+    return out
+
+
+def configure_parser(parser) -> None:
+    from latentface.cli import flag
+
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(*flag("--weight"), dest="weight", metavar="PTH", help="checkpoint to run on the split")
+    source.add_argument(*flag("--predictions"), dest="predictions", metavar="DIR",
+                        help="evaluate saved predictions instead: WIDER text files (latentface detect --format widerface)")
+    parser.add_argument(*flag("--dataset_root"), dest="dataset_root", required=True, metavar="DIR",
+                        help="dataset in the retina-modify layout")
+    parser.add_argument("--split", default="val", help="split to evaluate (default val)")
+    parser.add_argument(*flag("--latent_type"), dest="latent_type", default="latent_75.npy")
+    parser.add_argument(*flag("--wider_gt"), dest="wider_gt", metavar="DIR", default=None,
+                        help="folder with the official wider_{face,easy,medium,hard}_val.mat: adds easy/medium/hard AP")
+    parser.add_argument(*flag("--output"), dest="output", default="runs/eval", metavar="DIR",
+                        help="report.json, pr_curve.png and predictions go here (default runs/eval)")
+    parser.add_argument(*flag("--thresholds"), dest="thresholds", metavar="JSON", default=None,
+                        help="operating point JSON; evaluation's default confidence is 0.02")
+    parser.add_argument("--conf", type=float, default=None, help="score threshold (default 0.02)")
+    parser.add_argument("--nms", type=float, default=None, help="NMS IoU (default 0.4)")
+    parser.add_argument("--topk", type=int, default=None, help="boxes kept before NMS (default 5000)")
+    parser.add_argument("--keep", type=int, default=None, help="boxes kept after NMS (default 750)")
+    parser.add_argument(*flag("--batch_size"), dest="batch_size", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument(*flag("--no_coco"), dest="no_coco", action="store_true",
+                        help="skip COCO mAP (pycocotools is slow on very large prediction sets)")
+    parser.add_argument(*flag("--no_progress"), dest="no_progress", action="store_true")
+
+
+def evaluate_checkpoint(weight: str | os.PathLike, dataset_root: str | os.PathLike, split: str = "val",
+                        latent_type: str = "latent_75.npy", thresholds: Mapping[str, float] | None = None,
+                        batch_size: int = 8, workers: int = 0, device=None, progress: bool = True):
+    """Run a checkpoint over a split: (predictions {key: [K,5]}, landmarks {key: [K,5,2]}, dataset)."""
+    from latentface.data.dataset import NestedLatentWiderFaceDataset
+    from latentface.detect import Detector, predict_dataset
+    from latentface.postprocess import EVAL_CONF
+
+    detector = Detector.from_checkpoint(weight, device=device, thresholds={"conf": EVAL_CONF, **(thresholds or {})})
+    dataset = NestedLatentWiderFaceDataset(dataset_root, split, latent_type)
+    if dataset.expected_shape[0] != detector.in_channels:
+        raise ValueError(f"{dataset_root}/{split}: latents have {dataset.expected_shape[0]} channels, "
+                         f"{weight} expects {detector.in_channels}")
+    predictions, landmarks = predict_dataset(detector, dataset, batch_size, workers, progress)
+    return predictions, landmarks, dataset
+
+
+def run(args) -> int:
+    from latentface.checkpoint import CheckpointError
+    from latentface.data.dataset import BadLatentError
+    from latentface.data.labels import LabelFormatError
+
+    try:
+        return _run(args)
+    except (CheckpointError, BadLatentError, LabelFormatError, OSError, ValueError) as exc:
+        raise SystemExit(f"latentface evaluate: {exc}") from None
+
+
+def _run(args) -> int:
+    import json
+
+    from latentface.data.dataset import NestedLatentWiderFaceDataset
+    from latentface.detect import resolve_thresholds
+    from latentface.postprocess import EVAL_CONF
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.weight:
+        thresholds = resolve_thresholds(args, default_conf=EVAL_CONF)
+        predictions, _, dataset = evaluate_checkpoint(
+            args.weight, args.dataset_root, args.split, args.latent_type, thresholds, args.batch_size,
+            args.workers, args.device, progress=not args.no_progress)
+        names = {key: rec.name for key, rec in dataset.records.items()}
+        write_widerface_predictions(predictions, out / "widerface", names)
+    else:
+        thresholds = None
+        dataset = NestedLatentWiderFaceDataset(args.dataset_root, args.split, args.latent_type)
+        predictions = read_widerface_predictions(args.predictions)
+    report = evaluation_report(predictions, dataset.records, coco=not args.no_coco)
+    if args.wider_gt:
+        from latentface.data.labels import read_labels
+
+        wider = load_wider_mat(args.wider_gt)
+        labels = read_labels(Path(args.dataset_root) / args.split / "labels.txt")
+        moved = to_mat_frame(predictions, mat_frame_transform(labels, wider))
+        curves = _subset_curves(moved, {key: wider[key] for key in moved})
+        report["wider"] = {subset: voc_ap(r, p) for subset, (p, r) in curves.items()}
+        report["curves"].update({subset: {"precision": p.tolist(), "recall": r.tolist()}
+                                 for subset, (p, r) in curves.items()})
+    report["source"] = {"weight": args.weight, "predictions": args.predictions, "dataset_root": str(args.dataset_root),
+                        "split": args.split, "latent_type": args.latent_type, "thresholds": thresholds}
+    (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot_pr_curve(report, out / "pr_curve.png")
+    print(format_report(report))
+    print(f"-> {out / 'report.json'}, {out / 'pr_curve.png'}" + (f", {out / 'widerface'}/" if args.weight else ""))
+    return 0
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The report's numbers as a few readable lines (curves left out)."""
+    lines = [f"{report['images']} images, {report['faces']} faces ({report['ignored_faces']} ignored), "
+             f"{report['predictions']} predictions",
+             f"WIDER AP@0.5: {report['ap']:.4f}"]
+    sizes = ", ".join(f"{name} {v['ap']:.4f} ({v['faces']})" if v["ap"] is not None else f"{name} - (0)"
+                      for name, v in report["ap_by_size"].items())
+    lines.append(f"AP by face height (faces): {sizes}")
+    if "coco" in report:
+        lines.append(f"COCO mAP@[.5:.95]: {report['coco']['mAP']:.4f}, AP50: {report['coco']['AP50']:.4f}")
+    if "wider" in report:
+        lines.append("WIDER " + ", ".join(f"{k} {v:.4f}" for k, v in report["wider"].items()))
+    return "\n".join(lines)

@@ -205,3 +205,84 @@ def test_bad_latents_in_a_folder_can_be_skipped_and_counted(dataset, weight, tmp
     assert [r["image"] for r in json.loads((tmp_path / "b" / "detections.json").read_text())] == ["good"]
     assert "1 bad latent(s) skipped" in capsys.readouterr().out
     assert find_latents(folder) == [folder / "good.npy", folder / "nan.npy"]
+
+
+# ------------------------------------------------------------------ latentface evaluate
+
+
+def _cell(items):
+    arr = np.empty((len(items), 1), dtype=object)
+    for i, item in enumerate(items):
+        arr[i, 0] = item
+    return arr
+
+
+def _write_mats(gt, keys, boxes):
+    """The official kit's four .mat files for one event; every face in every subset."""
+    import scipy.io
+
+    scipy.io.savemat(gt / "wider_face_val.mat", {"event_list": _cell(["0--Synthetic"]), "file_list": _cell([_cell(keys)]),
+                                                 "face_bbx_list": _cell([_cell(boxes)])})
+    for subset in ("easy", "medium", "hard"):
+        every = [np.arange(1, len(b) + 1, dtype=float).reshape(-1, 1) for b in boxes]
+        scipy.io.savemat(gt / f"wider_{subset}_val.mat", {"gt_list": _cell([_cell(every)])})
+
+
+def test_evaluate_saved_predictions_with_official_wider_mats_in_the_original_frame(dataset, tmp_path, capsys):
+    from latentface.data.dataset import NestedLatentWiderFaceDataset
+    from latentface.data.labels import read_labels
+    from latentface.evaluate import write_widerface_predictions
+
+    records = NestedLatentWiderFaceDataset(dataset, "val").records
+    perfect = {key: np.concatenate([r.boxes, np.full((len(r), 1), 0.9)], axis=1) for key, r in records.items()}
+    write_widerface_predictions(perfect, tmp_path / "preds", {k: r.name for k, r in records.items()})
+    # The "original" images were 2x wider and 3x taller than the 64x64 encoded ones.
+    labels = read_labels(dataset / "val" / "labels.txt")
+    keys = list(labels)
+    boxes = [np.array([[2 * b[0], 3 * b[1], 2 * (b[2] - b[0]), 3 * (b[3] - b[1])] for b in labels[k].boxes]) for k in keys]
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    _write_mats(gt, keys, boxes)
+
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--predictions", str(tmp_path / "preds"), "--dataset_root", str(dataset),
+                 "--wider_gt", str(gt), "--output", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["ap"] == pytest.approx(1.0) and report["coco"]["AP50"] == pytest.approx(1.0)
+    assert report["wider"] == {"easy": pytest.approx(1.0), "medium": pytest.approx(1.0), "hard": pytest.approx(1.0)}
+    assert set(report) >= {"images", "faces", "ignored_faces", "predictions", "ap_by_size", "curves", "source"}
+    assert (out / "pr_curve.png").stat().st_size > 1000
+    assert "WIDER AP@0.5: 1.0000" in capsys.readouterr().out
+
+    boxes[0] = boxes[0][:1] if len(boxes[0]) > 1 else np.concatenate([boxes[0], boxes[0]])
+    _write_mats(gt, keys, boxes)
+    with pytest.raises(SystemExit, match=f"image 0--Synthetic/{keys[0]}.jpg: the labels have {len(labels[keys[0]])} faces"):
+        main(["evaluate", "--predictions", str(tmp_path / "preds"), "--dataset_root", str(dataset),
+              "--wider_gt", str(gt), "--output", str(out)])
+
+
+def test_mat_frame_fit_recovers_a_resize_with_letterbox_offset():
+    from latentface.evaluate import mat_frame_transform, to_mat_frame
+
+    ours = type("R", (), {"boxes": np.array([[10.0, 20.0, 30.0, 60.0], [40.0, 5.0, 50.0, 15.0]])})()
+    theirs = {"a": {"name": "e/a.jpg", "boxes": ours.boxes * [2.5, 1.5, 2.5, 1.5] + [0, 12, 0, 12]},
+              "b": {"name": "e/b.jpg", "boxes": np.zeros((0, 4))}}
+    maps = mat_frame_transform({"a": ours, "b": type("R", (), {"boxes": np.zeros((0, 4))})()}, theirs)
+    np.testing.assert_allclose(maps["a"], [2.5, 0.0, 1.5, 12.0], atol=1e-9)
+    np.testing.assert_allclose(maps["b"], maps["a"])  # no face: the median map
+    moved = to_mat_frame({"a": np.array([[10.0, 20.0, 30.0, 60.0, 0.7]])}, maps)
+    np.testing.assert_allclose(moved["a"], [[25.0, 42.0, 75.0, 102.0, 0.7]])
+    theirs["a"]["boxes"] = theirs["a"]["boxes"] + [[0, 0, 0, 0], [9, 0, 0, 0]]
+    with pytest.raises(ValueError, match=r"e/a.jpg: its label boxes are not a resize of its WIDER .mat boxes"):
+        mat_frame_transform({"a": ours}, theirs)
+
+
+def test_evaluate_a_checkpoint_writes_report_curve_and_wider_files(dataset, weight, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--weight", str(weight), "--dataset_root", str(dataset), "--keep", "4",
+                 "--output", str(out), "--no_progress"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["images"] == 2 and report["predictions"] == 8
+    assert report["source"]["thresholds"] == {"conf": 0.02, "nms": 0.4, "topk": 5000, "keep": 4}
+    assert set(report["ap_by_size"]) == {"tiny", "small", "medium", "large"} and set(report["coco"]) == {"mAP", "AP50"}
+    assert len(list((out / "widerface").rglob("*.txt"))) == 2 and (out / "pr_curve.png").is_file()
