@@ -1,5 +1,6 @@
-"""The RGB baseline's data (PNG images, same targets, matching augmentations) and tracking switches."""
+"""The RGB baseline's data (PNG images, same targets, matching augmentations) and experiment tracking."""
 import sys
+import types
 
 import cv2
 import numpy as np
@@ -118,3 +119,36 @@ def test_tracking_switches_off_with_one_line(monkeypatch, tmp_path):
 def test_draw_boxes_colours():
     out = draw_boxes(np.zeros((20, 20, 3), np.uint8), np.array([[2, 2, 8, 8, 0.9]]), np.array([[10, 10, 15, 15]]))
     assert out[2, 5].tolist() == [0, 255, 0] and out[10, 12].tolist() == [255, 0, 0] and out[0, 0].tolist() == [0, 0, 0]
+
+
+def test_weights_and_biases_receives_losses_ap_and_validation_images(dataset, tmp_path, monkeypatch):
+    """A stand-in wandb module records what training sends (the real one would need an account or a service)."""
+    inits, logged = [], []
+
+    class Run:
+        url = None
+
+        def log(self, data, step):
+            logged.append((step, data))
+
+        def finish(self):
+            logged.append(("finished", {}))
+
+    def init(**kwargs):
+        inits.append(kwargs)
+        return Run()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(
+        init=init, Image=lambda image, caption: (caption, image.shape)))
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run_dir = train(TrainConfig(dataset_root=str(dataset), preset="fast", out_channels=16, batch_size=2, epochs=1,
+                                workers=0, out=str(tmp_path), name="tracked", progress=False, val_images=1,
+                                wandb_project="faces"))
+    assert inits[0]["project"] == "faces" and inits[0]["name"] == "tracked" and inits[0]["resume"] == "allow"
+    assert inits[0]["config"]["batch_size"] == 2
+    assert torch.load(run_dir / "last.pth", weights_only=True)["wandb_id"] == inits[0]["id"]
+    metrics = {k: v for step, data in logged if step == 2 for k, v in data.items()}
+    assert {"lr", "train/total", "train/box", "train/cls", "train/landmark", "val/total", "val/ap"} <= set(metrics)
+    (caption, shape), = metrics["val/images"]
+    assert shape == (64, 64, 3) and caption == RGBWiderFaceDataset(dataset, "val").keys[0]
+    assert logged[-1][0] == "finished"

@@ -367,7 +367,8 @@ class _Run:
         if skipped:
             self.nonfinite += 1
             self.consecutive_nonfinite += 1
-            self.log(f"step {self.step}: non-finite loss or gradient, step skipped ({self.nonfinite} so far)")
+            scale = f"; fp16 loss scale now {self.scaler.get_scale():g}" if self.amp else ""
+            self.log(f"step {self.step}: non-finite loss or gradient, step skipped ({self.nonfinite} so far{scale})")
             if self.consecutive_nonfinite > cfg.max_nonfinite:
                 self._save()
                 raise TrainingError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import uuid
 from pathlib import Path
 
 import cv2
@@ -41,7 +42,8 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
     ax_loss, ax_ap, ax_lr = fig.subplots(1, 3)
     epochs = [r["epoch"] for r in history]
     for part, colour in zip(LOSS_PARTS, ("black", "tab:blue", "tab:orange", "tab:green")):
-        ax_loss.plot(epochs, [r.get(f"train_{part}") for r in history], "-o", ms=3, color=colour, label=f"train {part}")
+        train = [math.nan if r.get(f"train_{part}") is None else r[f"train_{part}"] for r in history]
+        ax_loss.plot(epochs, train, "-o", ms=3, color=colour, label=f"train {part}")
         val = [(e, r[f"val_{part}"]) for e, r in zip(epochs, history) if r.get(f"val_{part}") is not None]
         if val:
             ax_loss.plot(*zip(*val), "--s", ms=3, color=colour, alpha=0.7, label=f"val {part}")
@@ -88,7 +90,7 @@ class Tracker:
             log("experiment tracking off: wandb is not installed (pip install 'latentface[tracking]')")
             return
         self._wandb = wandb
-        self.run_id = run_id or wandb.util.generate_id()
+        self.run_id = run_id or uuid.uuid4().hex[:8]  # kept in last.pth: a resumed run continues the same W&B run
         try:
             self.run = wandb.init(project=project, name=name, id=self.run_id, resume="allow", dir=str(run_dir),
                                   config=config)
