@@ -129,6 +129,14 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(dataset, tmp_pat
     assert [r["epoch"] for r in read_metrics(resumed)] == [r["epoch"] for r in read_metrics(uninterrupted)] == ["1.0", "1.5"]
 
 
+def test_ctrl_c_finishes_the_step_and_leaves_a_resumable_checkpoint(dataset, tmp_path, monkeypatch):
+    TrainingLossHook(monkeypatch, lambda call, losses: os.kill(os.getpid(), signal.SIGINT) if call == 2 else None)
+    run_dir = train(config(dataset, tmp_path, epochs=1))
+    saved = torch.load(run_dir / "last.pth", weights_only=True)
+    assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 2, 2) and saved["optimizer"]["state"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_nonfinite_loss_is_skipped_and_counted(dataset, tmp_path, monkeypatch):
     def nan_at_step_2(call, losses):
         if call == 2:

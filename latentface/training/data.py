@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from latentface import LATENT_STRIDE
 from latentface.data.augment import Compose, RandomHorizontalFlip, RandomLatentCrop
 from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces
 from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFaceDataset
@@ -34,7 +35,7 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
                 "val/ in the retina-modify layout; `latentface synth` writes a synthetic one)")
     if config.input == "rgb":
         train, val = RGBWiderFaceDataset(root, "train"), RGBWiderFaceDataset(root, "val")
-        cells = (train.image_size[1] // 16, train.image_size[0] // 16)
+        cells = (train.image_size[1] // LATENT_STRIDE, train.image_size[0] // LATENT_STRIDE)
         flip, crop = RandomImageFlip(0.5), RandomImageCrop
     else:
         rates = latent_types(config)

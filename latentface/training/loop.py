@@ -33,7 +33,7 @@ from latentface.evaluate import wider_ap
 from latentface.loss import MultiBoxLoss
 from latentface.postprocess import DISPLAY_CONF, EVAL_CONF, postprocess
 from latentface.training.config import (
-    TrainConfig, TrainingError, architecture, build_model_from_config, merge_for_resume, resolved,
+    TrainConfig, TrainingError, build_model_from_config, merge_for_resume, resolved,
 )
 from latentface.training.data import build_datasets, build_loaders, latent_types
 from latentface.training.distributed import Processes
@@ -424,9 +424,10 @@ class _Run:
                               **{f"train/{k}": row[f"train_{k}"] for k in LOSS_PARTS},
                               **{f"val/{k[4:]}": v for k, v in (val or {}).items()}}, step=self.step)
             self.tracker.log_images(images, step=self.step)
-            ap = row.get("val_ap")
-            self.log(f"epoch {row['epoch']:g}: train loss {row['train_total'] or float('nan'):.4f}"
-                     + (f", val loss {row['val_total']:.4f}, val AP {ap:.4f}" if val else "")
+            ap = "undefined" if row.get("val_ap") is None else f"{row['val_ap']:.4f}"
+            train_loss = "n/a (every step skipped)" if row["train_total"] is None else f"{row['train_total']:.4f}"
+            self.log(f"epoch {row['epoch']:g}: train loss {train_loss}"
+                     + (f", val loss {row['val_total']:.4f}, val AP {ap}" if val else "")
                      + (" (best)" if improved else ""))
         self.procs.barrier()
 
