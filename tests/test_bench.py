@@ -98,10 +98,10 @@ def test_quick_cost_section_reports_measured_ratios(tmp_path, capsys):
     assert "Machine:" in md and stored["machine"]["torch"] == torch.__version__
     table = _table(md, "## 1. Inference cost")
     head, rows = table[0], {r[0].split("`")[1]: r for r in table[2:]}
-    assert head[:4] == ["model", "params (M)", "GMACs", "× RGB"] and "CPU ms b1" in head and "CPU ms b2" in head
+    assert head[:4] == ["model", "params (M)", "GMACs", "× RGB"] and "CPU ms b1 @64" in head and "CPU ms b2 @64" in head
     assert set(rows) == set(stored["cost"]["rows"])
     base = stored["cost"]["rows"]["rgb_r50"]
-    i_mac, i_lat = head.index("× RGB"), head.index("CPU ms b1") + 1
+    i_mac, i_lat = head.index("× RGB"), head.index("CPU ms b1 @64") + 1
     assert rows["rgb_r50"][i_mac] == "1.00" and rows["rgb_r50"][i_lat] == "1.00"
     timed = set(bench.PROFILES["quick"].latency_rows)
     for name, r in stored["cost"]["rows"].items():
@@ -113,8 +113,8 @@ def test_quick_cost_section_reports_measured_ratios(tmp_path, capsys):
         else:  # not timed in this profile: a dash, never a made-up number
             assert "latency_b1" not in r and rows[name][i_lat] == "—"
     # Batch 2 was measured for the main rows only.
-    assert rows["latent_r50_default"][head.index("CPU ms b2")] != "—"
-    assert rows["latent_r18"][head.index("CPU ms b2")] == "—"
+    assert rows["latent_r50_default"][head.index("CPU ms b2 @64")] != "—"
+    assert rows["latent_r18"][head.index("CPU ms b2 @64")] == "—"
     # The RGB stem + layer1 of a ResNet-50 is what the bridges are measured against.
     assert base["input_stage_macs"] == bench.macs(build_model({"kind": "rgb", "backbone": "resnet50"}).stem,
                                                   torch.zeros(1, 3, 64, 64))
