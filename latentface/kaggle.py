@@ -487,9 +487,10 @@ def wait_for_dataset(cli: KaggleCLI, ref: str, timeout: float = 600) -> None:
     while True:
         status = (cli.run(["datasets", "status", ref], check=False, capture=True).stdout or "").strip()
         print(status, flush=True)
-        if re.search(r"\bready\b", status, re.I):
+        last = status.splitlines()[-1].strip().lower() if status else ""
+        if re.search(r"\bready\b", last):
             return
-        if re.search(r"\berror\b|\bfailed\b", status, re.I):
+        if last in ("error", "failed"):  # a status, not an HTTP error of a dataset still being created
             raise KaggleSetupError(f"Kaggle could not process dataset {ref}: {status}")
         if time.monotonic() >= deadline:
             raise KaggleSetupError(f"dataset {ref} is not ready after {timeout:.0f} s (last status: {status!r}); "

@@ -371,7 +371,7 @@ class _StatusCLI:
 
 def test_waiting_for_the_package_dataset_stops_on_errors_and_timeouts(monkeypatch):
     monkeypatch.setattr(lk, "POLL_SECONDS", 0)
-    lk.wait_for_dataset(_StatusCLI("pending", "pending", "ready"), "alice/latentface-package")
+    lk.wait_for_dataset(_StatusCLI("404 Client Error: Not Found", "pending", "ready"), "alice/latentface-package")
     with pytest.raises(lk.KaggleSetupError, match="Kaggle could not process dataset alice/latentface-package: error"):
         lk.wait_for_dataset(_StatusCLI("error"), "alice/latentface-package")
     with pytest.raises(lk.KaggleSetupError, match=r"not ready after 0 s \(last status: 'pending'\).*--skip_build"):
