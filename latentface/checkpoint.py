@@ -20,6 +20,9 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600 files; a checkpoint is readable like any output
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)

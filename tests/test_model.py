@@ -128,3 +128,15 @@ def test_bad_checkpoints_name_the_file(tmp_path):
     save_checkpoint({"model": other.state_dict(), "config": config}, wrong)
     with pytest.raises(CheckpointError, match="wrong.pth: weights do not fit the model"):
         model_from_checkpoint(wrong)
+
+
+def test_checkpoints_get_ordinary_file_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = save_checkpoint({"model": {}, "config": {}}, tmp_path / "p.pth")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
