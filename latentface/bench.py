@@ -630,6 +630,7 @@ def cost_table(cost: dict) -> list[str]:
     head = ["model", "params (M)", "GMACs", "× RGB", "input stage GMACs", f"activations @{mi} (MB)", "× RGB"]
     for b in cost["batches"]:
         head += [f"{cost['device'].upper()} ms b{b} @{mi}", "× RGB"]
+    head += [f"fastest repeat ms b1 @{mi}", "× RGB"]
     if cuda:
         for b in cost["batches"]:
             head += [f"CUDA AMP ms b{b}", f"img/s b{b}"]
@@ -641,6 +642,8 @@ def cost_table(cost: dict) -> list[str]:
         for b in cost["batches"]:
             t = r.get(f"latency_b{b}")
             cells += [_fmt(t * 1e3 if t else None, 0), _fmt(_ratio(t, base.get(f"latency_b{b}")))]
+        fastest, base_fastest = min(r.get("latency_b1_all") or [None]), min(base.get("latency_b1_all") or [None])
+        cells += [_fmt(fastest * 1e3 if fastest else None, 0), _fmt(_ratio(fastest, base_fastest))]
         if cuda:
             for b in cost["batches"]:
                 t = r.get(f"cuda_amp_latency_b{b}")
@@ -729,8 +732,10 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
             verdict += " on cost; AP not measured in this run"
         out.append(("Bridge ≤ 1.6 GMACs at 640, AP within 1 point of the seed bridge", text, verdict))
         mac_r, lat_r = d["macs"] / base["macs"], _ratio(d.get("latency_b1"), base.get("latency_b1"))
+        fast_r = _ratio(min(d.get("latency_b1_all") or [None]), min(base.get("latency_b1_all") or [None]))
         out.append(("Default latent R50: fewer MACs and lower CPU latency than the RGB baseline",
-                    f"MACs × {mac_r:.2f}, CPU latency × {_fmt(lat_r)}", ok[mac_r < 1 and lat_r is not None and lat_r < 1]))
+                    f"MACs × {mac_r:.2f}, CPU latency × {_fmt(lat_r)} (median), × {_fmt(fast_r)} (fastest repeat)",
+                    ok[mac_r < 1 and lat_r is not None and lat_r < 1 and fast_r is not None and fast_r < 1]))
         f = rows["fast"]
         text = f"{f['macs'] / 1e9:.2f} GMACs (× {f['macs'] / rows['rgb_r50_3level']['macs']:.2f} of the 3-level RGB R50)"
         verdict = ok[f["macs"] <= 10e9]
@@ -912,6 +917,13 @@ what it replaces, so the seed model is dearer than RGB. The `fast` preset gets u
 10 GMACs only by cutting the backbone too: ResNet-18/34's layer2..4 alone cost about
 10 GMACs at 640x640, so it keeps one residual block per stage (a ResNet-10), a 128-wide
 neck, and depthwise-separable FPN merge and SSH convolutions on P2 (`light_p2`).
+
+**Latency on a shared machine.** Other jobs loaded this 2-core machine heavily while the
+cost section ran (single repeats of one model varied by up to 2.7x), so the medians of three
+repeats carry large noise; the fastest repeat of each model, the least disturbed, is shown
+beside them. Both put the default latent model below the RGB baseline, by less on the
+fastest repeats, which agree better with the multiply-add ratios. Re-run
+`latentface bench --sections cost` on an idle machine (or `--full`) for firm latency ratios.
 
 **Bridges measured** (all kept in `latentface.model.bridge.BRIDGES`):
 `bilinear` (the seed; over the 1.6-GMAC budget by 9x), `pixelshuffle` (per cell; 1.68 GMACs,
