@@ -393,6 +393,8 @@ def kernel_notebook(project: str | os.PathLike | None = None):
     notebook.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     notebook.metadata.setdefault("language_info", {"name": "python"})
     notebook.metadata.pop("jupytext", None)
+    for i, cell in enumerate(notebook.cells):  # stable ids: a rebuild of the same notebook is the same file
+        cell.id = f"cell-{i}"
     return notebook
 
 
