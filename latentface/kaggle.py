@@ -416,6 +416,7 @@ class Build:
     wheel: Path
     kernel_id: str
     package_id: str
+    data_ids: list[str]
 
     @classmethod
     def read(cls, out: str | os.PathLike) -> "Build":
@@ -428,7 +429,8 @@ class Build:
                                    "run `latentface kaggle build` again")
         validate_kernel_metadata(kernel, out / "kernel", str(out / "kernel" / KERNEL_METADATA))
         validate_dataset_metadata(package, out / "package", str(out / "package" / DATASET_METADATA))
-        return cls(out / "kernel", out / "package", wheels[0], kernel["id"], package["id"])
+        data = [d for d in kernel.get("dataset_sources", []) if d != package["id"]]
+        return cls(out / "kernel", out / "package", wheels[0], kernel["id"], package["id"], data)
 
 
 def build(user: str, data: str | None = None, slug: str = KERNEL_SLUG, title: str | None = None,
@@ -471,7 +473,7 @@ def build(user: str, data: str | None = None, slug: str = KERNEL_SLUG, title: st
     )
     validate_kernel_metadata(kernel, kernel_dir, str(kernel_dir / KERNEL_METADATA))
     _write_json(kernel, kernel_dir / KERNEL_METADATA)
-    return Build(kernel_dir, package_dir, wheel, kernel["id"], package["id"])
+    return Build(kernel_dir, package_dir, wheel, kernel["id"], package["id"], [data])
 
 
 # ============================================================================ push, status, output, data
@@ -501,7 +503,13 @@ def wait_for_dataset(cli: KaggleCLI, ref: str, timeout: float = 600) -> None:
 
 
 def push(result: Build, cli: KaggleCLI, message: str, wait: float = 600) -> None:
-    """Create or version the package dataset, wait until Kaggle has processed it, push (and so run) the kernel."""
+    """Check that the data can be read, create or version the package dataset, wait until Kaggle has
+    processed it, push (and so run) the kernel."""
+    for data in result.data_ids:  # a wrong --data would only show as a kernel failing on Kaggle
+        listed = cli.run(["datasets", "files", data], check=False, capture=True)
+        if listed.returncode != 0:
+            raise KaggleSetupError(f"cannot read dataset {data} ({(listed.stdout or '').strip()}); "
+                                   f"pass --data OWNER/{DATA_SLUG} with the owner of the dataset on kaggle.com")
     if dataset_exists(cli, result.package_id):
         cli.run(["datasets", "version", "-p", result.package_dir, "-m", message, "--dir-mode", "zip"])
     else:

@@ -218,13 +218,14 @@ def test_built_wheel_holds_the_package(built):
     assert "Name: latentface" in metadata and not any(n.startswith(("tests/", "notebooks/")) for n in names)
 
 
-def test_build_options_reach_the_metadata(tmp_path, monkeypatch):
-    def fake_wheel(out_dir, project=None):
-        path = Path(out_dir) / "latentface-0.1.0-py3-none-any.whl"
-        path.write_bytes(b"")
-        return path
+def _fake_wheel(out_dir, project=None):
+    path = Path(out_dir) / "latentface-0.1.0-py3-none-any.whl"
+    path.write_bytes(b"")
+    return path
 
-    monkeypatch.setattr(lk, "build_wheel", fake_wheel)
+
+def test_build_options_reach_the_metadata(tmp_path, monkeypatch):
+    monkeypatch.setattr(lk, "build_wheel", _fake_wheel)
     assert main(["kaggle", "build", "--user", "alice", "--out", str(tmp_path), "--slug", "latentface-train-2",
                  "--data", "bob/retina-modify", "--package-slug", "alice-latentface", "--resume-from",
                  "alice/latentface-train", "--no-internet", "--public"]) == 0
@@ -261,6 +262,10 @@ FAKE_KAGGLE = textwrap.dedent('''\
         ref = json.loads((folder / "dataset-metadata.json").read_text())["id"]
         datasets[ref] = {"pending": 1, "files": sorted(p.name for p in folder.iterdir())}; save()
         print("Dataset upload successful")
+    elif args[:2] == ["datasets", "files"]:
+        if args[2] != "alice/retina-modify":
+            print("404 Client Error: Not Found"); sys.exit(1)
+        print("name  size  creationDate")
     elif args[:2] == ["kernels", "push"]:
         meta = json.loads((Path(option("-p")) / "kernel-metadata.json").read_text())
         assert (Path(option("-p")) / meta["code_file"]).is_file()
@@ -312,6 +317,7 @@ def test_push_creates_the_package_dataset_then_versions_it(built, fake_kaggle, t
     kernel_dir, package_dir = str(out / "kernel"), str(out / "package")
     assert main(["kaggle", "push", "--skip-build", "--out", str(out)]) == 0
     assert fake_kaggle() == [
+        ["datasets", "files", "alice/retina-modify"],
         ["datasets", "status", "alice/latentface-package"],
         ["datasets", "create", "-p", package_dir, "--dir-mode", "zip"],
         ["datasets", "status", "alice/latentface-package"],  # pending
@@ -321,13 +327,22 @@ def test_push_creates_the_package_dataset_then_versions_it(built, fake_kaggle, t
     uploaded = json.loads((fake_kaggle.state / "datasets.json").read_text())["alice/latentface-package"]["files"]
     assert uploaded == ["dataset-metadata.json", built.wheel.name]
     assert main(["kaggle", "push", "--skip-build", "--out", str(out), "--message", "second"]) == 0
-    assert fake_kaggle()[5:] == [
+    assert fake_kaggle()[6:] == [
+        ["datasets", "files", "alice/retina-modify"],
         ["datasets", "status", "alice/latentface-package"],
         ["datasets", "version", "-p", package_dir, "-m", "second", "--dir-mode", "zip"],
         ["datasets", "status", "alice/latentface-package"],
         ["datasets", "status", "alice/latentface-package"],
         ["kernels", "push", "-p", kernel_dir],
     ]
+
+
+def test_push_refuses_data_it_cannot_read(fake_kaggle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(lk, "build_wheel", _fake_wheel)
+    assert main(["kaggle", "push", "--data", "nobody/retina-modify", "--out", str(tmp_path / "build")]) == 2
+    assert "cannot read dataset nobody/retina-modify (404 Client Error: Not Found); pass --data OWNER/retina-modify" in (
+        capsys.readouterr().err)
+    assert fake_kaggle() == [["datasets", "files", "nobody/retina-modify"]]  # nothing uploaded
 
 
 def test_status_output_and_download_data_wrap_the_cli(fake_kaggle, tmp_path, capfd):
