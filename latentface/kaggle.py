@@ -60,7 +60,7 @@ LICENSES = ("CC0-1.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-SA-4.0", "GPL-2
 RUNTIME_MODULES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
                    "cv2": "opencv-python-headless", "tqdm": "tqdm", "matplotlib": "matplotlib",
                    "scipy": "scipy", "pycocotools": "pycocotools"}
-#: LATENTFACE_SMOKE=1: one epoch of a tiny model on a tiny synthetic set; the kernel runs in seconds on a CPU.
+#: LATENTFACE_SMOKE=1: one epoch of a tiny model on a tiny synthetic set (tests; about a minute on a CPU).
 SMOKE_TRAIN = dict(model="resnet18", bridge="pixelshuffle", out_channels=16, epochs=1, batch_size=2,
                    workers=0, val_images=0)
 SMOKE_DATA = dict(n_train=8, n_val=4, size=128, rates=(75,))
@@ -531,11 +531,6 @@ def find_dataset_root(folder: str | os.PathLike, depth: int = 2) -> Path | None:
 
 
 # ============================================================================ inside the kernel
-
-
-def kaggle_root(env: Mapping[str, str] = os.environ) -> Path:
-    """``/kaggle``, or $LATENTFACE_KAGGLE_ROOT (a stand-in with the same layout, for local runs and tests)."""
-    return Path(env.get(ROOT_ENV) or "/kaggle")
 
 
 def smoke_mode(env: Mapping[str, str] = os.environ) -> bool:
