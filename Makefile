@@ -21,11 +21,10 @@ demo: $(VENV)/.ready
 test: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m pytest -q -n 2
 
-# Re-executes every notebook on the synthetic dataset and writes its .ipynb (outputs included).
-# 03 is the Kaggle kernel: off Kaggle it runs its small configuration.
+# Re-executes every notebook on the synthetic dataset and writes its .ipynb, outputs included
+# (03, the Kaggle kernel, runs its small local stand-in off Kaggle).
 notebooks: $(VENV)/.ready
-	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.notebooks $(filter-out notebooks/03_%,$(wildcard notebooks/[0-9]*.py))
-	$(if $(wildcard notebooks/03_*.py),MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.notebooks --smoke $(wildcard notebooks/03_*.py))
+	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.notebooks
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

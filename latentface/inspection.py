@@ -153,7 +153,7 @@ def dataset_latents(root: str | os.PathLike, split: str = "val", max_images: int
 def luma_chroma_table(stats: Mapping[str, dict], luma: int = LUMA_CHANNELS, reference: str | None = None) -> list[dict]:
     """One row per rate, for the luma channels (``0..luma-1``) and the chroma channels apart.
 
-    ``*_rms_std``: root-mean-square of the per-channel stds (the part's overall spread);
+    ``*_live_channels``: channels that are not zero everywhere (a low rate drops whole channels);
     ``*_zero_fraction``: share of exactly-zero values; ``*_std_ratio``: median over the
     channels that vary at ``reference`` (default: the last rate) of std / reference std,
     i.e. how far a rate's inputs drift from the statistics a model was normalised with.
@@ -165,7 +165,7 @@ def luma_chroma_table(stats: Mapping[str, dict], luma: int = LUMA_CHANNELS, refe
         row = {"rate": rate}
         for part, sl in (("luma", slice(0, luma)), ("chroma", slice(luma, None))):
             live = ref_std[sl] > 0
-            row[f"{part}_rms_std"] = float(np.sqrt(np.mean(np.square(s["std"][sl]))))
+            row[f"{part}_live_channels"] = int((s["zero_fraction"][sl] < 1).sum())
             row[f"{part}_zero_fraction"] = float(s["zero_fraction"][sl].mean())
             row[f"{part}_std_ratio"] = float(np.median(s["std"][sl][live] / ref_std[sl][live])) if live.any() else float("nan")
         rows.append(row)
@@ -194,6 +194,14 @@ def plot_channel_stats(stats: Mapping[str, dict], luma: int = LUMA_CHANNELS):
     return fig
 
 
+def _outline(ax, boxes, colour="lime") -> None:
+    """True faces as rectangles on ``ax`` (data coordinates = image pixels), visible at any zoom."""
+    from matplotlib.patches import Rectangle
+
+    for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, lw=1.0))
+
+
 def plot_latent_views(latent, pictures: Mapping[str, np.ndarray], truth: np.ndarray,
                       channels: Sequence[int] = (0, 1, LUMA_CHANNELS, LUMA_CHANNELS + 48)):
     """Top row: ``pictures`` (e.g. the decoded image per rate) with the true boxes;
@@ -206,14 +214,17 @@ def plot_latent_views(latent, pictures: Mapping[str, np.ndarray], truth: np.ndar
     fig = _figure((2.6 * cols, 5.6))
     axes = fig.subplots(2, cols, squeeze=False)
     height, width = latent.shape[-2] * LATENT_STRIDE, latent.shape[-1] * LATENT_STRIDE
+    extent = (0, width, height, 0)  # every panel in input-image pixels, whatever its resolution
     for ax, (name, rgb) in zip(axes[0], pictures.items()):
-        ax.imshow(viz.draw_detections(rgb, {"boxes": np.zeros((0, 4)), "scores": np.zeros(0)},
-                                      input_size=(height, width), truth=truth))
+        ax.imshow(rgb, extent=extent)
+        _outline(ax, truth)
         ax.set_title(name, fontsize=9)
-    axes[1, 0].imshow(viz.latent_pca_image(latent))
+    axes[1, 0].imshow(viz.latent_pca_image(latent), extent=extent)
+    _outline(axes[1, 0], truth)
     axes[1, 0].set_title("latent, PCA false colour", fontsize=9)
     for ax, c in zip(axes[1, 1:], channels):
-        image = ax.imshow(latent[c], cmap="RdBu_r", vmin=-np.abs(latent[c]).max(), vmax=np.abs(latent[c]).max())
+        image = ax.imshow(latent[c], cmap="RdBu_r", vmin=-np.abs(latent[c]).max(), vmax=np.abs(latent[c]).max(),
+                          extent=extent, interpolation="nearest")
         ax.set_title(f"channel {c} ({'luma' if c < LUMA_CHANNELS else 'chroma'})", fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.7)
     for ax in axes.ravel():
@@ -222,6 +233,13 @@ def plot_latent_views(latent, pictures: Mapping[str, np.ndarray], truth: np.ndar
         if not ax.has_data():
             ax.set_visible(False)
     return fig
+
+
+def busiest_image(records: Sequence, min_height: float = 24.0) -> int:
+    """Index of the record with the most faces at least ``min_height`` pixels high (a telling example)."""
+    counts = [int(((np.asarray(r.boxes).reshape(-1, 4)[:, 3] - np.asarray(r.boxes).reshape(-1, 4)[:, 1])
+                   >= min_height).sum()) for r in records]
+    return int(np.argmax(counts)) if counts else 0
 
 
 def _rate_colours(n: int):
@@ -384,7 +402,7 @@ def plot_level_response(response: dict):
 
 
 def plot_detections(panels: Sequence[dict], columns: int = 4):
-    """A grid of pictures with detections (red, landmarks coloured) and true faces (green).
+    """A grid of pictures with detections (red, landmarks coloured) and true faces (green outlines).
 
     Each panel: ``image`` (RGB), ``detections`` (a Detector output), ``truth`` [N, 4],
     ``input_size`` (height, width of the model's input image) and ``title``.
@@ -395,8 +413,11 @@ def plot_detections(panels: Sequence[dict], columns: int = 4):
     fig = _figure((3.3 * min(columns, len(panels)), 3.4 * rows))
     axes = np.atleast_1d(fig.subplots(rows, min(columns, len(panels)), squeeze=False)).ravel()
     for ax, panel in zip(axes, panels):
-        ax.imshow(viz.draw_detections(panel["image"], panel["detections"], input_size=panel.get("input_size"),
-                                      truth=panel.get("truth")))
+        image = panel["image"]
+        height, width = panel.get("input_size") or image.shape[:2]
+        ax.imshow(viz.draw_detections(image, panel["detections"], input_size=(height, width)),
+                  extent=(0, width, height, 0))
+        _outline(ax, panel.get("truth", np.zeros((0, 4))))
         ax.set_title(panel.get("title", ""), fontsize=8)
     for ax in axes:
         ax.axis("off")
@@ -418,15 +439,12 @@ def channel_image(latent, channel: int, size: tuple[int, int] | None = None) -> 
 
 def plot_feature_maps(maps: Mapping[str, np.ndarray], truth: np.ndarray, image_size: tuple[int, int]):
     """One panel per 2-D map (e.g. :func:`feature_energy` of P2..P6) with the true faces, in image pixels."""
-    from matplotlib.patches import Rectangle
-
     height, width = image_size
     fig = _figure((2.8 * len(maps), 3.0))
     axes = np.atleast_1d(fig.subplots(1, len(maps)))
     for ax, (name, values) in zip(axes, maps.items()):
         ax.imshow(values, cmap="inferno", extent=(0, width, height, 0), interpolation="nearest")
-        for x1, y1, x2, y2 in np.asarray(truth, np.float64).reshape(-1, 4):
-            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec="lime", lw=0.8))
+        _outline(ax, truth)
         ax.set_title(f"{name}: {values.shape[0]}x{values.shape[1]} (stride {height // values.shape[0]})", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -2,8 +2,8 @@
 synthetic dataset they read, and headless execution of a jupytext pair.
 
 ``python -m latentface.notebooks [NOTEBOOK.py ...]`` executes each notebook (all of
-``notebooks/*.py`` by default) in its own folder and writes the paired ``.ipynb`` with the
-outputs, so the committed notebooks show what the code produces. ``--smoke`` runs the small
+``notebooks/[0-9]*.py`` by default) from the repository folder and writes the paired ``.ipynb``
+with the outputs, so the committed notebooks show what the code produces. ``--smoke`` runs the small
 configuration instead (what the tests run).
 """
 from __future__ import annotations
@@ -136,8 +136,8 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
             extra_env: dict[str, str] | None = None):
     """Execute the notebook ``path`` (the ``.py`` or the ``.ipynb`` of a pair) headless.
 
-    Runs in the notebook's folder with the ``python3`` kernel of this interpreter, the Agg
-    backend and W&B disabled; ``smoke_run`` sets ``LATENTFACE_SMOKE=1``. With ``write`` the
+    Runs in the repository folder (the notebook's, when it is not in one) with the ``python3``
+    kernel of this interpreter, the Agg backend and W&B disabled; ``smoke_run`` sets ``LATENTFACE_SMOKE=1``. With ``write`` the
     executed notebook (outputs included) is saved as the ``.ipynb`` of the pair, whose code
     cells are then the ``.py``'s. Returns the executed notebook.
     """
@@ -150,7 +150,8 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
     env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "disabled", SMOKE_ENV: "1" if smoke_run else "0",
            **(extra_env or {})}
     # jupyter_client starts a kernel spec whose command is "python" with this interpreter
-    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(source.parent)}})
+    cwd = repo_root(source.parent)  # relative paths in outputs read as from the repository root
+    client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env)
     nb.metadata.pop("widgets", None)  # widget state would only show stale, dead controls
     if write:

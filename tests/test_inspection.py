@@ -58,9 +58,9 @@ def test_luma_chroma_table_splits_channels_and_compares_to_the_reference():
         "hi": {"std": np.array([2.0, 4.0, 2.0, 0.0]), "zero_fraction": np.array([0.0, 0.0, 0.0, 0.5])},
     }
     lo, hi = inspection.luma_chroma_table(stats, luma=2, reference="hi")
-    assert lo == {"rate": "lo", "luma_rms_std": pytest.approx(np.sqrt(0.5)), "luma_zero_fraction": 0.75,
+    assert lo == {"rate": "lo", "luma_live_channels": 1, "luma_zero_fraction": 0.75,
                   "luma_std_ratio": pytest.approx(0.25),  # median of 1/2 and 0/4
-                  "chroma_rms_std": pytest.approx(np.sqrt(2.0)), "chroma_zero_fraction": 0.5,
+                  "chroma_live_channels": 1, "chroma_zero_fraction": 0.5,
                   "chroma_std_ratio": pytest.approx(1.0)}  # channel 3 does not vary at the reference
     assert hi["luma_std_ratio"] == 1.0 and hi["chroma_zero_fraction"] == 0.25
 
@@ -150,6 +150,12 @@ def test_level_response_finds_the_strongest_level_inside_each_face():
     assert len(inspection.plot_level_response(r).axes) == 2
 
 
+def test_busiest_image_counts_faces_above_a_height():
+    records = [record("a", [[0, 0, 10, 10]] * 5), record("b", [[0, 0, 30, 30]] * 2), record("c", [])]
+    assert inspection.busiest_image(records, min_height=24) == 1
+    assert inspection.busiest_image(records, min_height=5) == 0
+
+
 def test_feature_energy_is_the_channel_norm():
     maps = {"P3": torch.tensor([[[[3.0, 0.0]], [[4.0, 1.0]]]]), "P4": torch.ones(1, 4, 1, 1)}
     energy = inspection.feature_energy(maps)
@@ -163,8 +169,8 @@ def test_plot_latent_views_draws_pictures_and_channels():
     fig = inspection.plot_latent_views(latent, {"decoded": picture}, np.array([[4, 4, 20, 20]]))
     shown = [ax for ax in fig.axes if ax.get_visible() and ax.images]
     assert len(shown) == 1 + 1 + 4  # the picture, the PCA view, four channels
-    drawn = shown[0].images[0].get_array()
-    assert drawn.shape == (32, 48, 3) and drawn.any()  # the true box is drawn on the black picture
+    assert shown[0].images[0].get_extent() == [0, 48, 32, 0]  # in input pixels (3 x 2 cells of 16)
+    assert [p.get_bbox().bounds for p in shown[0].patches] == [(4, 4, 16, 16)]  # the true face
 
 
 def test_channel_image_colours_one_channel_symmetrically():
@@ -186,7 +192,7 @@ def test_detection_grid_and_feature_map_panels():
                                       for t in "abcde"], columns=3)
     titled = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in titled] == list("abcde") and len(fig.axes) == 6
-    assert titled[0].images[0].get_array()[2, 2:20].any()  # the box is drawn
+    assert titled[0].images[0].get_array()[2, 2:20].any()  # the detection is drawn
     maps = {"P3": np.ones((4, 4)), "P4": np.ones((2, 2))}
     fig = inspection.plot_feature_maps(maps, np.array([[0, 0, 8, 8], [8, 8, 30, 30]]), (32, 32))
     assert [len(ax.patches) for ax in fig.axes] == [2, 2]
