@@ -271,7 +271,7 @@ def test_random_crop_keeps_faces_and_compose():
     for _ in range(10):
         out, c = aug(latent, t)
         assert out.shape == (2, 4, 4) and len(c["boxes"]) == 1
-    with pytest.raises(ValueError, match="larger than the 10x10 latent"):
+    with pytest.raises(ValueError, match="larger than the 10x10 cells"):
         RandomLatentCrop((12, 4))(latent, t)
 
 

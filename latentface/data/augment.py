@@ -38,19 +38,41 @@ def _signs(channel_signs, channels: int) -> torch.Tensor | None:
     return signs
 
 
-def hflip(latent: torch.Tensor, target: dict, channel_signs=None) -> tuple[torch.Tensor, dict]:
-    """Mirror a latent [C,H,W] and its target; ``channel_signs``: None, a codec name or C signs."""
-    width = latent.shape[-1] * LATENT_STRIDE
-    flipped = latent.flip(-1)
-    signs = _signs(channel_signs, latent.shape[0])
-    if signs is not None:
-        flipped = flipped * signs.to(latent.dtype)[:, None, None]
+def flip_target(target: dict, width: float) -> dict:
+    """A target mirrored in an image ``width`` pixels wide: boxes mirrored, left/right landmarks swapped."""
     boxes = target["boxes"].clone()
     boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
     landmarks = target["landmarks"][:, list(FLIP_LANDMARKS)].clone()
     has = target["has_landmarks"]
     landmarks[has, :, 0] = width - landmarks[has, :, 0]
-    return flipped, {**target, "boxes": boxes, "landmarks": landmarks}
+    return {**target, "boxes": boxes, "landmarks": landmarks}
+
+
+def crop_target(target: dict, left: float, top: float, width: float, height: float) -> dict:
+    """A target seen through a ``width`` x ``height`` pixel window at (left, top).
+
+    Boxes are shifted and clipped to the window; faces whose centre leaves it are dropped.
+    """
+    boxes = target["boxes"] - torch.tensor([left, top, left, top], dtype=torch.float32)
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    keep = (cx > 0) & (cx < width) & (cy > 0) & (cy < height)
+    boxes = boxes[keep]
+    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+    has = target["has_landmarks"][keep]
+    landmarks = target["landmarks"][keep].clone()
+    landmarks[has] -= torch.tensor([left, top], dtype=torch.float32)
+    return {**target, "boxes": boxes, "landmarks": landmarks, "has_landmarks": has}
+
+
+def hflip(latent: torch.Tensor, target: dict, channel_signs=None) -> tuple[torch.Tensor, dict]:
+    """Mirror a latent [C,H,W] and its target; ``channel_signs``: None, a codec name or C signs."""
+    flipped = latent.flip(-1)
+    signs = _signs(channel_signs, latent.shape[0])
+    if signs is not None:
+        flipped = flipped * signs.to(latent.dtype)[:, None, None]
+    return flipped, flip_target(target, latent.shape[-1] * LATENT_STRIDE)
 
 
 def crop(latent: torch.Tensor, target: dict, top: int, left: int, height: int, width: int) -> tuple[torch.Tensor, dict]:
@@ -58,20 +80,8 @@ def crop(latent: torch.Tensor, target: dict, top: int, left: int, height: int, w
     _, h, w = latent.shape
     if not (0 <= top and 0 <= left and top + height <= h and left + width <= w):
         raise ValueError(f"crop {height}x{width} at ({top},{left}) does not fit a {h}x{w} latent")
-    out = latent[:, top:top + height, left:left + width]
-    dx, dy = left * LATENT_STRIDE, top * LATENT_STRIDE
-    pw, ph = width * LATENT_STRIDE, height * LATENT_STRIDE
-    boxes = target["boxes"] - torch.tensor([dx, dy, dx, dy], dtype=torch.float32)
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2
-    keep = (cx > 0) & (cx < pw) & (cy > 0) & (cy < ph)
-    boxes = boxes[keep]
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, pw)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, ph)
-    has = target["has_landmarks"][keep]
-    landmarks = target["landmarks"][keep].clone()
-    landmarks[has] -= torch.tensor([dx, dy], dtype=torch.float32)
-    return out, {**target, "boxes": boxes, "landmarks": landmarks, "has_landmarks": has}
+    s = LATENT_STRIDE
+    return latent[:, top:top + height, left:left + width], crop_target(target, left * s, top * s, width * s, height * s)
 
 
 class RandomHorizontalFlip:
@@ -83,8 +93,11 @@ class RandomHorizontalFlip:
 
     def __call__(self, latent, target):
         if float(torch.rand(())) < self.p:
-            return hflip(latent, target, self.channel_signs)
+            return self.flip(latent, target)
         return latent, target
+
+    def flip(self, latent, target):
+        return hflip(latent, target, self.channel_signs)
 
     def __repr__(self) -> str:
         signs = self.channel_signs if self.channel_signs is None or isinstance(self.channel_signs, str) else "custom"
@@ -102,18 +115,24 @@ class RandomLatentCrop:
         self.size = (size, size) if isinstance(size, int) else tuple(size)
         self.tries = tries
 
+    #: Input pixels per latent cell: 1 for latents; image crops (16) use the same grid.
+    pixels_per_cell = 1
+
     def __call__(self, latent, target):
-        _, h, w = latent.shape
+        h, w = latent.shape[1] // self.pixels_per_cell, latent.shape[2] // self.pixels_per_cell
         ch, cw = self.size
         if ch > h or cw > w:
-            raise ValueError(f"crop size {ch}x{cw} cells is larger than the {h}x{w} latent of {target.get('key')}")
+            raise ValueError(f"crop size {ch}x{cw} cells is larger than the {h}x{w} cells of {target.get('key')}")
         for _ in range(self.tries):
             top = int(torch.randint(h - ch + 1, ()))
             left = int(torch.randint(w - cw + 1, ()))
-            out = crop(latent, target, top, left, ch, cw)
+            out = self.crop(latent, target, top, left, ch, cw)
             if len(out[1]["boxes"]) or not len(target["boxes"]):
                 break
         return out
+
+    def crop(self, latent, target, top, left, height, width):
+        return crop(latent, target, top, left, height, width)
 
     def __repr__(self) -> str:
         return f"RandomLatentCrop(size={self.size}, tries={self.tries})"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -22,8 +21,9 @@ import torch
 from torch.utils.data import Dataset
 
 from latentface import LATENT_STRIDE
+from latentface.data.augment import RandomHorizontalFlip, RandomLatentCrop, crop_target, flip_target
 from latentface.data.dataset import record_target
-from latentface.data.labels import FLIP_LANDMARKS, FaceRecord, merge_landmarks, read_labels, sanitize
+from latentface.data.labels import FaceRecord, merge_landmarks, read_labels, sanitize
 from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, image_path
 
 logger = logging.getLogger("latentface.data")
@@ -98,13 +98,7 @@ class RGBWiderFaceDataset(Dataset):
 
 def hflip_image(image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
     """Mirror an image [C,H,W] and its target: boxes mirrored, left/right landmarks swapped."""
-    width = image.shape[-1]
-    boxes = target["boxes"].clone()
-    boxes[:, [0, 2]] = width - target["boxes"][:, [2, 0]]
-    landmarks = target["landmarks"][:, list(FLIP_LANDMARKS)].clone()
-    has = target["has_landmarks"]
-    landmarks[has, :, 0] = width - landmarks[has, :, 0]
-    return image.flip(-1), {**target, "boxes": boxes, "landmarks": landmarks}
+    return image.flip(-1), flip_target(target, image.shape[-1])
 
 
 def crop_image(image: torch.Tensor, target: dict, top: int, left: int, height: int, width: int) -> tuple[torch.Tensor, dict]:
@@ -112,59 +106,31 @@ def crop_image(image: torch.Tensor, target: dict, top: int, left: int, height: i
     _, h, w = image.shape
     if not (0 <= top and 0 <= left and top + height <= h and left + width <= w):
         raise ValueError(f"crop {height}x{width} at ({top},{left}) does not fit a {h}x{w} image")
-    boxes = target["boxes"] - torch.tensor([left, top, left, top], dtype=torch.float32)
-    cx = (boxes[:, 0] + boxes[:, 2]) / 2
-    cy = (boxes[:, 1] + boxes[:, 3]) / 2
-    keep = (cx > 0) & (cx < width) & (cy > 0) & (cy < height)
-    boxes = boxes[keep]
-    boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
-    boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
-    has = target["has_landmarks"][keep]
-    landmarks = target["landmarks"][keep].clone()
-    landmarks[has] -= torch.tensor([left, top], dtype=torch.float32)
-    out = image[:, top:top + height, left:left + width]
-    return out, {**target, "boxes": boxes, "landmarks": landmarks, "has_landmarks": has}
+    return image[:, top:top + height, left:left + width], crop_target(target, left, top, width, height)
 
 
-class RandomImageFlip:
+class RandomImageFlip(RandomHorizontalFlip):
     """Horizontal flip with probability ``p`` (one ``torch.rand`` draw, like the latent flip)."""
 
-    def __init__(self, p: float = 0.5):
-        self.p = p
-
-    def __call__(self, image, target):
-        if float(torch.rand(())) < self.p:
-            return hflip_image(image, target)
-        return image, target
+    def flip(self, image, target):
+        return hflip_image(image, target)
 
     def __repr__(self) -> str:
         return f"RandomImageFlip(p={self.p})"
 
 
-class RandomImageCrop:
+class RandomImageCrop(RandomLatentCrop):
     """Random crop of ``size`` latent cells (int or (h, w)) with offsets on the 16-pixel latent grid.
 
-    Draws exactly as :class:`~latentface.data.augment.RandomLatentCrop` does: up to
-    ``tries`` offsets, the first keeping a face of an image that has faces.
+    Draws exactly as :class:`~latentface.data.augment.RandomLatentCrop` does, so with the same
+    seed the RGB baseline sees the same windows as the latent model.
     """
 
-    def __init__(self, size: int | Sequence[int], tries: int = 10):
-        self.size = (size, size) if isinstance(size, int) else tuple(size)
-        self.tries = tries
+    pixels_per_cell = LATENT_STRIDE
 
-    def __call__(self, image, target):
-        h, w = image.shape[1] // LATENT_STRIDE, image.shape[2] // LATENT_STRIDE
-        ch, cw = self.size
-        if ch > h or cw > w:
-            raise ValueError(f"crop size {ch}x{cw} cells is larger than the {h}x{w} cells of {target.get('key')}")
-        for _ in range(self.tries):
-            top = int(torch.randint(h - ch + 1, ()))
-            left = int(torch.randint(w - cw + 1, ()))
-            s = LATENT_STRIDE
-            out = crop_image(image, target, top * s, left * s, ch * s, cw * s)
-            if len(out[1]["boxes"]) or not len(target["boxes"]):
-                break
-        return out
+    def crop(self, image, target, top, left, height, width):
+        s = LATENT_STRIDE
+        return crop_image(image, target, top * s, left * s, height * s, width * s)
 
     def __repr__(self) -> str:
         return f"RandomImageCrop(size={self.size}, tries={self.tries})"
