@@ -75,6 +75,22 @@ def load_latent(path: str | os.PathLike, expected_shape: Sequence[int] | None = 
     return latent
 
 
+def read_split_labels(split_dir: Path) -> tuple[dict[str, FaceRecord], int]:
+    """A split's labels: labels.txt with the landmark file merged in when both exist, else either one.
+
+    Returns the records by key and the number of images whose landmark-file boxes differ.
+    """
+    wider, lms = split_dir / LABELS_FILE, split_dir / LANDMARKS_FILE
+    if wider.is_file():
+        labels = read_labels(wider)
+        if lms.is_file():
+            return merge_landmarks(labels, read_labels(lms))
+        return labels, 0
+    if lms.is_file():
+        return read_labels(lms), 0
+    raise FileNotFoundError(f"no label file in {split_dir} (looked for {LABELS_FILE} and {LANDMARKS_FILE})")
+
+
 def record_target(record: FaceRecord) -> dict:
     """The training target of a record (COMMON interface): boxes, landmarks, has_landmarks, key."""
     return {
@@ -115,7 +131,7 @@ class NestedLatentWiderFaceDataset(Dataset):
         self.bad_latents: dict[str, str] = {}
 
         split_dir = self.root / split
-        labels = self._read_labels(split_dir)
+        labels, self._landmark_mismatches = read_split_labels(split_dir)
         latent_dir = split_dir / "latent"
         if not latent_dir.is_dir():
             raise FileNotFoundError(f"latent folder not found: {latent_dir}")
@@ -172,18 +188,6 @@ class NestedLatentWiderFaceDataset(Dataset):
             "landmark_label_mismatches": self._landmark_mismatches,
         }
         self._log_summary(without_latent, sorted(folders - set(labels)), without_any_rate)
-
-    def _read_labels(self, split_dir: Path) -> dict[str, FaceRecord]:
-        wider, lms = split_dir / LABELS_FILE, split_dir / LANDMARKS_FILE
-        self._landmark_mismatches = 0
-        if wider.is_file():
-            labels = read_labels(wider)
-            if lms.is_file():
-                labels, self._landmark_mismatches = merge_landmarks(labels, read_labels(lms))
-            return labels
-        if lms.is_file():
-            return read_labels(lms)
-        raise FileNotFoundError(f"no label file in {split_dir} (looked for {LABELS_FILE} and {LANDMARKS_FILE})")
 
     def _infer_shape(self) -> tuple[int, int, int]:
         shapes = collections.Counter()

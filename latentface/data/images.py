@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 
 from latentface import LATENT_STRIDE
 from latentface.data.augment import RandomHorizontalFlip, RandomLatentCrop, crop_target, flip_target
-from latentface.data.dataset import record_target
-from latentface.data.labels import FaceRecord, merge_landmarks, read_labels, sanitize
-from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, image_path
+from latentface.data.dataset import read_split_labels, record_target
+from latentface.data.labels import FaceRecord, sanitize
+from latentface.data.layout import image_path
 
 logger = logging.getLogger("latentface.data")
 
@@ -42,19 +42,6 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
 
 
-def read_split_labels(split_dir: Path) -> dict[str, FaceRecord]:
-    """The labels of a split as the latent dataset reads them: labels.txt, landmarks merged in when present."""
-    wider, lms = split_dir / LABELS_FILE, split_dir / LANDMARKS_FILE
-    if wider.is_file():
-        labels = read_labels(wider)
-        if lms.is_file():
-            labels, _ = merge_landmarks(labels, read_labels(lms))
-        return labels
-    if lms.is_file():
-        return read_labels(lms)
-    raise FileNotFoundError(f"no label file in {split_dir} (looked for {LABELS_FILE} and {LANDMARKS_FILE})")
-
-
 class RGBWiderFaceDataset(Dataset):
     """(image [3,H,W] float 0..255, target) per labelled image of ``<root>/<split>/images``.
 
@@ -68,7 +55,7 @@ class RGBWiderFaceDataset(Dataset):
         self.split = split
         self.transform = transform
         split_dir = self.root / split
-        labels = read_split_labels(split_dir)
+        labels, _ = read_split_labels(split_dir)
         self.keys = [key for key in labels if image_path(root, split, key).is_file()]
         missing = len(labels) - len(self.keys)
         if not self.keys:
