@@ -16,7 +16,6 @@ import logging
 import os
 import resource
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -66,13 +65,12 @@ def load_latent(path: str | os.PathLike, expected_shape: Sequence[int] | None = 
         raise BadLatentError(f"{path}: latent shape {list(arr.shape)}, expected [1,C,H,W] or [C,H,W]")
     if expected_shape is not None and chw != tuple(expected_shape):
         raise BadLatentError(f"{path}: latent shape {list(arr.shape)}, expected [C,H,W] = {list(expected_shape)}")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the read-only map is only read, then copied
-        latent = torch.from_numpy(arr).to(torch.float32, copy=True).reshape(chw)
-    finite = np.isfinite(latent.numpy())  # numpy's check is many times faster than torch's on CPU
+    # numpy converts float16 -> float32 several times faster than torch does on CPU (and checks finiteness faster).
+    latent = np.array(arr, dtype=np.float32).reshape(chw)
+    finite = np.isfinite(latent)
     if not finite.all():
         raise BadLatentError(f"{path}: latent has {int((~finite).sum())} non-finite values (NaN/inf)")
-    return latent
+    return torch.from_numpy(latent)
 
 
 def read_split_labels(split_dir: Path) -> tuple[dict[str, FaceRecord], int]:
