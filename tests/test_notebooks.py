@@ -1,0 +1,132 @@
+"""The notebooks: every pair in step, committed outputs present and small, and every notebook
+executing headless on the synthetic dataset in its smoke configuration."""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+from latentface import notebooks
+
+FOLDER = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("[0-9]*.py"))
+#: Seconds one notebook may take in its smoke configuration on a 2-core machine (it should need under 60).
+SMOKE_LIMIT_S = 120
+
+
+def code_cells(nb) -> list[str]:
+    return [cell.source for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_the_notebooks_are_there():
+    names = {path.stem[:2] for path in NOTEBOOKS}
+    assert {"01", "02", "04"} <= names
+    assert (FOLDER / "jupytext.toml").is_file()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_pair_has_identical_code_cells(path):
+    ipynb = path.with_suffix(".ipynb")
+    assert ipynb.is_file(), f"{ipynb.name} is missing: run `make notebooks`"
+    assert code_cells(jupytext.read(path)) == code_cells(nbformat.read(ipynb, as_version=4)), (
+        f"{path.name} and {ipynb.name} differ: run `make notebooks` (or `jupytext --sync {path}`)")
+
+
+def test_every_ipynb_has_its_py():
+    assert {p.with_suffix(".py") for p in FOLDER.glob("*.ipynb")} <= set(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_parameters_cell_comes_first(path):
+    first = next(cell for cell in jupytext.read(path).cells if cell.cell_type == "code")
+    assert "parameters" in first.metadata.get("tags", []), f"{path.name}: the first code cell must be tagged parameters"
+
+
+def test_committed_outputs_are_complete_and_small():
+    total = 0
+    for path in NOTEBOOKS:
+        ipynb = path.with_suffix(".ipynb")
+        nb = nbformat.read(ipynb, as_version=4)
+        cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+        assert all(cell.execution_count is not None for cell in cells), f"{ipynb.name}: not every cell was run"
+        outputs = [o for cell in cells for o in cell.outputs]
+        assert not [o for o in outputs if o.output_type == "error"], f"{ipynb.name}: holds an error output"
+        if path.stem[:2] in ("01", "02", "04"):
+            assert any(k.startswith("image/") for o in outputs for k in o.get("data", {})), f"{ipynb.name}: no figure"
+            assert "widgets" not in nb.metadata
+        total += ipynb.stat().st_size
+    assert total < 5e6, f"committed notebooks hold {total / 1e6:.1f} MB (keep them under 5 MB)"
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_in_smoke_mode(path, tmp_path):
+    env = {notebooks.WORK_ENV: str(tmp_path / "work"), "LATENTFACE_KAGGLE_ROOT": str(tmp_path / "kaggle")}
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per kernel: workers already fill the cores
+        env["OMP_NUM_THREADS"] = "1"
+    start = time.perf_counter()
+    nb = notebooks.execute(path, smoke_run=True, write=False, timeout=SMOKE_LIMIT_S, extra_env=env)
+    seconds = time.perf_counter() - start
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert seconds < SMOKE_LIMIT_S, f"{path.name} took {seconds:.0f} s in its smoke configuration"
+    if path.stem.startswith("04"):
+        saved = list((tmp_path / "work").rglob("thresholds.json"))
+        assert len(saved) == 1
+        from latentface.detect import load_thresholds
+
+        assert set(load_thresholds(saved[0])) == {"conf", "nms", "topk", "keep"}
+
+
+# ------------------------------------------------------------------- latentface.notebooks
+
+
+def test_runner_writes_the_executed_pair(tmp_path):
+    py = tmp_path / "01_tiny.py"
+    py.write_text('# %% tags=["parameters"]\nimport os\nSMOKE = os.environ.get("LATENTFACE_SMOKE") == "1"\n\n'
+                  "# %%\nimport sys\nprint('smoke' if SMOKE else 'full', 6 * 7, sys.prefix)\n")
+    assert notebooks.main([str(py), "--smoke"]) == 0
+    nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
+    assert code_cells(nb) == code_cells(jupytext.read(py))
+    assert nb.cells[1].outputs[0].text == f"smoke 42 {sys.prefix}\n"  # the kernel is this environment's python
+    assert nb.cells[0].metadata["tags"] == ["parameters"]
+
+
+def test_synthetic_dataset_is_made_once_and_remade_when_the_settings_change(tmp_path):
+    root = tmp_path / "synth"
+    notebooks.synthetic_dataset(root, 2, 1, 32, rates=[75])
+    labels = root / "train" / "labels.txt"
+    stamp = labels.stat().st_mtime_ns
+    notebooks.synthetic_dataset(root, 2, 1, 32, rates=[75])
+    assert labels.stat().st_mtime_ns == stamp  # reused
+    notebooks.synthetic_dataset(root, 3, 1, 32, rates=[75])
+    assert json.loads((root / "codec.json").read_text())["size"] == 32
+    assert len(list((root / "train" / "latent").iterdir())) == 3
+
+
+def test_synthetic_dataset_never_overwrites_other_data(tmp_path):
+    (tmp_path / "real" / "train").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not a synthetic dataset"):
+        notebooks.synthetic_dataset(tmp_path / "real", 2, 1, 32)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "codec.json").write_text('{"codec": "dct"}')
+    with pytest.raises(ValueError, match="no 'generator'"):
+        notebooks.synthetic_dataset(tmp_path / "other", 2, 1, 32)
+
+
+def test_work_dir_and_smoke_follow_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(notebooks.WORK_ENV, str(tmp_path))
+    assert notebooks.work_dir("x") == (tmp_path / "x").resolve() and (tmp_path / "x").is_dir()
+    monkeypatch.setenv(notebooks.SMOKE_ENV, "1")
+    assert notebooks.smoke()
+    monkeypatch.setenv(notebooks.SMOKE_ENV, "0")
+    assert not notebooks.smoke()
+
+
+def test_markdown_table():
+    table = notebooks.markdown_table([{"a": 1, "b": 0.123456}, {"a": "x", "b": 2.0}], digits=2)
+    assert table == "| a | b |\n|---|---|\n| 1 | 0.12 |\n| x | 2 |"
