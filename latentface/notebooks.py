@@ -132,14 +132,26 @@ def markdown_table(rows: list[dict], digits: int = 3) -> str:
     return "\n".join(lines)
 
 
+def inject_parameters(nb, parameters: dict) -> None:
+    """Add a cell setting ``parameters`` right after the cell tagged ``parameters`` (as papermill does)."""
+    import nbformat
+
+    index = next((i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", [])), None)
+    if index is None:
+        raise ValueError("the notebook has no cell tagged 'parameters' to override")
+    source = "\n".join(f"{name} = {value!r}" for name, value in parameters.items())
+    nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+
+
 def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 1200, write: bool = True,
-            extra_env: dict[str, str] | None = None):
+            extra_env: dict[str, str] | None = None, parameters: dict | None = None):
     """Execute the notebook ``path`` (the ``.py`` or the ``.ipynb`` of a pair) headless.
 
     Runs in the repository folder (the notebook's, when it is not in one) with the ``python3``
     kernel of this interpreter, the Agg backend and W&B disabled; ``smoke_run`` sets ``LATENTFACE_SMOKE=1``. With ``write`` the
     executed notebook (outputs included) is saved as the ``.ipynb`` of the pair, whose code
-    cells are then the ``.py``'s. Returns the executed notebook.
+    cells are then the ``.py``'s. ``parameters`` ({name: value}) are set in a cell injected after
+    the parameters cell (only with ``write=False``). Returns the executed notebook.
     """
     import jupytext
     from nbclient import NotebookClient
@@ -147,6 +159,10 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
     path = Path(path)
     source = path.with_suffix(".py") if path.with_suffix(".py").is_file() else path
     nb = jupytext.read(source)
+    if parameters:
+        if write:
+            raise ValueError("injected parameters would put a cell in the .ipynb that the .py lacks: pass write=False")
+        inject_parameters(nb, parameters)
     env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "disabled", SMOKE_ENV: "1" if smoke_run else "0",
            **(extra_env or {})}
     # jupyter_client starts a kernel spec whose command is "python" with this interpreter

@@ -82,6 +82,31 @@ def test_notebook_executes_in_smoke_mode(path, tmp_path):
         assert set(load_thresholds(saved[0])) == {"conf", "nms", "topk", "keep"}
 
 
+def test_data_inspection_runs_on_data_without_codec_or_images(tmp_path):
+    """retina-modify has no codec.json and no images: 01 must fall back to the latent's own views."""
+    import shutil
+
+    from latentface.data.synth import generate_dataset
+
+    root = tmp_path / "retina-like"
+    generate_dataset(root, 3, 3, size=64, rates=(12, 75), progress=False)
+    (root / "codec.json").unlink()
+    for split in ("train", "val"):
+        shutil.rmtree(root / split / "images")
+    nb = notebooks.execute(FOLDER / "01_data_inspection.py", smoke_run=True, write=False, timeout=SMOKE_LIMIT_S,
+                           extra_env={notebooks.WORK_ENV: str(tmp_path / "work")},
+                           parameters={"dataset_root": str(root)})
+    assert nb.cells[2].metadata["tags"] == ["injected-parameters"]
+    text = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert "train: 3 images" in text and "val: 3 images" in text
+    assert not (tmp_path / "work" / "data").exists()  # nothing synthetic was made
+
+
+def test_injected_parameters_need_write_false(tmp_path):
+    with pytest.raises(ValueError, match="write=False"):
+        notebooks.execute(FOLDER / "01_data_inspection.py", parameters={"example": 0})
+
+
 # ------------------------------------------------------------------- latentface.notebooks
 
 
