@@ -16,8 +16,9 @@
 # set, and save them where `latentface detect --thresholds` reads them.
 #
 # The tuner's logic is `latentface.tuner.ThresholdTuner`: the model runs once per image and rate,
-# candidates above score 0.02 are cached before NMS, and any operating point is then exact
-# re-thresholding, so a slider responds at once.
+# candidates above score 0.02 are cached before NMS, and any operating point is then reached
+# exactly from the cache: a new score threshold or keep is a cut of the cached NMS result and
+# responds at once; a new NMS IoU or top-k re-runs NMS on the cached candidates (once per value).
 
 # %% tags=["parameters"]
 import os
