@@ -26,5 +26,8 @@ test: $(VENV)/.ready
 notebooks: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.notebooks
 
+bench: $(VENV)/.ready
+	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.cli bench
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache
