@@ -7,11 +7,11 @@ reached without the network, and exactly (see :meth:`ThresholdTuner.detections`)
 - greedy NMS on a score-sorted list keeps, among the boxes above a threshold, the same
   boxes it keeps when run on all of them (a box is only ever suppressed by higher-scored
   boxes), and pre-NMS top-k of a sorted list commutes with a score threshold;
-- so NMS runs once per (rate, NMS IoU, top-k) and a new score threshold or keep is a
-  prefix cut of the cached result;
+- so the detections at an operating point need NMS over the candidates above its score
+  threshold only (a few per face: fast), and once NMS has run over every candidate (for
+  the PR curve, once per rate, NMS IoU and top-k) any threshold or keep is a cut of it;
 - matching a score-sorted list to the faces is prefix-consistent too (each detection's
-  fate depends only on higher-scored ones), so precision/recall at a new threshold is a
-  sum over cached per-detection outcomes.
+  fate depends only on higher-scored ones), so the operating point lies on the curve.
 
 Matching follows the WIDER FACE protocol of :mod:`latentface.evaluate` (each detection
 takes its highest-IoU face, +1 pixel convention, IoU >= 0.5; a detection on an ignored
@@ -20,12 +20,15 @@ positive), so the operating point sits on the PR curve drawn next to it. Unlike 
 curve, false positives on images without faces are counted: they are real false alarms
 at the chosen threshold.
 
-The widgets (:meth:`ThresholdTuner.widgets`) import ipywidgets only when called.
+The widgets (:meth:`ThresholdTuner.widgets`) import ipywidgets only when called; they redraw
+the image and the operating point at once and, where a new NMS IoU, top-k or keep needs a
+new curve, compute it in a background thread.
 """
 from __future__ import annotations
 
 import io
 import os
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -97,6 +100,25 @@ def match_outcomes(boxes: np.ndarray, boxes_gt: np.ndarray, ignore: np.ndarray,
     return ~on_ignored, recalls
 
 
+def _count_above(scores: np.ndarray, conf: float) -> int:
+    """How many of a best-first score list are strictly above ``conf`` (compared in float32, as post-processing)."""
+    return int(np.searchsorted(-scores, -np.float32(conf), side="left"))
+
+
+def _run_nms(cands: Mapping[str, _Candidates], keys: list[str], nms: float, topk: int,
+             above: float | None) -> dict[str, np.ndarray]:
+    """Per image: the first ``topk`` candidates (those above ``above`` only), NMS at IoU ``nms``;
+    kept candidate indices, best first. One ``batched_nms`` call keyed by image."""
+    counts = np.array([min(topk, len(cands[k].scores) if above is None else _count_above(cands[k].scores, above))
+                       for k in keys], dtype=np.int64)
+    boxes = torch.from_numpy(np.concatenate([cands[k].boxes[:n] for k, n in zip(keys, counts)]).reshape(-1, 4))
+    scores = torch.from_numpy(np.concatenate([cands[k].scores[:n] for k, n in zip(keys, counts)]))
+    image = np.repeat(np.arange(len(keys)), counts)
+    keep = batched_nms(boxes, scores, torch.from_numpy(image), nms).numpy()  # decreasing score
+    starts = np.cumsum(counts) - counts
+    return {k: keep[image[keep] == i] - starts[i] for i, k in enumerate(keys)}
+
+
 class ThresholdTuner:
     """Interactive operating-point choice over cached detections (see the module docstring).
 
@@ -132,7 +154,6 @@ class ThresholdTuner:
         self.floor, self.max_candidates, self.iou_threshold = float(floor), int(max_candidates), iou_threshold
         self._candidates: dict[str, dict[str, _Candidates]] = {}
         self._nms_cache: dict[tuple, dict[str, np.ndarray]] = {}
-        self._match_cache: dict[tuple, dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
         self._curve_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._pictures: dict[tuple, tuple[np.ndarray, str]] = {}
         self.detection_seconds: dict[str, float] = {}
@@ -234,49 +255,34 @@ class ThresholdTuner:
         return {key: _Candidates(preds[key][:, :4].astype(np.float32), preds[key][:, 4].astype(np.float32),
                                  landmarks[key].astype(np.float32)) for key in self.keys[rate]}
 
-    def _after_nms(self, rate: str) -> dict[str, np.ndarray]:
-        """{key: indices into the candidates} kept by top-k + NMS at (rate, nms, topk), best first."""
-        cache_key = (rate, self.nms, self.topk)
-        if cache_key not in self._nms_cache:
-            cands, keys = self.candidates(rate), self.keys[rate]
-            counts = np.array([min(len(cands[k].scores), self.topk) for k in keys], dtype=np.int64)
-            boxes = torch.from_numpy(np.concatenate([cands[k].boxes[: self.topk] for k in keys]).reshape(-1, 4))
-            scores = torch.from_numpy(np.concatenate([cands[k].scores[: self.topk] for k in keys]))
-            image = np.repeat(np.arange(len(keys)), counts)
-            keep = batched_nms(boxes, scores, torch.from_numpy(image), self.nms).numpy()  # decreasing score
-            starts = np.cumsum(counts) - counts
-            self._nms_cache[cache_key] = {k: keep[image[keep] == i] - starts[i] for i, k in enumerate(keys)}
-        return self._nms_cache[cache_key]
+    def _nms(self, rate: str, nms: float, topk: int, above: float | None = None,
+             keys: list[str] | None = None) -> dict[str, np.ndarray]:
+        """{key: candidate indices} kept by pre-NMS top-k and NMS, best first, of the candidates
+        scoring above ``above`` (None: all, the result cached per (rate, nms, topk)).
 
-    def _outcomes(self, rate: str) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Per image (scores, is a proposal, recalls a face) of the post-NMS list, best first."""
-        cache_key = (rate, self.nms, self.topk)
-        if cache_key not in self._match_cache:
-            cands, kept, gt = self.candidates(rate), self._after_nms(rate), self.ground_truth[rate]
-            out = {}
-            for key in self.keys[rate]:
-                c, idx = cands[key], kept[key]
-                proposal, recalls = match_outcomes(c.boxes[idx], *_gt_arrays(gt[key]), self.iou_threshold)
-                out[key] = (c.scores[idx], proposal, recalls)
-            self._match_cache[cache_key] = out
-        return self._match_cache[cache_key]
+        NMS of a best-first prefix is the prefix of NMS, so a cached full result serves any
+        ``above`` by a cut; without one, NMS runs on the (small) prefix of ``keys`` only.
+        """
+        cands, keys = self.candidates(rate), keys or self.keys[rate]
+        full = self._nms_cache.get((rate, nms, topk))
+        if full is None and above is None:
+            full = self._nms_cache[rate, nms, topk] = _run_nms(cands, self.keys[rate], nms, topk, None)
+        if full is None:
+            return _run_nms(cands, keys, nms, topk, above)
+        if above is None:
+            return {key: full[key] for key in keys}
+        return {key: full[key][: _count_above(cands[key].scores[full[key]], above)] for key in keys}
 
-    def _count(self, scores: np.ndarray) -> int:
-        """How many of a best-first score list pass the threshold (strictly above, as post-processing) and keep."""
-        return min(self.keep, int(np.searchsorted(-scores, -np.float32(self.conf), side="left")))
-
-    def _kept(self, rate: str) -> dict[str, np.ndarray]:
-        """{key: candidate indices} of every image's detections at the operating point."""
-        cands, kept = self.candidates(rate), self._after_nms(rate)
-        return {key: idx[: self._count(cands[key].scores[idx])] for key, idx in kept.items()}
+    def _kept(self, rate: str, keys: list[str] | None = None) -> dict[str, np.ndarray]:
+        """{key: candidate indices} of the detections at the operating point."""
+        return {key: idx[: self.keep] for key, idx in self._nms(rate, self.nms, self.topk, self.conf, keys).items()}
 
     # -------------------------------------------------------------- results
     def detections(self, image: int | str | None = None, rate: str | int | None = None) -> dict[str, np.ndarray]:
         """One image's detections at the operating point: what ``Detector`` with these thresholds returns."""
         rate = self.rate if rate is None else self._rate_name(rate)
         key = self.keys[rate][self.image if image is None else self._image_index(image, rate)]
-        c, idx = self.candidates(rate)[key], self._after_nms(rate)[key]
-        idx = idx[: self._count(c.scores[idx])]
+        c, idx = self.candidates(rate)[key], self._kept(rate, [key])[key]
         return {"boxes": c.boxes[idx], "scores": c.scores[idx], "landmarks": c.landmarks[idx]}
 
     def predictions(self, rate: str | int | None = None) -> dict[str, np.ndarray]:
@@ -288,29 +294,32 @@ class ThresholdTuner:
 
     def pr_curve(self, rate: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(precision, recall) of the WIDER curve over all cached scores at the current NMS, top-k and keep."""
-        rate = self.rate if rate is None else self._rate_name(rate)
-        cache_key = (rate, self.nms, self.topk, self.keep)
-        if cache_key not in self._curve_cache:
+        return self._curve(self.rate if rate is None else self._rate_name(rate), self.nms, self.topk, self.keep)
+
+    def _curve(self, rate: str, nms: float, topk: int, keep: int) -> tuple[np.ndarray, np.ndarray]:
+        if (rate, nms, topk, keep) not in self._curve_cache:
             cands = self.candidates(rate)
-            preds = {key: np.concatenate([cands[key].boxes[idx[: self.keep]], cands[key].scores[idx[: self.keep], None]], axis=1)
-                     for key, idx in self._after_nms(rate).items()}
+            preds = {key: np.concatenate([cands[key].boxes[idx[:keep]], cands[key].scores[idx[:keep], None]], axis=1)
+                     for key, idx in self._nms(rate, nms, topk).items()}
             precision, recall, _ = wider_pr_curve(preds, self.ground_truth[rate], self.iou_threshold)
-            self._curve_cache[cache_key] = (precision, recall)
-        return self._curve_cache[cache_key]
+            self._curve_cache[rate, nms, topk, keep] = (precision, recall)
+        return self._curve_cache[rate, nms, topk, keep]
 
     def metrics(self, rate: str | int | None = None, curve: bool = True) -> dict:
         """Precision, recall and F1 over the validation set at the operating point.
 
         Also the counts (true and false positives, counted faces, detections) and, with
         ``curve``, the PR curve (``precision_curve``, ``recall_curve``) the point lies on.
+        Without the curve only the candidates above the threshold are suppressed and matched.
         """
         rate = self.rate if rate is None else self._rate_name(rate)
+        cands, gt = self.candidates(rate), self.ground_truth[rate]
         tp = proposals = detections = 0
-        for scores, proposal, recalls in self._outcomes(rate).values():
-            n = self._count(scores)
-            tp += int(recalls[:n].sum())
-            proposals += int(proposal[:n].sum())
-            detections += n
+        for key, idx in self._kept(rate).items():
+            proposal, recalls = match_outcomes(cands[key].boxes[idx], *_gt_arrays(gt[key]), self.iou_threshold)
+            tp += int(recalls.sum())
+            proposals += int(proposal.sum())
+            detections += len(idx)
         faces = self._faces[rate]
         precision = tp / proposals if proposals else 0.0
         recall = tp / faces if faces else 0.0
@@ -326,6 +335,8 @@ class ThresholdTuner:
         """Precision, recall and F1 at each score threshold in ``confs`` (default: floor..0.99 in
         steps of 0.01), the other settings as they are; the tuner's own threshold is left unchanged."""
         confs = np.round(np.arange(np.ceil(self.floor * 100), 100) / 100, 2) if confs is None else confs
+        rate = self.rate if rate is None else self._rate_name(rate)
+        self._nms(rate, self.nms, self.topk)  # once, in full: every threshold is then a cut of it
         current = self.conf
         try:
             return [self.set(conf=float(c)).metrics(rate, curve=False) for c in confs]
@@ -399,8 +410,9 @@ class ThresholdTuner:
         Returns the ipywidgets box; ``box.controls`` maps names to the control widgets, so code
         can drive them (``box.controls["conf"].value = 0.7``), and ``box.save_button.click()``
         saves. A change re-thresholds the cached candidates, redraws the image (OpenCV) and
-        moves the point on the PR curve; the curve is recomputed only when NMS, top-k, keep
-        or the rate change.
+        moves the point on the PR curve; a curve not yet computed (a new NMS IoU, top-k, keep
+        or rate) is computed in a background thread and drawn when ready (``box.wait()``
+        blocks until then).
         """
         import cv2
         import ipywidgets as w
@@ -430,20 +442,46 @@ class ThresholdTuner:
         ax = fig.add_subplot()
         artists = self._pr_artists(ax)
 
+        lock = threading.Lock()  # the PR figure is drawn by the widget thread or a curve thread
+        pending: list[threading.Thread] = []
+
+        def draw_curve(settings: tuple) -> None:
+            """Redraw the curve and the point, unless the settings moved on meanwhile."""
+            with lock:
+                if settings != (self.rate, self.nms, self.topk, self.keep):
+                    return
+                self._update_pr(ax, *artists, self.metrics())
+                buffer = io.BytesIO()
+                canvas.print_png(buffer)
+                pr_image.value = buffer.getvalue()
+
+        def compute_curve(settings: tuple) -> None:
+            self._curve(*settings)
+            draw_curve(settings)
+
         def refresh(_=None):
             start = time.perf_counter()
             self.set(**{name: c.value for name, c in controls.items()})
             rgb = self.drawing(background)
             picture.value = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-            m = self.metrics()
-            self._update_pr(ax, *artists, m)
-            buffer = io.BytesIO()
-            canvas.print_png(buffer)
-            pr_image.value = buffer.getvalue()
+            m = self.metrics(curve=False)
+            settings = (self.rate, self.nms, self.topk, self.keep)
+            waiting = settings not in self._curve_cache
+            if waiting:  # NMS over every candidate: off the widget thread
+                pending.append(threading.Thread(target=compute_curve, args=(settings,)))
+                pending[-1].start()
+            else:
+                draw_curve(settings)
             status.value = (f"<b>{self.rate}</b>, {self.key}: {len(self.detections()['scores'])} detections. "
                             f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
                             f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
-                            f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms")
+                            f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms"
+                            + (" (PR curve being computed)" if waiting else ""))
+
+        def wait() -> None:
+            """Block until every curve computation started so far has finished (tests, scripts)."""
+            while pending:
+                pending.pop(0).join()
 
         def on_save(_):
             saved.value = f"saved {self.thresholds()} to {self.save(save_path)}"
@@ -456,4 +494,5 @@ class ThresholdTuner:
                               w.VBox([controls["keep"], controls["rate"], controls["image"]])]),
                       status, w.HBox([picture, pr_image]), w.HBox([save, saved])])
         box.controls, box.save_button, box.status, box.saved = controls, save, status, saved
+        box.pr_image, box.wait = pr_image, wait
         return box

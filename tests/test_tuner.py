@@ -159,6 +159,18 @@ def test_detections_equal_the_detector_at_every_operating_point(model, val_sets,
     assert compared > 100  # the comparison covered many boxes, not empty lists
 
 
+def test_operating_point_without_the_full_nms_equals_the_cut_of_it(model, val_sets):
+    fresh = ThresholdTuner(Detector(model, device="cpu"), val_sets, conf=0.5, nms=0.3, topk=800, keep=40)
+    quick = fresh.metrics(curve=False)  # NMS over the candidates above 0.5 only
+    assert ("latent_75.npy", 0.3, 800) not in fresh._nms_cache
+    dets = [fresh.detections(i) for i in range(6)]
+    full = fresh.metrics()  # the curve runs NMS over every candidate
+    assert ("latent_75.npy", 0.3, 800) in fresh._nms_cache
+    assert {k: full[k] for k in quick} == quick
+    for i, det in enumerate(dets):
+        np.testing.assert_array_equal(fresh.detections(i)["boxes"], det["boxes"])
+
+
 def test_the_model_runs_once_per_image_and_rate(counted, val_sets):
     model, seen = counted
     tuner = ThresholdTuner(Detector(model, device="cpu"), val_sets)
@@ -220,13 +232,21 @@ def test_widgets_drive_the_tuner_quickly(shared, tmp_path):
         assert f"precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>" in box.status.value
     assert statistics.median(seconds) < 0.5, seconds
 
-    controls["nms"].value = 0.6
+    before = box.pr_image.value
+    start = time.perf_counter()
+    controls["nms"].value = 0.6  # a new NMS IoU: the curve is computed off the widget thread
+    assert time.perf_counter() - start < 0.5
+    box.wait()
+    assert ("latent_75.npy", 0.6, tuner.topk, tuner.keep) in tuner._curve_cache
+    assert box.pr_image.value != before and box.pr_image.value[:4] == b"\x89PNG"
     controls["keep"].value = 5
     controls["image"].value = 2
+    box.wait()
     assert (tuner.nms, tuner.keep, tuner.image) == (0.6, 5, 2)
     assert len(tuner.detections()["scores"]) <= 5
     controls["rate"].value = "latent_12.npy"
-    assert tuner.rate == "latent_12.npy" and f"<b>latent_12.npy</b>" in box.status.value
+    box.wait()
+    assert tuner.rate == "latent_12.npy" and "<b>latent_12.npy</b>" in box.status.value
 
     box.save_button.click()
     assert load_thresholds(tmp_path / "t.json") == {"conf": 0.9, "nms": 0.6, "topk": tuner.topk, "keep": 5}
