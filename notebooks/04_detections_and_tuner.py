@@ -40,7 +40,6 @@ thresholds_file = None  # where the tuner saves; None: thresholds.json beside th
 # %%
 from pathlib import Path
 
-import numpy as np
 import torch
 from IPython.display import Markdown, display
 
