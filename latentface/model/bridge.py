@@ -101,10 +101,12 @@ def dct_synthesis_basis(in_channels: int = 256) -> torch.Tensor | None:
 class CodecBridge(nn.Module):
     """Decode to pixels (space-to-depth at stride 4), then a stem-like 3x3 conv there.
 
-    ``decode`` (1x1 conv + PixelShuffle(4)) starts as the codec's inverse transform where it is
-    known (the built-in ``dct`` codec, 256 channels): the network then sees the pixel layout of
-    every cell from the first step instead of having to learn it; elsewhere (real JPEG AI
-    latents) it starts random and learns a per-cell linear synthesis. A 3x3 conv over the 4x4
+    ``decode`` (1x1 conv + PixelShuffle(4)) starts as the built-in ``dct`` codec's inverse
+    transform whenever the latent has that codec's 256 channels: on the codec's own latents the
+    network then sees the pixel layout of every cell from the first step instead of having to
+    learn it. JPEG AI latents also have 256 channels; for them this basis is only a starting
+    point (a fixed orthogonal per-cell synthesis) that training replaces, and other channel
+    counts start random. A 3x3 conv over the 4x4
     pixel patches (12x12 pixels, across cell borders) and a 1x1 conv give layer1's shape
     (~1.44 GMACs for R50, ~1.02 for R18/34).
     """
