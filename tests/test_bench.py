@@ -132,7 +132,7 @@ def _fake_results() -> dict:
                                     ("fast", 9e9, 0.7e9, 0.2)]}
     return {"profile": "cpu", "machine": bench.machine(),
             "cost": {"rows": rows, "image": 640, "batches": [1], "repeats": 2, "device": "cpu", "threads": 1},
-            "accuracy": {"rgb": acc(0.80), "latent_bilinear": acc(0.70), "latent_context": acc(0.695), "fast": acc(0.60)},
+            "accuracy": {"rgb": acc(0.80), "latent_bilinear": acc(0.70), "latent_codec": acc(0.695), "fast": acc(0.60)},
             "rates": {"rates": [50, 75], "curves": {"latent": {"50": 0.5, "75": 0.7}}}}
 
 

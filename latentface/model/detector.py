@@ -126,7 +126,7 @@ class LatentRetinaFace(_RetinaFace):
     def __init__(
         self,
         backbone: str = "resnet50",
-        bridge: str = "context",
+        bridge: str = "codec",
         out_channels: int = 256,
         in_channels: int = 256,
         anchors: str = "default",
@@ -156,9 +156,9 @@ class LatentRetinaFace(_RetinaFace):
         # The seed design exactly.
         "seed": dict(backbone="resnet50", bridge="bilinear", out_channels=256),
         # The best configuration by measurement (docs/BENCHMARKS.md).
-        "default": dict(backbone="resnet50", bridge="context", out_channels=256),
+        "default": dict(backbone="resnet50", bridge="codec", out_channels=256),
         # Under 10 GMACs at 640x640: ResNet-10 (one block per stage), 128-wide neck, light P2.
-        "fast": dict(backbone="resnet18", bridge="context", out_channels=128, blocks=1, light_p2=True),
+        "fast": dict(backbone="resnet18", bridge="codec", out_channels=128, blocks=1, light_p2=True),
     }
 
     @classmethod
