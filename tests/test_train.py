@@ -80,7 +80,7 @@ def test_steps_reduce_loss_and_write_loadable_checkpoints(dataset, tmp_path):
     assert {"model", "config", "epoch", "step", "optimizer", "scheduler", "scaler", "rng", "train_config",
             "metrics"} <= set(payload)
     assert (payload["epoch"], payload["epoch_step"], payload["step"]) == (4, 0, 4)
-    assert payload["config"] == dict(kind="latent", backbone="resnet18", bridge="context", out_channels=16,
+    assert payload["config"] == dict(kind="latent", backbone="resnet18", bridge="codec", out_channels=16,
                                      in_channels=256, anchors="default", blocks=1, light_p2=True)  # "fast", 16 wide
     # The weights-only checkpoints rebuild the model with no architecture flags and detect.
     model, final = model_from_checkpoint(run_dir / "weight_final.pth")
