@@ -92,7 +92,7 @@ def test_steps_reduce_loss_and_write_loadable_checkpoints(dataset, tmp_path):
     assert dets[0]["boxes"].shape[1] == 4
     # config.json holds the resolved architecture and reads back as a --config file.
     saved = json.loads((run_dir / "config.json").read_text())
-    assert (saved["model"], saved["bridge"], saved["out_channels"], saved["resume"]) == ("resnet18", "context", 16, None)
+    assert (saved["model"], saved["bridge"], saved["out_channels"], saved["resume"]) == ("resnet18", "codec", 16, None)
     args = build_parser(["train"]).parse_args(["train", "--config", str(run_dir / "config.json")])
     assert config_from_args(args) == TrainConfig(**saved)
 
