@@ -37,9 +37,9 @@ class DemoConfig:
 
 
 DEMO = DemoConfig(
-    n_train=800, n_val=100, size=320,
-    train=dict(preset="fast", bridge="codec", out_channels=64, anchors="default", epochs=8, batch_size=16,
-               lr=0.01, crop=0.8, time_budget=480.0),
+    n_train=1500, n_val=150, size=192,
+    train=dict(preset="fast", bridge="codec", out_channels=64, anchors="six", epochs=4, batch_size=8,
+               lr=0.02, crop=1.0, time_budget=660.0),
 )
 #: A smoke-test size: seconds, not a meaningful AP.
 QUICK = DemoConfig(
@@ -74,18 +74,54 @@ def synthetic_dataset(root: str | Path, config: DemoConfig, progress: bool = Tru
     return root, False
 
 
+def training_processes(device: str | None = None) -> int:
+    """Training processes for this machine: one per CPU core (up to 2) on a CPU, else one.
+
+    On a CPU the demo trains with one single-threaded process per core (DDP over gloo) rather
+    than one process with a thread per core: intra-op threads wait for each other hundreds of
+    times per step, so any other busy process on the machine stalls them all (measured: 3x
+    slower with one competing process), while two processes meet only once per step.
+    """
+    import os
+
+    import torch
+
+    if device not in (None, "auto", "cpu") or (device != "cpu" and torch.cuda.is_available()):
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
 def train_model(dataset_root: Path, out: Path, config: DemoConfig, latent_type: str, progress: bool = True,
-                **overrides) -> Path:
-    """Train into ``out/train`` (replaced if present) and return the run directory."""
-    from latentface.train import TrainConfig, train
+                processes: int = 1, **overrides) -> Path:
+    """Train into ``out/train`` (replaced if present) and return the run directory.
+
+    ``config.train["batch_size"]`` is the batch of one optimisation step, split over ``processes``
+    DDP processes (``torchrun``) when there are several.
+    """
+    import os
+    import subprocess
+
+    from latentface.train import TrainConfig, TrainingError, train
 
     run_dir = out / "train"
     if run_dir.exists():
         shutil.rmtree(run_dir)
     settings = {**config.train, **{k: v for k, v in overrides.items() if v is not None}}
-    return train(TrainConfig(dataset_root=str(dataset_root), latent_type=latent_type, out=str(out), name="train",
-                             workers=0, keep_epochs=1, no_wandb=True, progress=progress, seed=config.seed,
-                             **settings).validate())
+    settings.update(dataset_root=str(dataset_root), latent_type=latent_type, out=str(out), name="train", workers=0,
+                    keep_epochs=1, no_wandb=True, progress=progress, seed=config.seed)
+    if processes == 1:
+        return train(TrainConfig(**settings).validate())
+    settings.update(batch_size=max(1, settings["batch_size"] // processes), device="cpu")
+    TrainConfig(**settings).validate()
+    config_file = out / "train_config.json"
+    config_file.write_text(json.dumps(settings, indent=1))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+               "-m", "latentface.train", "--config", str(config_file)]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0 or not (run_dir / "weight_final.pth").is_file():
+        raise TrainingError(f"training in {processes} processes failed (exit status {done.returncode}); "
+                            f"its messages are above, its settings in {config_file}")
+    return run_dir
 
 
 def _grid(pictures: list[np.ndarray], columns: int = 2) -> np.ndarray:
@@ -102,6 +138,8 @@ def _grid(pictures: list[np.ndarray], columns: int = 2) -> np.ndarray:
 def detection_pictures(weight: Path, dataset, out: Path, count: int) -> dict[str, Any]:
     """Detect on the first ``count`` validation latents; write the detections JSON and two picture grids:
     faces over the decoded image (when the codec is known, else the stored image) and over the latent view."""
+    import cv2
+
     from latentface import viz
     from latentface.detect import Detector, detection_record, detections_json, picture_background
     from latentface.postprocess import DISPLAY_CONF
@@ -115,6 +153,7 @@ def detection_pictures(weight: Path, dataset, out: Path, count: int) -> dict[str
     for file, latent, det in zip(files, latents, dets):
         key = file.parent.name
         size = detector.model.image_size(latent)
+        shown = (size[0] * max(1, 400 // size[0]), size[1] * max(1, 400 // size[0]))  # small images drawn larger
         truth = dataset.records[key].boxes
         records.append(detection_record(key, size, det, file))
         try:
@@ -123,8 +162,9 @@ def detection_pictures(weight: Path, dataset, out: Path, count: int) -> dict[str
             rgb, what = picture_background(file, latent, "auto")
         if not what.startswith("latent"):
             backgrounds.add(what.split(" ")[0])
+            rgb = cv2.resize(rgb, shown[::-1], interpolation=cv2.INTER_LINEAR)
             decoded.append(viz.draw_detections(rgb, det, input_size=size, truth=truth))
-        view, _ = picture_background(file, latent, "latent")
+        view = viz.latent_pca_image(latent, size=shown)
         viewed.append(viz.draw_detections(view, det, input_size=size, truth=truth))
     (out / "detections.json").write_text(detections_json(records))
     written = {}
@@ -155,7 +195,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         "",
         f"Model: {cfg['model']} backbone ({cfg['arch']}), bridge `{cfg['bridge']}`, neck width {cfg['out_channels']}, "
         f"anchors `{cfg['anchors']}`; trained {summary['training']['epochs']:g} epochs ({summary['training']['steps']} steps, "
-        f"batch {cfg['batch_size']}, lr {cfg['lr']:g}) on {summary['device']}.",
+        f"batch {cfg['batch_size'] * summary['training_processes']}, lr {cfg['lr']:g}) on {summary['device']}"
+        + (f" in {summary['training_processes']} processes." if summary['training_processes'] > 1 else "."),
         "",
         "## Results on the validation split",
         "",
@@ -212,6 +253,7 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
     from latentface.evaluate import evaluate_checkpoint, evaluation_report, format_report, plot_pr_curve
 
     config = QUICK if quick else DEMO
+    torch.set_num_threads(1)  # see training_processes: one thread per process is robust on a shared CPU
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -230,7 +272,8 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
     step("dataset" + (" (reused)" if reused else ""), t0)
 
     t0 = time.perf_counter()
-    run_dir = train_model(root, out, config, latent_type, progress, **train_overrides)
+    processes = 1 if quick else training_processes(train_overrides.get("device"))
+    run_dir = train_model(root, out, config, latent_type, progress, processes, **train_overrides)
     step("train", t0)
     weight = run_dir / "weight_final.pth"
     payload = torch.load(weight, map_location="cpu", weights_only=True)
@@ -256,6 +299,7 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
     summary = {
         "quick": quick,
         "device": str(torch.device("cuda" if torch.cuda.is_available() and train_config["device"] != "cpu" else "cpu")),
+        "training_processes": processes,
         "dataset": {"root": str(root), "synthetic": dataset_root is None, "reused": reused,
                     "train_images": len(NestedLatentWiderFaceDataset(root, "train", latent_type)),
                     "val_images": len(val), "image_size": val.image_size[0],

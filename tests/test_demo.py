@@ -28,8 +28,9 @@ def test_quick_demo_writes_the_report_pictures_and_numbers(tmp_path, capsys):
     for picture in ("curves.png", "pr_curve.png", "detections_decoded.png", "detections_latent.png"):
         assert f"]({picture})" in report
         assert (out / picture).stat().st_size > 1000
-    # two pictures side by side with a 4-pixel gutter, at the image size
-    assert viz.read_image(out / "detections_latent.png").shape == (QUICK.size, 2 * QUICK.size + 4, 3)
+    # two pictures side by side with a 4-pixel gutter, small images drawn at an integer multiple of their size
+    side = QUICK.size * (400 // QUICK.size)
+    assert viz.read_image(out / "detections_latent.png").shape == (side, 2 * side + 4, 3)
     assert f"**{summary['evaluation']['ap']:.4f}**" in report
     records = json.loads((out / "detections.json").read_text())
     assert len(records) == QUICK.pictures and all(r["image_size"] == [QUICK.size, QUICK.size] for r in records)
