@@ -111,7 +111,7 @@ def train_model(dataset_root: Path, out: Path, config: DemoConfig, latent_type: 
                     keep_epochs=1, no_wandb=True, progress=progress, seed=config.seed)
     if processes == 1:
         return train(TrainConfig(**settings).validate())
-    settings.update(batch_size=max(1, settings["batch_size"] // processes), device="cpu")
+    settings.update(batch_size=max(1, settings["batch_size"] // processes), device=settings.get("device") or "cpu")
     TrainConfig(**settings).validate()
     config_file = out / "train_config.json"
     config_file.write_text(json.dumps(settings, indent=1))
@@ -245,8 +245,12 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
 
 def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = None,
              synthetic_root: str | Path = "data/synthetic-demo", quick: bool = False,
-             latent_type: str = "latent_75.npy", progress: bool = True, **train_overrides) -> dict[str, Any]:
-    """Run every step and return the summary that ``demo.json`` holds."""
+             latent_type: str = "latent_75.npy", progress: bool = True, processes: int | None = None,
+             **train_overrides) -> dict[str, Any]:
+    """Run every step and return the summary that ``demo.json`` holds.
+
+    ``processes`` trains in that many DDP processes (default: :func:`training_processes`, one with ``quick``).
+    """
     import torch
 
     from latentface.data.dataset import NestedLatentWiderFaceDataset
@@ -272,7 +276,10 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
     step("dataset" + (" (reused)" if reused else ""), t0)
 
     t0 = time.perf_counter()
-    processes = 1 if quick else training_processes(train_overrides.get("device"))
+    if processes is None:
+        processes = 1 if quick else training_processes(train_overrides.get("device"))
+    elif processes < 1:
+        raise ValueError(f"processes must be at least 1, got {processes}")
     run_dir = train_model(root, out, config, latent_type, progress, processes, **train_overrides)
     step("train", t0)
     weight = run_dir / "weight_final.pth"
@@ -332,6 +339,8 @@ def configure_parser(parser) -> None:
     parser.add_argument(*flag("--time_budget"), dest="time_budget", type=float, default=None, metavar="SECONDS",
                         help="override the demo's training time limit")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda (default: auto)")
+    parser.add_argument("--processes", type=int, default=None, metavar="N",
+                        help="training processes (DDP); default one per CPU core up to 2 on a CPU, else 1")
     parser.add_argument(*flag("--no_progress"), dest="no_progress", action="store_true")
 
 
@@ -344,8 +353,8 @@ def run(args) -> int:
     synthetic_root = args.synthetic_root or ("data/synthetic-demo-quick" if args.quick else "data/synthetic-demo")
     try:
         summary = run_demo(args.out, args.dataset_root, synthetic_root, args.quick, args.latent_type,
-                           progress=not args.no_progress, epochs=args.epochs, time_budget=args.time_budget,
-                           device=args.device)
+                           progress=not args.no_progress, processes=args.processes, epochs=args.epochs,
+                           time_budget=args.time_budget, device=args.device)
     except (TrainingError, CheckpointError, BadLatentError, LabelFormatError, OSError, ValueError) as exc:
         raise SystemExit(f"latentface demo: {exc}") from None
     ev = summary["evaluation"]

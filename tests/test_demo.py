@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from latentface import viz
 from latentface.cli import main
@@ -50,3 +51,48 @@ def test_synthetic_dataset_is_reused_only_when_it_matches(tmp_path):
     _, reused = synthetic_dataset(root, smaller, progress=False)
     assert not reused and len(list((root / "val" / "latent").iterdir())) == QUICK.n_val - 1
     assert np.array_equal(np.load(latent), before)  # same seed, same bytes
+
+
+def test_demo_on_a_given_dataset_trains_in_two_processes(tmp_path, capsys):
+    """`make demo DATASET_ROOT=...`: the given layout is used as is, training runs in two DDP processes."""
+    from latentface.data.synth import generate_dataset
+
+    data, unused = tmp_path / "given", tmp_path / "synthetic"
+    generate_dataset(data, QUICK.n_train, QUICK.n_val, size=QUICK.size, rates=(75,), seed=3, progress=False)
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--dataset_root", str(data), "--processes", "2", "--out", str(out),
+                 "--synthetic_root", str(unused), "--no_progress"]) == 0
+    assert not unused.exists()  # nothing synthetic was made
+
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["training_processes"] == 2
+    assert summary["dataset"] == {**summary["dataset"], "root": str(data), "synthetic": False, "reused": True}
+    # the demo's batch of 4 is split into 2 per process: the same number of steps as one process
+    assert summary["train_config"]["batch_size"] == QUICK.train["batch_size"] // 2
+    assert summary["training"]["steps"] == QUICK.train["epochs"] * (QUICK.n_train // QUICK.train["batch_size"])
+    assert json.loads((out / "train" / "ranks.json").read_text())["identical"] is True
+    assert f"batch {QUICK.train['batch_size']}, " in (out / "report.md").read_text()
+    assert "in 2 processes." in (out / "report.md").read_text()
+
+
+def test_training_processes_one_per_core_up_to_two_on_a_cpu(monkeypatch):
+    import os
+
+    import torch
+
+    from latentface.demo import training_processes
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for cores, expected in ((1, 1), (2, 2), (16, 2), (None, 1)):
+        monkeypatch.setattr(os, "cpu_count", lambda cores=cores: cores)
+        assert training_processes() == training_processes("cpu") == training_processes("auto") == expected
+    assert training_processes("cuda") == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU: one process unless the CPU is asked for
+    assert training_processes() == 1 and training_processes("cpu") == 2
+
+
+def test_demo_rejects_zero_processes(tmp_path):
+    with pytest.raises(SystemExit, match="processes must be at least 1, got 0"):
+        main(["demo", "--quick", "--processes", "0", "--out", str(tmp_path / "demo"),
+              "--synthetic_root", str(tmp_path / "synthetic"), "--no_progress"])
