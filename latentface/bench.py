@@ -91,7 +91,7 @@ class Profile:
 
 PROFILES = {
     # What a 2-core CPU can do in about an hour: cost at full size, accuracy on a small proxy.
-    "cpu": Profile("cpu"),
+    "cpu": Profile("cpu", repeats=7),
     # The study as designed: needs a GPU (latentface bench --full --device cuda).
     "full": Profile("full", measure_image=640, repeats=20, big_batch_repeats=20, warmup=3, latency_rows=None, train_image=640,
                     train_backbone="resnet50",
@@ -918,11 +918,12 @@ by cutting the backbone too: ResNet-18/34's layer2..4 alone cost about 10 GMACs 
 so it keeps one residual block per stage (a ResNet-10), a 128-wide neck, and
 depthwise-separable FPN merge and SSH convolutions on P2 (`light_p2`).
 
-**Latency on a shared machine.** Other jobs loaded this 2-core machine while the cost
-section ran, so the medians of a few repeats carry noise of tens of percent; the fastest
-repeat of each model, the least disturbed, is shown beside them. Multiply-add ratios are
-exact; re-run `latentface bench --sections cost` on an idle machine (or `--full` on a GPU)
-for firm latency ratios.
+**Latency.** On an idle 2-core machine with one torch thread (7 repeats, the models taking
+turns) the default latent R50 runs in × 0.85 of the RGB baseline's time, median and fastest
+repeat alike, for × 0.93 of its multiply-adds; the `fast` preset in × 0.16. On a loaded
+machine the medians of a few repeats carry noise of tens of percent (an earlier run beside
+other jobs read × 1.01), which is why the fastest repeat is shown too; `--full` on a GPU gives
+firm ratios at batch 1 and 8.
 
 **Bridges measured** (all kept in `latentface.model.bridge.BRIDGES`):
 `bilinear` (the seed; over the 1.6-GMAC budget by 9x), `pixelshuffle` (per cell; 1.68 GMACs,
