@@ -19,6 +19,7 @@ from latentface.data.dataset import (
     measure_loading_throughput,
     rate_file,
     resolve_latent_types,
+    transport_dtype,
 )
 from latentface.data.labels import FaceRecord, write_retinaface, write_wider
 from latentface.data.stats import compute_latent_stats, default_stats_path, load_stats, save_stats, stats_tensors
@@ -135,6 +136,40 @@ def test_bad_latents_raise_naming_the_file(layout, key, path_key, words):
     with pytest.raises(BadLatentError) as err:
         ds[index(ds, key)]
     assert str(err.value).startswith(str(layout[path_key])) and words in str(err.value)
+
+
+def test_float16_transport_is_exact_and_checked(layout, tmp_path):
+    """dtype=float16: float16 files come back bit for bit; wider files are narrowed, overflow named."""
+    ds = NestedLatentWiderFaceDataset(layout["root"], "train", dtype=torch.float16)
+    latent, _ = ds[index(ds, "k_f16")]
+    assert latent.dtype == torch.float16
+    np.testing.assert_array_equal(latent.numpy().view(np.uint16), layout["k_f16"].reshape(C, H, W).view(np.uint16))
+    assert latent.float().equal(NestedLatentWiderFaceDataset(layout["root"], "train")[index(ds, "k_f16")][0])
+    assert transport_dtype(ds) == torch.float16  # the first sample's file is float16
+    with pytest.raises(BadLatentError, match="latent has 1 non-finite values"):
+        ds[index(ds, "k_nan")]
+
+    x = np.ones((1, C, H, W), np.float32)
+    x[0, 0, 0, :2] = [70000.0, -1e6]  # beyond float16's 65504
+    np.save(tmp_path / "big.npy", x)
+    assert load_latent(tmp_path / "big.npy").dtype == torch.float32  # fine as float32
+    with pytest.raises(BadLatentError, match=r"big.npy: latent has 2 non-finite values \(NaN/inf\) once converted "
+                                             "to float16"):
+        load_latent(tmp_path / "big.npy", dtype=torch.float16)
+    h = np.zeros((C, H, W), np.float16)
+    h.flat[[0, 5, 9]] = [np.inf, -np.inf, np.nan]
+    np.save(tmp_path / "h.npy", h)
+    for dtype in (torch.float16, torch.float32):
+        with pytest.raises(BadLatentError, match="latent has 3 non-finite values \\(NaN/inf\\)$"):
+            load_latent(tmp_path / "h.npy", dtype=dtype)
+    h.flat[[0, 5, 9]] = [65504, -65504, 6e-8]  # the largest and a subnormal value are finite
+    np.save(tmp_path / "h.npy", h)
+    assert load_latent(tmp_path / "h.npy", dtype=torch.float16).numpy().view(np.uint16).tolist() == \
+        h.view(np.uint16).tolist()
+    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float16, got torch.float64"):
+        load_latent(tmp_path / "h.npy", dtype=torch.float64)
+    with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float16"):
+        NestedLatentWiderFaceDataset(layout["root"], "train", dtype=torch.bfloat16)
 
 
 def test_skip_policy_counts_and_never_returns_zeros(layout, caplog):

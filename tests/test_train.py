@@ -228,3 +228,19 @@ def test_warmup_then_cosine_schedule():
         opt.step()
         sched.step()
     assert lrs == pytest.approx([0.05, 0.1, 0.1, 0.1 * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi / 8)))])
+
+
+def test_float16_latents_travel_as_float16_and_train_exactly_as_float32(dataset, tmp_path, monkeypatch):
+    from latentface.training import data as training_data
+
+    train_set, val_set = training_data.build_datasets(config(dataset, tmp_path))
+    assert train_set.dtype == val_set.dtype == torch.float16  # the synthetic files are float16
+    loader, _, _ = training_data.build_loaders(train_set, val_set, config(dataset, tmp_path), 0, 1, False)
+    latents, _ = next(iter(loader))
+    assert latents.dtype == torch.float16 and latents.shape[:2] == (2, 256)
+
+    half = train(config(dataset, tmp_path, name="half", max_steps=3))
+    monkeypatch.setattr(training_data, "transport_dtype", lambda ds: torch.float32)
+    full = train(config(dataset, tmp_path, name="full", max_steps=3))
+    a, b = (torch.load(run / "last.pth", weights_only=True)["model"] for run in (half, full))
+    assert all(torch.equal(a[name], b[name]) for name in a)  # the cast on the device is exact

@@ -340,7 +340,7 @@ class _Run:
     def _step(self, inputs: torch.Tensor, targets: list[dict], signals: StopSignals) -> str | None:
         """One optimisation step; returns why training must stop now, if it must."""
         cfg = self.config
-        x = inputs.to(self.device, non_blocking=True)
+        x = inputs.to(self.device, non_blocking=True).float()  # float16 latents are cast here, on the device
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             outputs = self.model(x)
         losses = self.criterion(outputs, targets, self._anchors(x))
@@ -448,7 +448,7 @@ class _Run:
         sums, count, predictions, shown = torch.zeros(4, dtype=torch.float64), 0, {}, []
         for inputs, targets in tqdm(self.val_loader, desc="validate", unit="batch", leave=False,
                                     disable=not self.config.progress):
-            x = inputs.to(self.device, non_blocking=True)
+            x = inputs.to(self.device, non_blocking=True).float()  # float16 latents are cast here, on the device
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 outputs = model(x)
             anchors = self._anchors(x)
