@@ -1,6 +1,7 @@
 """The latent dataset over tiny hand-made layouts: mismatches, bad latents, targets, augmentations, stats."""
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -365,9 +366,13 @@ def test_stats_cli_and_throughput(tmp_path, capsys):
     stats = load_stats(default_stats_path(tmp_path, "latent_75.npy"))
     assert default_stats_path(tmp_path, 75).name == "latent_stats_75.json" and stats["count"] == 12
     assert default_stats_path(tmp_path, [12, 75]).name == "latent_stats_12_75.json"
-    assert main(["stats", "--dataset_root", str(tmp_path), "--throughput", "--workers", "0", "--seconds", "0.2",
-                 "--batch_size", "4"]) == 0
-    assert "latents/s" in capsys.readouterr().out
+    capsys.readouterr()
+    for dtype, shown in (("auto", "float16"), ("float32", "float32")):  # the files are float16
+        assert main(["stats", "--dataset_root", str(tmp_path), "--throughput", "--workers", "0", "--seconds", "0.2",
+                     "--batch_size", "4", "--dtype", dtype]) == 0
+        out = capsys.readouterr().out
+        assert re.match(rf"\d+ latents/s \(\d+ {shown} latents \[{C}, {H}, {W}\] in [\d.]+ s, 0 workers, batch 4\); "
+                        r"CPU time [\d.]+ ms per latent", out), out
     with pytest.raises(SystemExit, match="latentface stats: no label file"):
         main(["stats", "--dataset_root", str(tmp_path / "missing")])
 

@@ -119,6 +119,9 @@ def configure_parser(parser) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(*flag("--batch_size"), dest="batch_size", type=int, default=32)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--dtype", choices=("auto", "float16", "float32"), default="auto",
+                        help="--throughput: latents loaded as (default auto: as training loads them, float16 for "
+                             "float16 files)")
 
 
 def run(args) -> int:
@@ -132,7 +135,7 @@ def _run(args) -> int:
     latent_type = args.latent_type.split(",") if "," in args.latent_type else args.latent_type
     if args.throughput:
         ds = NestedLatentWiderFaceDataset(args.dataset_root, args.split, latent_type)
-        ds.dtype = transport_dtype(ds)  # as training loads them
+        ds.dtype = transport_dtype(ds) if args.dtype == "auto" else getattr(torch, args.dtype)
         m = measure_loading_throughput(ds, workers=args.workers, batch_size=args.batch_size, seconds=args.seconds)
         print(f"{m['latents_per_s']:.0f} latents/s ({m['latents']} {str(ds.dtype).removeprefix('torch.')} latents "
               f"[{', '.join(map(str, ds.expected_shape))}] "
