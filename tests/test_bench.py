@@ -155,3 +155,14 @@ def test_unknown_section_is_a_clear_error(tmp_path):
                               device="cpu", threads=None, fresh=False, reuse_only=False)
     with pytest.raises(SystemExit, match=r"unknown section\(s\) \['speed'\]"):
         bench.run(args)
+
+
+def test_latent_vs_rgb_target_also_compares_the_six_anchor_pair():
+    def ap(value):
+        return {"ap": value}
+
+    acc = {"rgb": ap(0.90), "latent_codec": ap(0.80)}
+    assert bench.targets({"accuracy": acc})[-1][1:] == ("0.800 vs 0.900 (-0.100)", "**not met**")
+    acc |= {"latent_codec_six": ap(0.945), "rgb_six": ap(0.95)}
+    assert bench.targets({"accuracy": acc})[-1][1:] == (
+        "0.800 vs 0.900 (-0.100); both with 'six' anchors 0.945 vs 0.950 (-0.005)", "met")  # one pair within a point
