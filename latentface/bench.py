@@ -387,7 +387,7 @@ def train_step_cost(models: Mapping[str, nn.Module], image: int, batch: int, rep
 
 def train_section(profile: Profile, device: torch.device, data_root: Path, log=print) -> dict:
     """Training step cost, latent (default preset's bridge) vs RGB at the same backbone and batch; loading speed."""
-    from latentface.data.dataset import NestedLatentWiderFaceDataset, measure_loading_throughput, transport_dtype
+    from latentface.data.dataset import NestedLatentWiderFaceDataset, measure_loading_throughput
     from latentface.data.images import RGBWiderFaceDataset
 
     bb = profile.train_backbone
@@ -399,8 +399,7 @@ def train_section(profile: Profile, device: torch.device, data_root: Path, log=p
     log("train: data loading throughput")
     loading = {}
     workers = min(2, os.cpu_count() or 1) if profile.name != "quick" else 0
-    latents = NestedLatentWiderFaceDataset(data_root, "train", f"latent_{profile.main_rate}.npy")
-    latents.dtype = transport_dtype(latents)  # as training loads them
+    latents = NestedLatentWiderFaceDataset(data_root, "train", f"latent_{profile.main_rate}.npy", dtype="auto")
     for name, dataset in (("latent", latents), ("rgb", RGBWiderFaceDataset(decoded_root(data_root, profile.main_rate), "train"))):
         result = measure_loading_throughput(dataset, workers=workers, batch_size=8, seconds=profile.loading_seconds)
         loading[name] = {"per_s": result["latents_per_s"], "workers": workers, "image": dataset.image_size[0]}

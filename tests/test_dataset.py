@@ -147,6 +147,7 @@ def test_float16_transport_is_exact_and_checked(layout, tmp_path):
     np.testing.assert_array_equal(latent.numpy().view(np.uint16), layout["k_f16"].reshape(C, H, W).view(np.uint16))
     assert latent.float().equal(NestedLatentWiderFaceDataset(layout["root"], "train")[index(ds, "k_f16")][0])
     assert transport_dtype(ds) == torch.float16  # the first sample's file is float16
+    assert NestedLatentWiderFaceDataset(layout["root"], "train", dtype="auto").dtype == torch.float16
     with pytest.raises(BadLatentError, match="latent has 1 non-finite values"):
         ds[index(ds, "k_nan")]
 

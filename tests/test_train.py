@@ -231,6 +231,7 @@ def test_warmup_then_cosine_schedule():
 
 
 def test_float16_latents_travel_as_float16_and_train_exactly_as_float32(dataset, tmp_path, monkeypatch):
+    from latentface.data import dataset as dataset_module
     from latentface.training import data as training_data
 
     train_set, val_set = training_data.build_datasets(config(dataset, tmp_path))
@@ -240,7 +241,7 @@ def test_float16_latents_travel_as_float16_and_train_exactly_as_float32(dataset,
     assert latents.dtype == torch.float16 and latents.shape[:2] == (2, 256)
 
     half = train(config(dataset, tmp_path, name="half", max_steps=3))
-    monkeypatch.setattr(training_data, "transport_dtype", lambda ds: torch.float32)
+    monkeypatch.setattr(dataset_module, "transport_dtype", lambda ds: torch.float32)
     full = train(config(dataset, tmp_path, name="full", max_steps=3))
     a, b = (torch.load(run / "last.pth", weights_only=True)["model"] for run in (half, full))
     assert all(torch.equal(a[name], b[name]) for name in a)  # the cast on the device is exact

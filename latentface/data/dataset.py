@@ -60,8 +60,7 @@ def load_latent(path: str | os.PathLike, expected_shape: Sequence[int] | None = 
     cross from loader workers to the training process at half the bytes and no conversion on the CPU,
     and become float32 on the device.
     """
-    if dtype not in (torch.float32, torch.float16):
-        raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype}")
+    _check_dtype(dtype)
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
@@ -82,6 +81,11 @@ def load_latent(path: str | os.PathLike, expected_shape: Sequence[int] | None = 
         narrowed = " once converted to float16" if half and arr.dtype != np.float16 else ""
         raise BadLatentError(f"{path}: latent has {bad} non-finite values (NaN/inf){narrowed}")
     return torch.from_numpy(latent)
+
+
+def _check_dtype(dtype) -> None:
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype}")
 
 
 def _non_finite(latent: np.ndarray) -> int:
@@ -130,15 +134,16 @@ class NestedLatentWiderFaceDataset(Dataset):
     random (``torch`` RNG, so DataLoader workers differ and seeds reproduce).
     ``expected_shape`` (C, H, W): when None, the most common shape among the first
     eight samples' headers fixes it. ``transform(latent, target) -> (latent, target)``.
-    ``dtype``: of the latents returned (see :func:`load_latent`; training uses float16 for float16 files).
+    ``dtype``: of the latents returned (see :func:`load_latent`); ``"auto"``: as training loads them
+    (:func:`transport_dtype`).
     """
 
     def __init__(self, root: str | os.PathLike, split: str = "train",
                  latent_type: str | int | Sequence[str | int] = "latent_75.npy",
                  transform=None, on_bad_latent: str = "raise",
-                 expected_shape: Sequence[int] | None = None, dtype: torch.dtype = torch.float32):
-        if dtype not in (torch.float32, torch.float16):
-            raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype}")
+                 expected_shape: Sequence[int] | None = None, dtype: torch.dtype | str = torch.float32):
+        if dtype != "auto":
+            _check_dtype(dtype)
         if on_bad_latent not in ("raise", "skip"):
             raise ValueError(f"on_bad_latent must be 'raise' or 'skip', got {on_bad_latent!r}")
         self.root = Path(root)
@@ -146,7 +151,6 @@ class NestedLatentWiderFaceDataset(Dataset):
         self.latent_types = resolve_latent_types(latent_type)
         self.transform = transform
         self.on_bad_latent = on_bad_latent
-        self.dtype = dtype
         self.codec = read_codec_name(self.root)
         self.bad_latents: dict[str, str] = {}
 
@@ -181,6 +185,7 @@ class NestedLatentWiderFaceDataset(Dataset):
         self.expected_shape = tuple(expected_shape) if expected_shape is not None else self._infer_shape()
         _, h, w = self.expected_shape
         self.image_size = (w * LATENT_STRIDE, h * LATENT_STRIDE)  # (width, height) of the input image
+        self.dtype = transport_dtype(self) if dtype == "auto" else dtype
 
         self.records: dict[str, FaceRecord] = {}
         dropped = outside = 0

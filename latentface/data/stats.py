@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from latentface.data.dataset import NestedLatentWiderFaceDataset, load_latent, measure_loading_throughput, transport_dtype
+from latentface.data.dataset import NestedLatentWiderFaceDataset, load_latent, measure_loading_throughput
 from latentface.data.layout import resolve_latent_types
 
 STD_FLOOR_FRACTION = 0.01
@@ -134,8 +134,8 @@ def run(args) -> int:
 def _run(args) -> int:
     latent_type = args.latent_type.split(",") if "," in args.latent_type else args.latent_type
     if args.throughput:
-        ds = NestedLatentWiderFaceDataset(args.dataset_root, args.split, latent_type)
-        ds.dtype = transport_dtype(ds) if args.dtype == "auto" else getattr(torch, args.dtype)
+        dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
+        ds = NestedLatentWiderFaceDataset(args.dataset_root, args.split, latent_type, dtype=dtype)
         m = measure_loading_throughput(ds, workers=args.workers, batch_size=args.batch_size, seconds=args.seconds)
         print(f"{m['latents_per_s']:.0f} latents/s ({m['latents']} {str(ds.dtype).removeprefix('torch.')} latents "
               f"[{', '.join(map(str, ds.expected_shape))}] "

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from latentface import LATENT_STRIDE
 from latentface.data.augment import Compose, RandomHorizontalFlip, RandomLatentCrop
-from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces, transport_dtype
+from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces
 from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFaceDataset
 from latentface.training.config import TrainConfig, TrainingError
 
@@ -39,8 +39,7 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
         flip, crop = RandomImageFlip(0.5), RandomImageCrop
     else:
         rates = latent_types(config)
-        train = NestedLatentWiderFaceDataset(root, "train", rates)
-        train.dtype = transport_dtype(train)  # the training step casts to float32 on the device
+        train = NestedLatentWiderFaceDataset(root, "train", rates, dtype="auto")  # the step casts on the device
         val = NestedLatentWiderFaceDataset(root, "val", rates, expected_shape=train.expected_shape, dtype=train.dtype)
         cells = train.expected_shape[1:]
         # The built-in codec has an exact flip (sign changes inside the cells); JPEG AI latents are mirrored as they are.
