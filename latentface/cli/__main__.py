@@ -1,0 +1,5 @@
+import sys
+
+from latentface.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+from latentface.bench import configure_parser, run  # noqa: F401  (temporary forwarder)

@@ -1,0 +1,1 @@
+from latentface.kaggle import configure_parser, run  # noqa: F401  (temporary forwarder)
