@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.14.1 torchvision==0.29.1
 DATASET_ROOT ?=
 
-.PHONY: demo test notebooks bench clean
+.PHONY: demo test test-fast lint notebooks bench clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ demo: $(VENV)/.ready
 
 test: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m pytest -q -n 2
+
+# Everything but the tests marked slow (notebook execution, the demo, DDP, the whole kernel): well under a minute.
+test-fast: $(VENV)/.ready
+	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m pytest -q -n 2 -m "not slow"
+
+# The pre-commit checks, run from .venv: ruff lint and format, and the notebook pairs.
+lint: $(VENV)/.ready
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m latentface.tools.notebooks --check-pairs
 
 # Re-executes every notebook on the synthetic dataset and writes its .ipynb, outputs included
 # (03, the Kaggle kernel, runs its small local stand-in off Kaggle).
