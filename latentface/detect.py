@@ -17,15 +17,16 @@ import json
 import math
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from latentface.checkpoint import CheckpointError, model_from_checkpoint
-from latentface.postprocess import DISPLAY_CONF, EVAL_CONF, postprocess
+from latentface.checkpoint import CheckpointError
+from latentface.inference.detector import Detector, detect_files, load_model_latent, predict_dataset  # noqa: F401
+from latentface.inference.operating_point import DISPLAY_CONF, EVAL_CONF, OperatingPoint
 
 #: The keys of a thresholds JSON (``{"conf": .., "nms": .., "topk": .., "keep": ..}``) and their defaults.
 THRESHOLD_DEFAULTS = {"conf": DISPLAY_CONF, "nms": 0.4, "topk": 5000, "keep": 750}
@@ -79,86 +80,6 @@ def save_thresholds(path: str | os.PathLike, conf: float, nms: float = 0.4, topk
     return path
 
 
-# ------------------------------------------------------------------------- detector
-
-
-class Detector:
-    """A trained model plus its operating point; call it on latents to get faces.
-
-    ``detector(latents)`` takes [B, C, H, W] or [C, H, W] (tensor or array) and returns one dict
-    per image: ``boxes`` [K, 4] xyxy in image pixels, ``scores`` [K], ``landmarks`` [K, 5, 2],
-    as float32 numpy arrays, best first.
-    """
-
-    def __init__(self, model: torch.nn.Module, conf: float = EVAL_CONF, nms: float = 0.4, top_k: int = 5000,
-                 keep: int = 750, device: str | torch.device | None = None):
-        if device in (None, "auto"):
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.conf, self.nms, self.top_k, self.keep = conf, nms, top_k, keep
-        self.source: str | None = None
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device=None,
-                        thresholds: Mapping[str, float] | str | os.PathLike | None = None, **overrides) -> "Detector":
-        """The model a checkpoint describes, in eval mode.
-
-        ``thresholds``: a thresholds JSON path or dict (conf, nms, topk, keep); ``overrides``
-        (``conf``, ``nms``, ``top_k``, ``keep``) take precedence over it.
-        """
-        model, _ = model_from_checkpoint(path)
-        if thresholds is None:
-            values = {}
-        elif isinstance(thresholds, Mapping):
-            values = _check_thresholds(thresholds, "thresholds")
-        else:
-            values = load_thresholds(thresholds)
-        if "topk" in values:
-            values["top_k"] = values.pop("topk")
-        detector = cls(model, device=device, **{**values, **overrides})
-        detector.source = str(path)
-        return detector
-
-    @property
-    def in_channels(self) -> int:
-        return int(self.model.input_mean.numel())
-
-    @property
-    def thresholds(self) -> dict[str, float | int]:
-        """The operating point in the thresholds-JSON schema."""
-        return {"conf": self.conf, "nms": self.nms, "topk": self.top_k, "keep": self.keep}
-
-    @torch.no_grad()
-    def __call__(self, inputs) -> list[dict[str, np.ndarray]]:
-        x = torch.as_tensor(np.asarray(inputs) if not torch.is_tensor(inputs) else inputs, dtype=torch.float32)
-        if x.ndim == 3:
-            x = x[None]
-        x = x.to(self.device)
-        outputs = self.model(x)
-        dets = postprocess(outputs, self.model.anchors(x), self.conf, self.nms, self.top_k, self.keep)
-        return [{k: v.cpu().numpy() for k, v in d.items()} for d in dets]
-
-
-def predict_dataset(detector: Detector, dataset, batch_size: int = 8, workers: int = 0, progress: bool = True):
-    """Run ``detector`` over a dataset of (input, target) pairs.
-
-    Returns ``{key: [K, 5] (x1, y1, x2, y2, score)}`` -- the evaluation's prediction format --
-    and ``{key: [K, 5, 2]}`` landmarks.
-    """
-    from torch.utils.data import DataLoader
-
-    from latentface.data.dataset import collate_faces
-
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_faces)
-    predictions, landmarks = {}, {}
-    for inputs, targets in tqdm(loader, desc="detect", unit="batch", disable=not progress):
-        for det, target in zip(detector(inputs), targets):
-            predictions[target["key"]] = np.concatenate([det["boxes"], det["scores"][:, None]], axis=1)
-            landmarks[target["key"]] = det["landmarks"]
-    return predictions, landmarks
-
-
 # --------------------------------------------------------------------- latent files
 
 
@@ -197,22 +118,6 @@ def find_latents(path: str | os.PathLike, latent_type: str = "latent_75.npy") ->
             raise ValueError(f"{file}: key {key!r} is also the key of {seen[key]}; run on one split at a time")
         seen[key] = file
     return files
-
-
-def load_model_latent(path: str | os.PathLike, in_channels: int) -> torch.Tensor:
-    """Read a latent file for a model with ``in_channels`` input channels -> float32 [C, H, W].
-
-    Missing, unreadable, mis-shaped or non-finite files raise
-    :class:`~latentface.data.dataset.BadLatentError` naming the file.
-    """
-    from latentface.data.dataset import BadLatentError, load_latent
-
-    latent = load_latent(path)
-    if latent.shape[0] != in_channels:
-        raise BadLatentError(
-            f"{path}: latent shape {list(latent.shape)}, the model expects [{in_channels}, H, W] "
-            f"(a [1, {in_channels}, H, W] or [{in_channels}, H, W] array)")
-    return latent
 
 
 def layout_of(path: str | os.PathLike) -> tuple[Path, str] | None:
@@ -323,42 +228,6 @@ def detections_json(records: dict | list[dict]) -> str:
     return "[\n" + ",\n".join(one(r) for r in records) + "\n]\n"
 
 
-def detect_files(detector: Detector, files: list[Path], batch_size: int = 8, on_bad_latent: str = "raise",
-                 progress: bool = True, skipped: dict[str, str] | None = None
-                 ) -> Iterator[tuple[Path, torch.Tensor, dict[str, np.ndarray]]]:
-    """(file, latent [C,H,W], detections) per file, run in batches of same-shaped consecutive latents.
-
-    A bad latent stops with an error naming it, or with ``on_bad_latent="skip"`` is recorded
-    in ``skipped`` (path -> reason) and left out.
-    """
-    from latentface.data.dataset import BadLatentError
-
-    if on_bad_latent not in ("raise", "skip"):
-        raise ValueError(f"on_bad_latent must be 'raise' or 'skip', got {on_bad_latent!r}")
-    skipped = {} if skipped is None else skipped
-    batch: list[tuple[Path, torch.Tensor]] = []
-
-    def flush():
-        dets = detector(torch.stack([latent for _, latent in batch]))
-        out = [(file, latent, det) for (file, latent), det in zip(batch, dets)]
-        batch.clear()
-        return out
-
-    for file in tqdm(files, desc="detect", unit="latent", disable=not progress):
-        try:
-            latent = load_model_latent(file, detector.in_channels)
-        except BadLatentError as exc:
-            if on_bad_latent == "raise":
-                raise
-            skipped[str(file)] = str(exc)
-            continue
-        if batch and (len(batch) >= batch_size or batch[0][1].shape != latent.shape):
-            yield from flush()
-        batch.append((file, latent))
-    if batch:
-        yield from flush()
-
-
 # ---------------------------------------------------------------------- command line
 
 
@@ -446,7 +315,7 @@ def _run(args) -> int:
     from latentface.evaluate import write_widerface_predictions
 
     thresholds = resolve_thresholds(args)
-    detector = Detector.from_checkpoint(args.weight, device=args.device, thresholds=thresholds)
+    detector = Detector.from_checkpoint(args.weight, device=args.device, point=OperatingPoint.from_mapping(thresholds))
     config = detector.model.config
     if config.get("kind") != "latent":
         raise ValueError(f"{args.weight}: holds an RGB baseline model; detect reads latents")

@@ -14,6 +14,7 @@ from latentface.data.synth import generate_dataset
 from latentface.detect import (Detector, find_latents, load_thresholds, picture_background, resolve_thresholds,
                                save_thresholds)
 from latentface.evaluate import read_widerface_predictions
+from latentface.inference import OperatingPoint
 from latentface.model import LatentRetinaFace
 
 # Face probability of every anchor in the rigged model below: softmax([0, 5])[1].
@@ -164,8 +165,8 @@ def test_thresholds_file_round_trip_and_flags_override_it(tmp_path):
 
 def test_detector_from_checkpoint_takes_a_thresholds_file(weight, tmp_path):
     path = save_thresholds(tmp_path / "t.json", conf=0.9, nms=0.3, topk=50, keep=2)
-    detector = Detector.from_checkpoint(weight, device="cpu", thresholds=path, nms=0.5)
-    assert detector.thresholds == {"conf": 0.9, "nms": 0.5, "topk": 50, "keep": 2}
+    detector = Detector.from_checkpoint(weight, device="cpu", point=OperatingPoint.load(path), nms=0.5)
+    assert detector.point.to_dict() == {"conf": 0.9, "nms": 0.5, "topk": 50, "keep": 2}
     dets = detector(torch.zeros(3, 256, 4, 4))
     assert len(dets) == 3 and all(d["boxes"].shape == (2, 4) and d["landmarks"].shape == (2, 5, 2) for d in dets)
 
