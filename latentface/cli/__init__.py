@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "synth": "write the synthetic face dataset in the retina-modify layout",
     "encode": "encode images + WIDER labels into the retina-modify layout",
     "stats": "per-channel latent mean/std of a training split",
+    "codec": "train and report the built-in learned codec",
     "train": "train a detector",
     "detect": "detect faces in latent files",
     "evaluate": "WIDER FACE and COCO evaluation of a checkpoint",
