@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from latentface.codec.dct import QUALITIES
+from latentface.util.io import IMAGE_SUFFIXES
 
 LABELS_FILE = "labels.txt"
 LANDMARKS_FILE = "labels_landmarks.txt"
 CODEC_FILE = "codec.json"
 #: The rate files of the real data and of the built-in codec, lowest rate first.
 RATE_FILES = tuple(f"latent_{q}.npy" for q in QUALITIES)
+#: A rate file name of the layout (``latent_75.npy``), whose folder names the image.
+RATE_FILE_PATTERN = re.compile(r"latent_\d+\.npy")
 
 
 def rate_file(rate: str | int) -> str:
@@ -62,3 +66,72 @@ def read_codec_name(root: str | os.PathLike) -> str | None:
         return json.loads(path.read_text())["codec"]
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a codec description ({e})") from None
+
+
+# ------------------------------------------------------------- latent files outside a split
+
+
+def latent_key(path: str | os.PathLike) -> str:
+    """The image key of a latent file: its folder's name in the retina-modify layout
+    (``<key>/latent_75.npy``), otherwise the file name without extension."""
+    path = Path(path)
+    return path.parent.name if RATE_FILE_PATTERN.fullmatch(path.name) else path.stem
+
+
+def layout_of(path: str | os.PathLike) -> tuple[Path, str] | None:
+    """(dataset root, split) when ``path`` is ``<root>/<split>/latent/<key>/<file>.npy``, else None."""
+    path = Path(path).resolve()
+    if len(path.parents) >= 4 and path.parents[1].name == "latent":
+        return path.parents[3], path.parents[2].name
+    return None
+
+
+def find_latents(path: str | os.PathLike, latent_type: str = "latent_75.npy") -> list[Path]:
+    """The latent files to run on: ``path`` itself, or every ``latent_type`` file under the folder
+    ``path`` (a dataset root, a split, a ``latent/`` folder); a folder without rate files, such
+    as a flat folder of ``<key>.npy``, gives all its ``.npy`` files. Sorted; keys must be unique."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"latent not found: {path}")
+    name = rate_file(latent_type)
+    files = sorted(path.rglob(name))
+    if not files:
+        every = sorted(path.rglob("*.npy"))
+        rates = sorted({p.name for p in every if RATE_FILE_PATTERN.fullmatch(p.name)})
+        if rates:
+            raise FileNotFoundError(f"{path}: no {name} files (found {', '.join(rates)}; pass --latent_type)")
+        files = every
+    if not files:
+        raise FileNotFoundError(f"{path}: no .npy latent files")
+    seen: dict[str, Path] = {}
+    for file in files:
+        key = latent_key(file)
+        if key in seen:
+            raise ValueError(f"{file}: key {key!r} is also the key of {seen[key]}; run on one split at a time")
+        seen[key] = file
+    return files
+
+
+def find_image(image: str | os.PathLike | None, latent: str | os.PathLike, key: str | None = None) -> Path | None:
+    """The RGB image of a latent file: ``image`` (a file, or a folder holding ``<key>.png``, ``.jpg``..)
+    when given, else the layout's ``<root>/<split>/images/<key>.png``; None when there is none.
+    ``key`` defaults to :func:`latent_key` of ``latent``."""
+    key = latent_key(latent) if key is None else key
+    if image is not None:
+        image = Path(image)
+        if image.is_file():
+            return image
+        if not image.is_dir():
+            raise FileNotFoundError(f"image not found: {image}")
+        for suffix in IMAGE_SUFFIXES:
+            if (image / f"{key}{suffix}").is_file():
+                return image / f"{key}{suffix}"
+        return None
+    layout = layout_of(latent)
+    if layout is not None:
+        candidate = image_path(layout[0], layout[1], key)
+        if candidate.is_file():
+            return candidate
+    return None
