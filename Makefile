@@ -34,7 +34,7 @@ lint: $(VENV)/.ready
 # Re-executes every notebook on the synthetic dataset and writes its .ipynb, outputs included
 # (03, the Kaggle kernel, runs its small local stand-in off Kaggle).
 notebooks: $(VENV)/.ready
-	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.notebooks
+	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.tools.notebooks
 
 bench: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.cli bench

@@ -3,11 +3,13 @@ import pytest
 import torch
 from torch import nn
 
-from latentface import bench, inspection
+from latentface import bench
 from latentface.anchors import AnchorLayout
 from latentface.data.labels import FaceRecord
+from latentface.data.synth import generate_dataset
 from latentface.model.bridge import build_bridge
 from latentface.model.heads import HeadOutputs
+from latentface.tools import inspection
 
 
 def record(key, boxes, has_landmarks=None, ignore=None):
@@ -66,8 +68,6 @@ def test_luma_chroma_table_splits_channels_and_compares_to_the_reference():
 
 
 def test_dataset_latents_read_each_rate_of_a_split(tmp_path):
-    from latentface.data.synth import generate_dataset
-
     generate_dataset(tmp_path, 0, 3, size=32, rates=(12, 100), progress=False)
     stats = inspection.latent_channel_stats(inspection.dataset_latents(tmp_path, "val", max_images=2),
                                             ["latent_12.npy", "latent_100.npy"])

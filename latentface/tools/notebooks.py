@@ -1,30 +1,36 @@
-"""Support for the notebooks in ``notebooks/``: the smoke switch, their working folder, the
-synthetic dataset they read, and headless execution of a jupytext pair.
+"""Support for the notebooks in ``notebooks/``: their working folder, the synthetic dataset
+they read, figure display, and headless execution of a jupytext pair.
 
-``python -m latentface.notebooks [NOTEBOOK.py ...]`` executes each notebook (all of
+``python -m latentface.tools.notebooks [NOTEBOOK.py ...]`` executes each notebook (all of
 ``notebooks/[0-9]*.py`` by default) from the repository folder and writes the paired ``.ipynb``
 with the outputs, so the committed notebooks show what the code produces. ``--smoke`` runs the small
-configuration instead (what the tests run).
+configuration instead (what the tests run). A notebook's parameters cell picks its small
+configuration with :func:`latentface.util.env.smoke` (``LATENTFACE_SMOKE=1``).
 """
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
-#: Set to 1 (tests, CI) to make every notebook's parameters cell pick its small configuration.
-SMOKE_ENV = "LATENTFACE_SMOKE"
+import matplotlib
+
+from latentface.codec import dct
+from latentface.data.labels import read_labels
+from latentface.data.layout import CODEC_FILE, LABELS_FILE
+from latentface.data.synth import generate_dataset
+from latentface.training import TrainConfig, train
+from latentface.training.recipes import Recipe
+from latentface.util import env
+from latentface.util.io import read_json, write_json
+
 #: Where notebooks write datasets, runs and thresholds (default ``runs/notebooks`` in the repository).
 WORK_ENV = "LATENTFACE_NOTEBOOK_DIR"
 KERNEL = "python3"
-
-
-def smoke() -> bool:
-    """True when the small configuration is asked for (``LATENTFACE_SMOKE=1``)."""
-    return os.environ.get(SMOKE_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -41,7 +47,7 @@ def work_dir(name: str) -> Path:
     relative to the current folder when inside the repository (so outputs name no machine paths)."""
     base = os.environ.get(WORK_ENV)
     root = repo_root()
-    folder = Path(base) if base else root / "runs" / ("notebooks-smoke" if smoke() else "notebooks")
+    folder = Path(base) if base else root / "runs" / ("notebooks-smoke" if env.smoke() else "notebooks")
     folder = (folder / name).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     return Path(os.path.relpath(folder)) if folder.is_relative_to(root) else folder
@@ -54,16 +60,11 @@ def synthetic_dataset(root: str | os.PathLike, n_train: int, n_val: int, size: i
     A folder written by ``latentface synth`` with other settings is regenerated; any other
     non-empty folder (e.g. real data) is an error rather than overwritten.
     """
-    from latentface.codec import dct
-    from latentface.data.labels import read_labels
-    from latentface.data.layout import CODEC_FILE, LABELS_FILE
-    from latentface.data.synth import generate_dataset
-
     root = Path(root)
     rates = list(rates or dct.QUALITIES)
     codec_file = root / CODEC_FILE
     if codec_file.is_file():
-        info = json.loads(codec_file.read_text())
+        info = read_json(codec_file, "synthetic dataset description")
         if info.get("generator") != "latentface synth":
             raise ValueError(f"{root}: not a synthetic dataset ({codec_file} has no 'generator': 'latentface synth')")
         counts = {split: len(read_labels(root / split / LABELS_FILE)) if (root / split / LABELS_FILE).is_file() else 0
@@ -78,39 +79,41 @@ def synthetic_dataset(root: str | os.PathLike, n_train: int, n_val: int, size: i
     return root
 
 
-def trained_weights(config) -> Path:
-    """``weight_final.pth`` of the run ``config`` (a :class:`~latentface.train.TrainConfig` with ``out``
+def recipe_dataset(recipe: Recipe, folder: str | os.PathLike | None = None) -> Path:
+    """The synthetic dataset of a training recipe (:data:`latentface.training.recipes.RECIPES`), made
+    unless already there, in ``folder`` (default: ``synth<size>-<n_train>-<n_val>`` of the work folder)."""
+    if folder is None:
+        folder = work_dir("data") / f"synth{recipe.size}-{recipe.n_train}-{recipe.n_val}"
+    return synthetic_dataset(folder, recipe.n_train, recipe.n_val, recipe.size, seed=recipe.seed,
+                             rates=recipe.rates)
+
+
+def trained_weights(config: TrainConfig) -> Path:
+    """``weight_final.pth`` of the run ``config`` (a :class:`~latentface.training.TrainConfig` with ``out``
     and ``name``) describes: reused when that folder holds a finished run of the same config,
     otherwise trained afresh there."""
-    import shutil
-
-    from latentface.train import train
-
     run_dir = Path(config.out) / config.name
     marker = run_dir / "notebook_config.json"
     weights = run_dir / "weight_final.pth"
-    if weights.is_file() and marker.is_file() and json.loads(marker.read_text()) == config.to_dict():
+    if weights.is_file() and marker.is_file() and read_json(marker, "notebook training config") == config.to_dict():
         print(f"reusing {weights} (same training config)")
         return weights
     shutil.rmtree(run_dir, ignore_errors=True)
     train(config)
-    marker.write_text(json.dumps(config.to_dict(), indent=1))
+    write_json(marker, config.to_dict())
     return weights
 
 
 def setup(dpi: int = 72) -> None:
     """Notebook defaults: figures at ``dpi`` (small committed notebooks), quiet progress bars."""
-    import matplotlib
-
     matplotlib.rcParams["figure.dpi"] = dpi
     os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def show(fig, jpeg: bool = False, quality: int = 80) -> None:
-    """Display a matplotlib figure; ``jpeg`` for photo-like figures (a fraction of a PNG's size)."""
-    import io
-
-    from IPython.display import Image, display
+    """Display a matplotlib :class:`~matplotlib.figure.Figure` (no pyplot needed) as a PNG, or a JPEG
+    for photo-like figures (a fraction of a PNG's size)."""
+    from IPython.display import Image, display  # optional: the notebooks extra (IPython comes with ipykernel)
 
     buffer = io.BytesIO()
     fig.savefig(buffer, format="jpeg" if jpeg else "png", bbox_inches="tight",
@@ -134,7 +137,7 @@ def markdown_table(rows: list[dict], digits: int = 3) -> str:
 
 def inject_parameters(nb, parameters: dict) -> None:
     """Add a cell setting ``parameters`` right after the cell tagged ``parameters`` (as papermill does)."""
-    import nbformat
+    import nbformat  # optional: the notebooks extra
 
     index = next((i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", [])), None)
     if index is None:
@@ -148,13 +151,14 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
     """Execute the notebook ``path`` (the ``.py`` or the ``.ipynb`` of a pair) headless.
 
     Runs in the repository folder (the notebook's, when it is not in one) with the ``python3``
-    kernel of this interpreter, the Agg backend and W&B disabled; ``smoke_run`` sets ``LATENTFACE_SMOKE=1``. With ``write`` the
+    kernel of this interpreter, the Agg backend and W&B disabled; ``smoke_run`` sets ``LATENTFACE_SMOKE=1``
+    (otherwise ``0``). With ``write`` the
     executed notebook (outputs included) is saved as the ``.ipynb`` of the pair, whose code
     cells are then the ``.py``'s. ``parameters`` ({name: value}) are set in a cell injected after
     the parameters cell (only with ``write=False``). Returns the executed notebook.
     """
-    import jupytext
-    from nbclient import NotebookClient
+    import jupytext  # optional: the notebooks extra
+    from nbclient import NotebookClient  # optional: the notebooks extra
 
     path = Path(path)
     source = path.with_suffix(".py") if path.with_suffix(".py").is_file() else path
@@ -163,12 +167,12 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
         if write:
             raise ValueError("injected parameters would put a cell in the .ipynb that the .py lacks: pass write=False")
         inject_parameters(nb, parameters)
-    env = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "disabled", SMOKE_ENV: "1" if smoke_run else "0",
-           **(extra_env or {})}
+    environment = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "disabled",
+                   env.SMOKE_ENV: "1" if smoke_run else "0", **(extra_env or {})}
     # jupyter_client starts a kernel spec whose command is "python" with this interpreter
     cwd = repo_root(source.parent)  # relative paths in outputs read as from the repository root
     client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}})
-    client.execute(env=env)
+    client.execute(env=environment)
     nb.metadata.pop("widgets", None)  # widget state would only show stale, dead controls
     if write:
         jupytext.write(nb, source.with_suffix(".ipynb"))
@@ -176,7 +180,7 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m latentface.notebooks", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m latentface.tools.notebooks", description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="notebook .py files (default: notebooks/*.py)")
     parser.add_argument("--smoke", action="store_true", help="the small configuration (as the tests run it)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell (default 1200)")
@@ -186,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         execute(path, smoke_run=args.smoke, timeout=args.timeout)
         size = path.with_suffix(".ipynb").stat().st_size
-        print(f"{path}: executed in {time.perf_counter() - start:.0f} s -> {path.with_suffix('.ipynb')} ({size / 1e3:.0f} kB)")
+        print(f"{path}: executed in {time.perf_counter() - start:.0f} s"
+              f" -> {path.with_suffix('.ipynb')} ({size / 1e3:.0f} kB)")
     return 0
 
 

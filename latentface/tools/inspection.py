@@ -8,13 +8,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from statistics import median
 
+import cv2
 import numpy as np
 import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
 
-from latentface import LATENT_STRIDE
+from latentface import LATENT_STRIDE, bench, viz
 from latentface.codec.dct import LUMA_CHANNELS
+from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces, load_latent
 from latentface.evaluate import SIZE_BUCKETS, size_buckets
+from latentface.model.backbone import CHANNELS, resnet, stem_and_layer1
+from latentface.model.bridge import BRIDGES, build_bridge
 
 #: Face-height bucket edges in pixels (tiny < 16 <= small < 32 <= medium <= 96 < large), as in evaluation.
 BUCKET_EDGES = (16, 32, 96)
@@ -30,8 +38,6 @@ def _bucket_index(boxes: np.ndarray) -> np.ndarray:
 
 
 def _figure(figsize):
-    from matplotlib.figure import Figure
-
     return Figure(figsize=figsize, layout="constrained")
 
 
@@ -140,8 +146,6 @@ def latent_channel_stats(latents: Callable[[str], Sequence[torch.Tensor]] | Mapp
 def dataset_latents(root: str | os.PathLike, split: str = "val", max_images: int | None = None):
     """A function ``rate -> iterator of latents`` over ``<root>/<split>`` (the first ``max_images``),
     for :func:`latent_channel_stats`."""
-    from latentface.data.dataset import NestedLatentWiderFaceDataset, load_latent
-
     def read(rate: str):
         ds = NestedLatentWiderFaceDataset(root, split, rate)
         for i in range(len(ds) if max_images is None else min(max_images, len(ds))):
@@ -167,7 +171,8 @@ def luma_chroma_table(stats: Mapping[str, dict], luma: int = LUMA_CHANNELS, refe
             live = ref_std[sl] > 0
             row[f"{part}_live_channels"] = int((s["zero_fraction"][sl] < 1).sum())
             row[f"{part}_zero_fraction"] = float(s["zero_fraction"][sl].mean())
-            row[f"{part}_std_ratio"] = float(np.median(s["std"][sl][live] / ref_std[sl][live])) if live.any() else float("nan")
+            ratio = np.median(s["std"][sl][live] / ref_std[sl][live]) if live.any() else np.nan
+            row[f"{part}_std_ratio"] = float(ratio)
         rows.append(row)
     return rows
 
@@ -196,8 +201,6 @@ def plot_channel_stats(stats: Mapping[str, dict], luma: int = LUMA_CHANNELS):
 
 def _outline(ax, boxes, colour="lime") -> None:
     """True faces as rectangles on ``ax`` (data coordinates = image pixels), visible at any zoom."""
-    from matplotlib.patches import Rectangle
-
     for x1, y1, x2, y2 in np.asarray(boxes, np.float64).reshape(-1, 4):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, lw=1.0))
 
@@ -206,8 +209,6 @@ def plot_latent_views(latent, pictures: Mapping[str, np.ndarray], truth: np.ndar
                       channels: Sequence[int] = (0, 1, LUMA_CHANNELS, LUMA_CHANNELS + 48)):
     """Top row: ``pictures`` (e.g. the decoded image per rate) with the true boxes;
     bottom row: the latent in false colour (its first three principal components) and single channels."""
-    from latentface import viz
-
     latent = np.asarray(latent, dtype=np.float32).reshape(-1, *np.shape(latent)[-2:])
     channels = [c for c in channels if c < len(latent)]
     cols = max(len(pictures), 1 + len(channels))
@@ -243,8 +244,6 @@ def busiest_image(records: Sequence, min_height: float = 24.0) -> int:
 
 
 def _rate_colours(n: int):
-    from matplotlib import colormaps
-
     return [colormaps["viridis"](x) for x in np.linspace(0.05, 0.9, max(n, 1))]
 
 
@@ -258,16 +257,11 @@ def bridge_costs(bridges: Sequence[str] | None = None, backbone: str = "resnet50
     Per row: output shape, parameters, multiply-adds and median CPU latency (batch 1, rows
     measured in turns: :func:`latentface.bench.latency`), from :mod:`latentface.bench`'s counters.
     """
-    from statistics import median
-
-    from latentface import bench
-    from latentface.model.backbone import CHANNELS, resnet, stem_and_layer1
-    from latentface.model.bridge import BRIDGES, build_bridge
-
     c1 = CHANNELS[backbone][0]
     cells = image // LATENT_STRIDE
     latent = torch.randn(1, in_channels, cells, cells, generator=torch.Generator().manual_seed(0))
-    modules = {f"RGB stem + layer1 ({backbone})": (stem_and_layer1(resnet(backbone)), torch.rand(1, 3, image, image) * 255)}
+    rgb = torch.rand(1, 3, image, image) * 255
+    modules = {f"RGB stem + layer1 ({backbone})": (stem_and_layer1(resnet(backbone)), rgb)}
     modules.update({name: (build_bridge(name, in_channels, c1), latent) for name in (bridges or BRIDGES)})
     rows, calls = [], {}
     for name, (module, x) in modules.items():
@@ -332,8 +326,6 @@ def level_response(model, dataset, max_images: int | None = None, batch_size: in
     ``bucket`` [faces], ``fires`` [buckets, levels] (faces whose best level is that level)
     and ``mean_score`` [buckets, levels] (mean over faces of each bucket, NaN where empty).
     """
-    from latentface.data.dataset import collate_faces
-
     model.eval()
     device = next(model.parameters()).device
     n = len(dataset) if max_images is None else min(max_images, len(dataset))
@@ -385,7 +377,8 @@ def plot_level_response(response: dict):
     fig = _figure((10, 3.4))
     ax_f, ax_s = fig.subplots(1, 2)
     fires = response["fires"].astype(np.float64)
-    share = np.divide(fires, fires.sum(1, keepdims=True), out=np.zeros_like(fires), where=fires.sum(1, keepdims=True) > 0)
+    totals = fires.sum(1, keepdims=True)
+    share = np.divide(fires, totals, out=np.zeros_like(fires), where=totals > 0)
     labels = [f"P{level}" for level in response["levels"]]
     rows = [f"{name} ({int(c)})" for name, c in zip(response["buckets"], fires.sum(1))]
     for ax, values, title, fmt in ((ax_f, share, "faces whose strongest level it is", "{:.0%}"),
@@ -407,8 +400,6 @@ def plot_detections(panels: Sequence[dict], columns: int = 4):
     Each panel: ``image`` (RGB), ``detections`` (a Detector output), ``truth`` [N, 4],
     ``input_size`` (height, width of the model's input image) and ``title``.
     """
-    from latentface import viz
-
     rows = -(-len(panels) // columns)
     fig = _figure((3.3 * min(columns, len(panels)), 3.4 * rows))
     axes = np.atleast_1d(fig.subplots(rows, min(columns, len(panels)), squeeze=False)).ravel()
@@ -427,9 +418,6 @@ def plot_detections(panels: Sequence[dict], columns: int = 4):
 def channel_image(latent, channel: int, size: tuple[int, int] | None = None) -> np.ndarray:
     """One latent channel as an RGB picture (diverging colours, symmetric around 0), upsampled with
     nearest-neighbour to ``size`` (height, width; default 16x the grid), to draw detections on."""
-    import cv2
-    from matplotlib import colormaps
-
     values = np.asarray(latent, dtype=np.float64).reshape(-1, *np.shape(latent)[-2:])[channel]
     scale = np.abs(values).max() or 1.0
     rgb = (colormaps["RdBu_r"](0.5 + 0.5 * values / scale)[..., :3] * 255).round().astype(np.uint8)
@@ -451,7 +439,9 @@ def plot_feature_maps(maps: Mapping[str, np.ndarray], truth: np.ndarray, image_s
     return fig
 
 
-def feature_energy(maps: Mapping[str, torch.Tensor], names: Sequence[str] | None = None, index: int = 0) -> dict[str, np.ndarray]:
-    """Per named feature map (e.g. ``model.extract(x)``'s P2..P6), the L2 norm over channels [h, w] of image ``index``."""
+def feature_energy(maps: Mapping[str, torch.Tensor], names: Sequence[str] | None = None,
+                   index: int = 0) -> dict[str, np.ndarray]:
+    """Per named feature map (e.g. ``model.extract(x)``'s P2..P6), the L2 norm over channels [h, w]
+    of image ``index``."""
     names = list(names if names is not None else maps)
     return {name: maps[name][index].detach().float().norm(dim=0).cpu().numpy() for name in names}

@@ -1,0 +1,1 @@
+"""Applications built on the library: benchmarks, the demo, the Kaggle kernel, the threshold tuner, notebook support."""
