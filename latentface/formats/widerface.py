@@ -1,0 +1,86 @@
+"""The per-image text format of the official WIDER FACE evaluation: one ``<event>/<image>.txt`` per
+image with the image name, the number of boxes and one ``x y w h score`` line per box."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from latentface.metrics.wider import prediction_array
+
+
+def write_widerface_predictions(predictions: Mapping[str, Any], out_dir: str | os.PathLike,
+                                names: Mapping[str, str]) -> list[Path]:
+    """Write predictions in the official WIDER evaluation's text format.
+
+    One file ``out_dir/<event>/<image>.txt`` per image, where ``names[key]`` is the
+    label name (``0--Parade/0_Parade_Parade_0_1014.jpg``): the image name without
+    extension, the number of boxes, then one ``x y w h score`` line per box in
+    descending score order (the official reader relies on that order).
+    """
+    out_dir = Path(out_dir)
+    written = []
+    for key, value in predictions.items():
+        rows = prediction_array(value, key)
+        if key not in names:
+            raise KeyError(f"no image name for prediction key {key!r}")
+        rel = PurePosixPath(str(names[key]))
+        if rel.is_absolute() or ".." in rel.parts or not rel.stem:
+            raise ValueError(f"image name {names[key]!r} for {key!r} must be a relative path like event/image.jpg")
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")]
+        lines = [rel.stem, str(len(rows))]
+        lines += [f"{x1:.2f} {y1:.2f} {x2 - x1:.2f} {y2 - y1:.2f} {score:.6g}" for x1, y1, x2, y2, score in rows]
+        path = out_dir.joinpath(*rel.with_suffix(".txt").parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+        written.append(path)
+    return written
+
+
+def _read_prediction_file(path: Path) -> np.ndarray:
+    lines = path.read_text().splitlines()
+    if len(lines) < 2:
+        raise ValueError(f"{path}:{len(lines) + 1}: expected an image name line and a box count line")
+    base = lines[0].strip().split("/")[-1]
+    if path.stem not in (base, os.path.splitext(base)[0]):
+        raise ValueError(f"{path}:1: image name {lines[0].strip()!r} does not match the file name")
+    try:
+        count = int(lines[1])
+    except ValueError:
+        raise ValueError(f"{path}:2: expected the number of boxes, got {lines[1]!r}") from None
+    rows = []
+    for lineno, line in enumerate(lines[2:], start=3):
+        if not line.strip():
+            continue
+        fields = line.split()
+        try:
+            x, y, w, h, score = (float(f) for f in fields[:5])
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: expected 'x y w h score', got {line!r}") from None
+        if not np.isfinite([x, y, w, h, score]).all() or w < 0 or h < 0:
+            raise ValueError(f"{path}:{lineno}: non-finite value or negative size in {line!r}")
+        rows.append([x, y, x + w, y + h, score])
+    if count != len(rows):
+        raise ValueError(f"{path}:2: the count line says {count} boxes, the file has {len(rows)}")
+    return np.array(rows, dtype=np.float64).reshape(-1, 5)
+
+
+def read_widerface_predictions(pred_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Read a directory in the official WIDER text format into ``{key: [K,5] xyxy+score}``."""
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise FileNotFoundError(f"{pred_dir}: no such prediction directory")
+    files = sorted(pred_dir.rglob("*.txt"))
+    if not files:
+        raise ValueError(f"{pred_dir}: no .txt prediction files")
+    predictions: dict[str, np.ndarray] = {}
+    origin: dict[str, Path] = {}
+    for path in files:
+        if path.stem in origin:
+            raise ValueError(f"{path}: image {path.stem!r} already read from {origin[path.stem]}")
+        predictions[path.stem] = _read_prediction_file(path)
+        origin[path.stem] = path
+    return predictions

@@ -1,0 +1,111 @@
+"""Every evaluation number in one JSON-serialisable report, its text summary and its PR plot."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from latentface.metrics.coco import coco_map
+from latentface.metrics.mat import load_wider_mat, wider_subset_curves
+from latentface.metrics.sizes import ap_by_size
+from latentface.metrics.wider import ground_truth_set, prediction_set, voc_ap, wider_pr_curve
+
+
+def evaluation_report(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any],
+                      gt_dir: str | os.PathLike | None = None, coco: bool = True) -> dict:
+    """Every number of DESIGN section 6 in one JSON-serialisable dict.
+
+    Keys: images, faces (counted), ignored_faces, predictions, ap (WIDER protocol),
+    ap_by_size, coco {mAP, AP50} (unless ``coco=False``: pycocotools takes minutes on
+    hundreds of detections per image over thousands of images), wider {easy, medium,
+    hard} when ``gt_dir`` holds the official .mat files, and curves {name: {precision,
+    recall}} for :func:`plot_pr_curve`.
+    """
+    gt = ground_truth_set(ground_truth)
+    preds = prediction_set(predictions, gt)
+    precision, recall, _ = wider_pr_curve(preds, ground_truth)
+    report = {
+        "images": len(gt),
+        "faces": int(sum((~ignore).sum() for _, ignore in gt.values())),
+        "ignored_faces": int(sum(ignore.sum() for _, ignore in gt.values())),
+        "predictions": int(sum(len(p) for p in preds.values())),
+        "ap": voc_ap(recall, precision),
+        "ap_by_size": ap_by_size(preds, ground_truth),
+        "curves": {"all": {"precision": precision.tolist(), "recall": recall.tolist()}},
+    }
+    if coco:
+        report["coco"] = coco_map(preds, ground_truth)
+    if gt_dir is not None:
+        add_wider_subsets(report, preds, load_wider_mat(gt_dir))
+    return report
+
+
+def add_wider_subsets(report: dict, predictions: Mapping[str, Any], wider: Mapping[str, dict]) -> dict:
+    """Add the official easy/medium/hard AP (``report["wider"]``) and curves to a report, in place.
+
+    ``wider``: :func:`~latentface.metrics.mat.load_wider_mat` records of the predicted images;
+    the predictions must be in the .mat's pixel frame (:func:`~latentface.metrics.mat.to_mat_frame`).
+    """
+    curves = wider_subset_curves(predictions, wider)
+    report["wider"] = {subset: voc_ap(r, p) for subset, (p, r) in curves.items()}
+    report.setdefault("curves", {}).update(
+        {subset: {"precision": p.tolist(), "recall": r.tolist()} for subset, (p, r) in curves.items()})
+    return report
+
+
+def _named_curves(report_or_curves: Any) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{name: (precision, recall)} from a report, a {name: curve} mapping or one curve tuple."""
+    if isinstance(report_or_curves, Mapping) and "curves" in report_or_curves:
+        report_or_curves = report_or_curves["curves"]
+    if not isinstance(report_or_curves, Mapping):
+        report_or_curves = {"all": report_or_curves}
+    curves = {}
+    for name, curve in report_or_curves.items():
+        if isinstance(curve, Mapping):
+            precision, recall = curve["precision"], curve["recall"]
+        else:
+            precision, recall = curve[0], curve[1]
+        curves[name] = (np.asarray(precision, dtype=np.float64), np.asarray(recall, dtype=np.float64))
+    return curves
+
+
+def plot_pr_curve(report_or_curves: Any, path: str | os.PathLike, title: str = "WIDER FACE precision-recall") -> Path:
+    """Write the precision-recall curve(s) as a PNG.
+
+    Takes an :func:`evaluation_report`, a ``{name: (precision, recall, ...)}`` mapping or
+    the tuple :func:`wider_pr_curve` returns. Each legend entry carries its AP.
+    """
+    # imported here (start-up time: the metrics are used without plots); the Figure API draws
+    # and saves without pyplot state or a display
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.add_subplot()
+    for name, (precision, recall) in _named_curves(report_or_curves).items():
+        shown = recall > 0  # thresholds above every proposal carry no point
+        ax.plot(recall[shown], precision[shown], label=f"{name} (AP {voc_ap(recall, precision):.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02), title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path
+
+
+def format_report(report: Mapping[str, Any]) -> str:
+    """The report's numbers as a few readable lines (curves left out)."""
+    lines = [f"{report['images']} images, {report['faces']} faces ({report['ignored_faces']} ignored), "
+             f"{report['predictions']} predictions",
+             f"WIDER AP@0.5: {report['ap']:.4f}"]
+    sizes = ", ".join(f"{name} {v['ap']:.4f} ({v['faces']})" if v["ap"] is not None else f"{name} - (0)"
+                      for name, v in report["ap_by_size"].items())
+    lines.append(f"AP by face height (faces): {sizes}")
+    if "coco" in report:
+        lines.append(f"COCO mAP@[.5:.95]: {report['coco']['mAP']:.4f}, AP50: {report['coco']['AP50']:.4f}")
+    if "wider" in report:
+        lines.append("WIDER " + ", ".join(f"{k} {v:.4f}" for k, v in report["wider"].items()))
+    return "\n".join(lines)
