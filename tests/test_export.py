@@ -8,7 +8,7 @@ import torch
 from latentface.anchors import AnchorLayout
 from latentface.checkpoint import save_checkpoint
 from latentface.cli import main
-from latentface.export import export_onnx, onnx_parity
+from latentface.inference.export import export_onnx, onnx_parity
 from latentface.model import LatentRetinaFace
 
 TOLERANCE = 1e-4
@@ -56,22 +56,26 @@ def test_onnx_export_matches_pytorch_at_two_latent_sizes(model, weight, tmp_path
     x = torch.zeros(1, 256, 7, 12)
     assert torch.equal(layout.generate(7 * 16, 12 * 16), model.anchors(x))
     assert card["config"] == model.config and card["variances"] == [0.1, 0.2]
+    assert card["operating_point"] == {"conf": 0.6, "nms": 0.4, "topk": 5000, "keep": 750}  # the display point
 
 
 def test_torchscript_export_runs_at_any_latent_size(model, weight, tmp_path, capsys):
     path = tmp_path / "tiny.pt"
     assert main(["export", "--weight", str(weight), "--format", "torchscript", "--output", str(path),
-                 "--latent_size", "6", "6"]) == 0
-    diffs = json.loads(path.with_name("tiny.pt.json").read_text())["parity_max_abs_diff"]
+                 "--latent_size", "6", "6", "--conf", "0.3", "--keep", "20"]) == 0
+    card = json.loads(path.with_name("tiny.pt.json").read_text())
+    assert card["operating_point"] == {"conf": 0.3, "nms": 0.4, "topk": 5000, "keep": 20}  # as exported
+    diffs = card["parity_max_abs_diff"]
     assert len(diffs) == 2 and max(diffs.values()) < TOLERANCE
     assert "max |torchscript - pytorch|" in capsys.readouterr().out
 
 
-def test_export_errors_name_the_file(tmp_path):
+def test_export_errors_name_the_file(tmp_path, capsys):
     bad = tmp_path / "broken.pth"
     bad.write_bytes(b"\x00" * 10)
-    with pytest.raises(SystemExit, match="broken.pth: not a readable latentface checkpoint"):
-        main(["export", "--weight", str(bad), "--output", str(tmp_path / "x.onnx")])
+    assert main(["export", "--weight", str(bad), "--output", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latentface export: error: ") and "broken.pth: not a readable latentface checkpoint" in err
     with pytest.raises(ValueError, match="opset must be at least 17"):
         export_onnx(torch.nn.Identity(), tmp_path / "x.onnx", opset=13)
 

@@ -10,9 +10,10 @@ import dataclasses
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from latentface.errors import LatentfaceError
 from latentface.util.io import read_json, write_json
@@ -49,11 +50,11 @@ class OperatingPoint:
             object.__setattr__(self, name, int(value))
 
     @classmethod
-    def evaluation(cls, **changes: Any) -> "OperatingPoint":
+    def evaluation(cls, **changes: Any) -> OperatingPoint:
         """The point WIDER FACE evaluation uses (conf 0.02: the PR curve needs the low-score boxes)."""
         return cls(**{"conf": EVAL_CONF, **changes})
 
-    def replace(self, **changes: Any) -> "OperatingPoint":
+    def replace(self, **changes: Any) -> OperatingPoint:
         """A copy with some fields changed (None values are ignored: unset flags change nothing)."""
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -61,8 +62,8 @@ class OperatingPoint:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_mapping(cls, values: Any, source: str = "thresholds", base: "OperatingPoint | None" = None,
-                     ) -> "OperatingPoint":
+    def from_mapping(cls, values: Any, source: str = "thresholds", base: OperatingPoint | None = None,
+                     ) -> OperatingPoint:
         """``base`` (default: the display point) with the fields in ``values`` (any subset) replaced."""
         fields = [f.name for f in dataclasses.fields(cls)]
         example = json.dumps(cls().to_dict())
@@ -77,7 +78,7 @@ class OperatingPoint:
             raise OperatingPointError(f"{source}: {exc}") from None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, base: "OperatingPoint | None" = None) -> "OperatingPoint":
+    def load(cls, path: str | os.PathLike, base: OperatingPoint | None = None) -> OperatingPoint:
         """Read a thresholds JSON (any subset of conf, nms, topk, keep), as the tuner saves it."""
         try:
             values = read_json(path, "thresholds file")

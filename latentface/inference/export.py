@@ -1,11 +1,11 @@
-"""``latentface export``: a checkpoint to ONNX (dynamic batch and latent size) or TorchScript.
+"""Export: a checkpoint to ONNX (dynamic batch and latent size) or TorchScript.
 
 The exported graph is the network only: latent ``[B, C, H, W]`` in, the raw head outputs
 ``logits [B, A, 2]``, ``boxes [B, A, 4]``, ``landmarks [B, A, 10]`` out, with the input
 normalisation inside. Anchors depend only on the latent size, so post-processing stays
 outside: :func:`latentface.anchors.get_layout` (or the anchor description written to
-``<output>.json`` beside the model) gives them, and :func:`latentface.postprocess.postprocess`
-turns the outputs into faces.
+``<output>.json`` beside the model) gives them, and :func:`latentface.inference.postprocess.postprocess`
+turns the outputs into faces at the operating point the card records.
 
 Two ONNX exporters are offered. ``torchscript`` (default) is ``torch.onnx.export(..., dynamo=False)``
 with ``dynamic_axes``: it traces the model once and exports in seconds. ``dynamo`` is the
@@ -17,24 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import time
 import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
-from latentface import LATENT_STRIDE
 from latentface.boxes import VARIANCES
-from latentface.checkpoint import CheckpointError, model_from_checkpoint
+from latentface.inference.operating_point import OperatingPoint
+from latentface.model.builder import model_from_checkpoint
+from latentface.util.io import write_json
 
 OUTPUT_NAMES = ("logits", "boxes", "landmarks")
 INPUT_NAME = "latent"
 DEFAULT_OPSET = 18
 EXPORTERS = ("torchscript", "dynamo")
+FORMATS = ("onnx", "torchscript")
 
 
 @contextlib.contextmanager
@@ -74,7 +76,7 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, latent_size: Se
             axes.update({name: {0: "batch", 1: "anchors"} for name in OUTPUT_NAMES})
             torch.onnx.export(model, (example,), str(path), dynamic_axes=axes, dynamo=False, **common)
         else:
-            from torch.export import Dim
+            from torch.export import Dim  # start-up time: torch.export loads only for the dynamo exporter
 
             shapes = {"x": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
             with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints its progress
@@ -100,7 +102,7 @@ def _max_difference(ours: Iterable, reference: Iterable[torch.Tensor]) -> float:
 def onnx_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: Sequence[Sequence[int]],
                 batch: int = 2, seed: int = 0) -> dict[str, float]:
     """Max absolute difference between onnxruntime and PyTorch outputs, per ``"BxCxHxW"`` input."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # optional dependency (the export extra)
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(seed)
@@ -131,9 +133,12 @@ def torchscript_parity(model: torch.nn.Module, path: str | os.PathLike, latent_s
     return result
 
 
-def model_card(model: torch.nn.Module, fmt: str, checkpoint: str | os.PathLike | None = None) -> dict:
-    """What a consumer of the exported file needs besides it: input/output names and the anchors."""
+def model_card(model: torch.nn.Module, fmt: str, checkpoint: str | os.PathLike | None = None,
+               point: OperatingPoint | None = None) -> dict:
+    """What a consumer of the exported file needs besides it: input/output names, the anchors and
+    the operating point to post-process at (default: the display point)."""
     layout = model.anchor_layout
+    point = point or OperatingPoint()
     return {
         "format": fmt,
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -146,55 +151,47 @@ def model_card(model: torch.nn.Module, fmt: str, checkpoint: str | os.PathLike |
                     "sizes": [list(s) for s in layout.sizes], "ratios": list(layout.ratios),
                     "order": "level, y, x, anchor; centres at (i + 0.5) * stride; (cx, cy, w, h) in pixels"},
         "variances": list(VARIANCES),
-        "postprocess": "softmax(logits)[..., 1] > conf, top-k, decode with the variances, NMS 0.4, keep-top-k",
+        "postprocess": "softmax(logits)[..., 1] > conf, top-k, decode with the variances, NMS at IoU nms, "
+                       "keep-top-k (the operating_point's conf, topk, nms, keep)",
+        "operating_point": point.to_dict(),
     }
 
 
-# ---------------------------------------------------------------------- command line
+@dataclass
+class Exported:
+    """What :func:`export_checkpoint` wrote: the model file, its card (also at ``<path>.json``), seconds taken."""
+
+    path: Path
+    card: dict
+    seconds: float
 
 
-def configure_parser(parser) -> None:
-    from latentface.cli import flag
+def export_checkpoint(weight: str | os.PathLike, output: str | os.PathLike, fmt: str = "onnx",
+                      latent_size: Sequence[int] = (40, 40), opset: int = DEFAULT_OPSET,
+                      exporter: str = "torchscript", check: bool = True,
+                      point: OperatingPoint | None = None) -> Exported:
+    """Export the model of a checkpoint and write its card beside it (``<output>.json``).
 
-    parser.add_argument(*flag("--weight"), dest="weight", required=True, metavar="PTH", help="latentface checkpoint")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    parser.add_argument(*flag("--output"), dest="output", required=True, metavar="PATH",
-                        help="file to write (.onnx / .pt); PATH.json describes inputs, outputs and anchors")
-    parser.add_argument(*flag("--latent_size"), dest="latent_size", type=int, nargs=2, default=(40, 40),
-                        metavar=("H", "W"), help="example latent size to trace at (default 40 40); any size runs")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset, >= 17 (default {DEFAULT_OPSET})")
-    parser.add_argument("--exporter", choices=EXPORTERS, default="torchscript",
-                        help="ONNX exporter: torchscript (default, fast) or dynamo (torch.export-based)")
-    parser.add_argument(*flag("--no_check"), dest="no_check", action="store_true",
-                        help="skip the parity check against PyTorch at two latent sizes")
-
-
-def run(args) -> int:
-    try:
-        return _run(args)
-    except (CheckpointError, OSError, ValueError) as exc:
-        raise SystemExit(f"latentface export: {exc}") from None
-
-
-def _run(args) -> int:
-    model, _ = model_from_checkpoint(args.weight)
+    ``check``: compare the file with PyTorch at ``latent_size`` and a second, odd size (the
+    card's ``parity_max_abs_diff``).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    model, _ = model_from_checkpoint(weight)
     model.eval()
     start = time.perf_counter()
-    if args.format == "onnx":
-        path = export_onnx(model, args.output, args.latent_size, args.opset, args.exporter)
+    if fmt == "onnx":
+        path = export_onnx(model, output, latent_size, opset, exporter)
     else:
-        path = export_torchscript(model, args.output, args.latent_size)
+        path = export_torchscript(model, output, latent_size)
     seconds = time.perf_counter() - start
-    card = model_card(model, args.format, args.weight)
-    h, w = args.latent_size
-    if not args.no_check:
+    card = model_card(model, fmt, weight, point)
+    h, w = latent_size
+    if check:
         sizes = [(h, w), (max(1, h // 2 + 1), max(1, w - w // 4))]
-        check = onnx_parity if args.format == "onnx" else torchscript_parity
-        card["parity_max_abs_diff"] = check(model, path, sizes)
-    Path(str(path) + ".json").write_text(json.dumps(card, indent=1) + "\n")
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB, {args.format}"
-          f"{' via ' + args.exporter if args.format == 'onnx' else ''}, {seconds:.1f} s); "
-          f"input {INPUT_NAME} [batch, {card['input']['shape'][1]}, height, width] at {LATENT_STRIDE} px per cell")
-    for size, diff in card.get("parity_max_abs_diff", {}).items():
-        print(f"  max |{args.format} - pytorch| at {size}: {diff:.2e}")
-    return 0
+        parity = onnx_parity if fmt == "onnx" else torchscript_parity
+        card["parity_max_abs_diff"] = parity(model, path, sizes)
+    write_json(Path(str(path) + ".json"), card)
+    return Exported(path, card, seconds)
+
+
