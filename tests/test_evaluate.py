@@ -1,5 +1,6 @@
-"""Metrics: the WIDER FACE protocol with hand-computed APs, size buckets, the official
-.mat subsets, COCO mAP, the report and plot, and the official per-image text format.
+"""Metrics (latentface.metrics): the WIDER FACE protocol with hand-computed APs, size buckets,
+the official .mat subsets, COCO mAP, the report and plot; and the official per-image text
+format (latentface.formats.widerface).
 
 Scores: the official evaluation min-max normalises scores over the set (range taken
 together with [0, 1]) and sweeps thresholds 0.999, 0.998, ..., 0. Most cases use scores
@@ -14,20 +15,19 @@ import numpy as np
 import pytest
 import scipy.io
 
-from latentface.evaluate import (
+from latentface.formats.widerface import read_widerface_predictions, write_widerface_predictions
+from latentface.metrics.coco import coco_map
+from latentface.metrics.mat import load_wider_mat, mat_frame_transform, to_mat_frame, wider_easy_medium_hard
+from latentface.metrics.report import evaluation_report, format_report, plot_pr_curve
+from latentface.metrics.sizes import BUCKET_EDGES, SIZE_BUCKETS, ap_by_size, bucket_index, size_buckets
+from latentface.metrics.wider import (
     THRESHOLDS,
-    ap_by_size,
-    coco_map,
-    evaluation_report,
+    ground_truth_arrays,
     iou_plus_one,
-    load_wider_mat,
-    plot_pr_curve,
-    read_widerface_predictions,
+    match_outcomes,
     voc_ap,
     wider_ap,
-    wider_easy_medium_hard,
     wider_pr_curve,
-    write_widerface_predictions,
 )
 
 
@@ -374,3 +374,77 @@ def test_widerface_text_errors_name_file_and_line(tmp_path):
         read_widerface_predictions(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such prediction directory"):
         read_widerface_predictions(tmp_path / "missing")
+
+
+def test_faceless_false_positives_count_only_when_asked():
+    truth = {"a": gt([A]), "empty": gt(np.zeros((0, 4)))}
+    preds = {"a": np.array([det(A, 0.5)]), "empty": np.array([det(FAR, 0.9), det(B, 0.8)])}
+    precision, recall, _ = wider_pr_curve(preds, truth)  # the protocol: "empty" is skipped
+    assert precision[-1] == 1.0 and recall[-1] == 1.0
+    # counted: normalised 0.9 -> 1, 0.8 -> 0.75, 0.5 -> 0; at t = 0 three proposals, one face found
+    precision, recall, _ = wider_pr_curve(preds, truth, count_faceless=True)
+    assert precision[0] == 0.0 and recall[0] == 0.0  # the FP alone: no recall yet
+    assert precision[-1] == pytest.approx(1 / 3) and recall[-1] == 1.0
+    assert voc_ap(recall, precision) == pytest.approx(1 / 3)
+
+
+def test_match_outcomes_is_the_curve_per_detection():
+    boxes_gt, ignore = ground_truth_arrays(gt([A, B, C], ignore=[False, False, True]))
+    assert boxes_gt.dtype == np.float64 and ignore.tolist() == [False, False, True]
+    a_shifted = [12, 10, 51, 49]
+    boxes = np.array([A, C, a_shifted, FAR, B], float)  # best first
+    proposal, recalls = match_outcomes(boxes, boxes_gt, ignore)
+    assert proposal.tolist() == [True, False, True, True, True]  # C is ignored: no proposal
+    assert recalls.tolist() == [True, False, False, False, True]  # the duplicate of A recalls nothing
+    # the same detections scored best first give the same counts on the curve at t = 0
+    preds = {"a": np.concatenate([boxes, np.linspace(1, 0, 5)[:, None]], axis=1)}
+    precision, recall, _ = wider_pr_curve(preds, {"a": gt([A, B, C], ignore=[False, False, True])})
+    assert precision[-1] == pytest.approx(recalls.sum() / proposal.sum()) and recall[-1] == 1.0
+    with pytest.raises(ValueError, match="a dict needs a 'boxes' entry"):
+        ground_truth_arrays({"ignore": []}, "x")
+
+
+def test_size_bucket_edges_and_indices():
+    assert BUCKET_EDGES == (16, 32, 96) and SIZE_BUCKETS == ("tiny", "small", "medium", "large")
+    heights = [15.9, 16, 31.9, 32, 96, 96.1]
+    boxes = np.array([[0, 0, 10, h] for h in heights])
+    assert bucket_index(boxes).tolist() == [0, 1, 1, 2, 2, 3]
+    member = size_buckets(boxes)
+    assert [SIZE_BUCKETS[i] for i in bucket_index(boxes)] == [
+        next(name for name in SIZE_BUCKETS if member[name][j]) for j in range(len(heights))]
+    assert bucket_index(np.zeros((0, 4))).shape == (0,)
+
+
+def test_mat_frame_transform_fits_the_resize():
+    labels = {"a": SimpleNamespace(boxes=np.array([[10, 10, 30, 40], [50, 60, 90, 100]], float)),
+              "b": SimpleNamespace(boxes=np.zeros((0, 4)))}
+    wider = {"a": {"name": "0--Parade/a.jpg", "boxes": labels["a"].boxes * [2, 3, 2, 3] + [5, 0, 5, 0]},
+             "b": {"name": "0--Parade/b.jpg", "boxes": np.zeros((0, 4))}}
+    maps = mat_frame_transform(labels, wider)
+    np.testing.assert_allclose(maps["a"], [2, 5, 3, 0], atol=1e-9)
+    np.testing.assert_allclose(maps["b"], maps["a"])  # a face-less image takes the median map
+    moved = to_mat_frame({"a": np.array([[10, 10, 30, 40, 0.9]]), "unknown": np.zeros((0, 5))}, maps)
+    assert list(moved) == ["a"]
+    np.testing.assert_allclose(moved["a"], [[25, 30, 65, 120, 0.9]])
+    wider["a"]["boxes"] = wider["a"]["boxes"][:1]
+    with pytest.raises(ValueError, match="the labels have 2 faces, the WIDER .mat 1"):
+        mat_frame_transform(labels, wider)
+
+
+def test_format_report_lists_every_number():
+    truth = {"a": gt([A, B], ignore=[False, True]), "b": gt([C])}
+    preds = {"a": np.array([det(A, 0.9), det(FAR, 0.3)]), "b": np.array([det(C, 0.6)])}
+    text = format_report(evaluation_report(preds, truth))
+    assert "2 images, 2 faces (1 ignored), 3 predictions" in text and "WIDER AP@0.5: 1.0000" in text
+    assert "tiny - (0)" in text and "medium 1.0000 (2)" in text and "COCO mAP@[.5:.95]: 1.0000" in text
+
+
+def test_the_evaluate_facade_re_exports_the_stable_names():
+    import latentface.evaluate as facade
+    import latentface.formats.widerface as widerface
+    import latentface.inference.evaluate as inference_evaluate
+    import latentface.metrics as metrics
+
+    for name in facade.__all__:
+        home = widerface if "widerface" in name else inference_evaluate if name == "evaluate_checkpoint" else metrics
+        assert getattr(facade, name) is getattr(home, name), name
