@@ -1,5 +1,6 @@
 """`latentface detect` and the Detector API: JSON schema, pictures, thresholds, clear errors on bad input."""
 import json
+import re
 import shutil
 
 import numpy as np
@@ -9,11 +10,12 @@ import torch
 from latentface import viz
 from latentface.checkpoint import save_checkpoint
 from latentface.cli import main
+from latentface.cli.args import operating_point
 from latentface.codec import dct
 from latentface.data.synth import generate_dataset
-from latentface.detect import (Detector, find_latents, load_thresholds, picture_background, resolve_thresholds,
-                               save_thresholds)
-from latentface.evaluate import read_widerface_predictions
+from latentface.detect import Detector, detection_record, detections_json, find_latents, picture_background
+from latentface.formats.detections import read_detections
+from latentface.formats.widerface import read_widerface_predictions
 from latentface.inference import OperatingPoint
 from latentface.model import LatentRetinaFace
 
@@ -50,6 +52,14 @@ def latent_file(root, split="val", index=2):
     return root / split / "latent" / f"0_Synthetic_Synthetic_0_{index}" / "latent_75.npy"
 
 
+def fails(argv, capsys, message):
+    """``main(argv)`` stops at the command's error boundary: exit status 2, one line naming the problem."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    start = err.find(f"latentface {argv[0]}: error: ")  # after any progress bar
+    assert start >= 0 and re.search(message, err[start:]), err
+
+
 def test_detect_one_file_writes_the_json_schema_and_a_picture(dataset, weight, tmp_path, capsys):
     out = tmp_path / "one.json"
     assert main(["detect", "--latent", str(latent_file(dataset)), "--weight", str(weight), "--keep", "5",
@@ -63,7 +73,9 @@ def test_detect_one_file_writes_the_json_schema_and_a_picture(dataset, weight, t
         x1, y1, x2, y2 = det["box"]
         assert det["score"] == pytest.approx(FACE_SCORE, abs=1e-5)
         assert round(x2 - x1, 2) in anchor_sizes and x2 - x1 == pytest.approx(y2 - y1, abs=0.02)
-        assert det["landmarks"] == [[pytest.approx((x1 + x2) / 2, abs=0.02), pytest.approx((y1 + y2) / 2, abs=0.02)]] * 5
+        centre = [pytest.approx((x1 + x2) / 2, abs=0.02), pytest.approx((y1 + y2) / 2, abs=0.02)]
+        assert det["landmarks"] == [centre] * 5
+    assert read_detections(out) == [record]
     picture = viz.read_image(out.with_suffix(".png"))
     assert picture.shape == (64, 64, 3)
     assert "1 latent(s), 5 face(s)" in capsys.readouterr().out
@@ -103,7 +115,8 @@ def test_pictures_are_drawn_over_the_image_then_the_decoded_latent_then_the_late
     file = latent_file(root)
     latent = np.load(file)[0]
     image, what = picture_background(file, latent)
-    assert what.startswith("image") and np.array_equal(image, viz.read_image(root / "val/images/0_Synthetic_Synthetic_0_2.png"))
+    stored = viz.read_image(root / "val/images/0_Synthetic_Synthetic_0_2.png")
+    assert what.startswith("image") and np.array_equal(image, stored)
     shutil.rmtree(root / "val" / "images")
     decoded, what = picture_background(file, latent)
     assert what == "decoded (dct codec)" and np.array_equal(decoded, dct.decode(latent))
@@ -142,56 +155,76 @@ def test_drawn_boxes_land_where_the_detections_are():
     assert (none == 0).all()
 
 
+def test_detections_json_has_one_detection_per_line_and_reads_back(tmp_path):
+    det = {"boxes": np.array([[1.234, 2.0, 30.0, 40.5]]), "scores": np.array([0.987654]),
+           "landmarks": np.full((1, 5, 2), 7.0)}
+    empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "landmarks": np.zeros((0, 5, 2))}
+    records = [detection_record("a", (32, 48), det), detection_record("b", (32, 48), empty, latent="b.npy")]
+    text = detections_json(records)
+    assert text.count("\n") == 6 and json.loads(text) == records
+    assert records[0]["detections"][0] == {"box": [1.23, 2.0, 30.0, 40.5], "score": 0.98765,
+                                           "landmarks": [[7.0, 7.0]] * 5}
+    (tmp_path / "d.json").write_text(text)
+    assert read_detections(tmp_path / "d.json") == records
+    (tmp_path / "d.json").write_text('{"image": "a"}')
+    with pytest.raises(ValueError, match="d.json: not a detections file"):
+        read_detections(tmp_path / "d.json")
+
+
 def test_thresholds_file_round_trip_and_flags_override_it(tmp_path):
-    path = save_thresholds(tmp_path / "t.json", conf=0.45, nms=0.3, topk=1000, keep=100)
-    assert load_thresholds(path) == {"conf": 0.45, "nms": 0.3, "topk": 1000, "keep": 100}
+    path = OperatingPoint(conf=0.45, nms=0.3, topk=1000, keep=100).save(tmp_path / "t.json")
+    assert OperatingPoint.load(path).to_dict() == {"conf": 0.45, "nms": 0.3, "topk": 1000, "keep": 100}
     args = type("Args", (), dict(thresholds=str(path), conf=None, nms=0.5, topk=None, keep=None, format="json"))()
-    assert resolve_thresholds(args) == {"conf": 0.45, "nms": 0.5, "topk": 1000, "keep": 100}
+
+    def resolve(args):  # what `latentface detect` runs at
+        return operating_point(args, evaluation=args.format == "widerface").to_dict()
+
+    assert resolve(args) == {"conf": 0.45, "nms": 0.5, "topk": 1000, "keep": 100}
     args.thresholds = None
-    assert resolve_thresholds(args) == {"conf": 0.6, "nms": 0.5, "topk": 5000, "keep": 750}
+    assert resolve(args) == {"conf": 0.6, "nms": 0.5, "topk": 5000, "keep": 750}
     args.format = "widerface"
-    assert resolve_thresholds(args)["conf"] == 0.02
+    assert resolve(args)["conf"] == 0.02
     bad = tmp_path / "bad.json"
     bad.write_text('{"confidence": 0.5}')
     with pytest.raises(ValueError, match=r"bad.json: unknown threshold 'confidence'"):
-        load_thresholds(bad)
+        OperatingPoint.load(bad)
     bad.write_text('{"conf": 1.5}')
     with pytest.raises(ValueError, match=r"bad.json: threshold 'conf' must lie in \[0, 1\], got 1.5"):
-        load_thresholds(bad)
+        OperatingPoint.load(bad)
     bad.write_text('{"conf": 0.5,')
-    with pytest.raises(ValueError, match="bad.json: not a JSON thresholds file"):
-        load_thresholds(bad)
+    with pytest.raises(ValueError, match="bad.json: not a valid thresholds file"):
+        OperatingPoint.load(bad)
 
 
 def test_detector_from_checkpoint_takes_a_thresholds_file(weight, tmp_path):
-    path = save_thresholds(tmp_path / "t.json", conf=0.9, nms=0.3, topk=50, keep=2)
+    path = OperatingPoint(conf=0.9, nms=0.3, topk=50, keep=2).save(tmp_path / "t.json")
     detector = Detector.from_checkpoint(weight, device="cpu", point=OperatingPoint.load(path), nms=0.5)
     assert detector.point.to_dict() == {"conf": 0.9, "nms": 0.5, "topk": 50, "keep": 2}
     dets = detector(torch.zeros(3, 256, 4, 4))
     assert len(dets) == 3 and all(d["boxes"].shape == (2, 4) and d["landmarks"].shape == (2, 5, 2) for d in dets)
 
 
-def test_bad_inputs_stop_with_a_message_naming_the_file(dataset, weight, tmp_path):
+def test_bad_inputs_stop_with_a_message_naming_the_file(dataset, weight, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(SystemExit, match=r"corrupt.pth: not a readable latentface checkpoint"):
-        main(["detect", "--latent", str(latent_file(dataset)), "--weight", str(corrupt), "--output", str(tmp_path)])
+    fails(["detect", "--latent", str(latent_file(dataset)), "--weight", str(corrupt), "--output", str(tmp_path)],
+          capsys, r"corrupt.pth: not a readable latentface checkpoint")
 
     wrong = tmp_path / "rgb_like.npy"
     np.save(wrong, np.zeros((1, 3, 4, 4), np.float16))
-    with pytest.raises(SystemExit, match=r"rgb_like.npy: latent shape \[3, 4, 4\], the model expects \[256, H, W\]"):
-        main(["detect", "--latent", str(wrong), "--weight", str(weight), "--output", str(tmp_path)])
+    fails(["detect", "--latent", str(wrong), "--weight", str(weight), "--output", str(tmp_path)],
+          capsys, r"rgb_like.npy: latent shape \[3, 4, 4\], the model expects \[256, H, W\]")
     flat = tmp_path / "flat.npy"
     np.save(flat, np.zeros((256, 16), np.float32))
-    with pytest.raises(SystemExit, match=r"flat.npy: latent shape \[256, 16\], expected \[1,C,H,W\] or \[C,H,W\]"):
-        main(["detect", "--latent", str(flat), "--weight", str(weight), "--output", str(tmp_path)])
+    fails(["detect", "--latent", str(flat), "--weight", str(weight), "--output", str(tmp_path)],
+          capsys, r"flat.npy: latent shape \[256, 16\], expected \[1,C,H,W\] or \[C,H,W\]")
 
-    with pytest.raises(SystemExit, match=r"rigged.pth: holds a resnet18 model, but --network says resnet50"):
-        main(["detect", "--latent", str(latent_file(dataset)), "--weight", str(weight), "--network", "resnet50",
-              "--output", str(tmp_path)])
-    with pytest.raises(SystemExit, match=r"no latent_50.npy files \(found latent_75.npy; pass --latent_type\)"):
-        main(["detect", "--latent", str(dataset), "--weight", str(weight), "--latent_type", "50",
-              "--output", str(tmp_path)])
+    fails(["detect", "--latent", str(latent_file(dataset)), "--weight", str(weight), "--network", "resnet50",
+           "--output", str(tmp_path)], capsys, r"rigged.pth: holds a resnet18 model, but --network says resnet50")
+    fails(["detect", "--latent", str(dataset), "--weight", str(weight), "--latent_type", "50",
+           "--output", str(tmp_path)], capsys, r"no latent_50.npy files \(found latent_75.npy; pass --latent_type\)")
+    fails(["detect", "--latent", str(dataset), "--weight", str(weight), "--conf", "1.5", "--output", str(tmp_path)],
+          capsys, r"command line: threshold 'conf' must lie in \[0, 1\], got 1.5")
 
 
 def test_bad_latents_in_a_folder_can_be_skipped_and_counted(dataset, weight, tmp_path, capsys):
@@ -199,8 +232,8 @@ def test_bad_latents_in_a_folder_can_be_skipped_and_counted(dataset, weight, tmp
     folder.mkdir()
     np.save(folder / "good.npy", np.load(latent_file(dataset)))
     np.save(folder / "nan.npy", np.full((1, 256, 4, 4), np.nan, np.float32))
-    with pytest.raises(SystemExit, match=r"nan.npy: latent has 4096 non-finite values"):
-        main(["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "a")])
+    fails(["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "a")],
+          capsys, r"nan.npy: latent has 4096 non-finite values")
     assert main(["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "b"),
                  "--on_bad_latent", "skip", "--no_progress", "--keep", "1"]) == 0
     assert [r["image"] for r in json.loads((tmp_path / "b" / "detections.json").read_text())] == ["good"]
@@ -222,7 +255,8 @@ def _write_mats(gt, keys, boxes):
     """The official kit's four .mat files for one event; every face in every subset."""
     import scipy.io
 
-    scipy.io.savemat(gt / "wider_face_val.mat", {"event_list": _cell(["0--Synthetic"]), "file_list": _cell([_cell(keys)]),
+    scipy.io.savemat(gt / "wider_face_val.mat", {"event_list": _cell(["0--Synthetic"]),
+                                                 "file_list": _cell([_cell(keys)]),
                                                  "face_bbx_list": _cell([_cell(boxes)])})
     for subset in ("easy", "medium", "hard"):
         every = [np.arange(1, len(b) + 1, dtype=float).reshape(-1, 1) for b in boxes]
@@ -232,7 +266,7 @@ def _write_mats(gt, keys, boxes):
 def test_evaluate_saved_predictions_with_official_wider_mats_in_the_original_frame(dataset, tmp_path, capsys):
     from latentface.data.dataset import NestedLatentWiderFaceDataset
     from latentface.data.labels import read_labels
-    from latentface.evaluate import write_widerface_predictions
+    from latentface.formats.widerface import write_widerface_predictions
 
     records = NestedLatentWiderFaceDataset(dataset, "val").records
     perfect = {key: np.concatenate([r.boxes, np.full((len(r), 1), 0.9)], axis=1) for key, r in records.items()}
@@ -240,7 +274,8 @@ def test_evaluate_saved_predictions_with_official_wider_mats_in_the_original_fra
     # The "original" images were 2x wider and 3x taller than the 64x64 encoded ones.
     labels = read_labels(dataset / "val" / "labels.txt")
     keys = list(labels)
-    boxes = [np.array([[2 * b[0], 3 * b[1], 2 * (b[2] - b[0]), 3 * (b[3] - b[1])] for b in labels[k].boxes]) for k in keys]
+    boxes = [np.array([[2 * b[0], 3 * b[1], 2 * (b[2] - b[0]), 3 * (b[3] - b[1])] for b in labels[k].boxes])
+             for k in keys]
     gt = tmp_path / "gt"
     gt.mkdir()
     _write_mats(gt, keys, boxes)
@@ -257,13 +292,13 @@ def test_evaluate_saved_predictions_with_official_wider_mats_in_the_original_fra
 
     boxes[0] = boxes[0][:1] if len(boxes[0]) > 1 else np.concatenate([boxes[0], boxes[0]])
     _write_mats(gt, keys, boxes)
-    with pytest.raises(SystemExit, match=f"image 0--Synthetic/{keys[0]}.jpg: the labels have {len(labels[keys[0]])} faces"):
-        main(["evaluate", "--predictions", str(tmp_path / "preds"), "--dataset_root", str(dataset),
-              "--wider_gt", str(gt), "--output", str(out)])
+    fails(["evaluate", "--predictions", str(tmp_path / "preds"), "--dataset_root", str(dataset),
+           "--wider_gt", str(gt), "--output", str(out)],
+          capsys, f"image 0--Synthetic/{keys[0]}.jpg: the labels have {len(labels[keys[0]])} faces")
 
 
 def test_mat_frame_fit_recovers_a_resize_with_letterbox_offset():
-    from latentface.evaluate import mat_frame_transform, to_mat_frame
+    from latentface.metrics.mat import mat_frame_transform, to_mat_frame
 
     ours = type("R", (), {"boxes": np.array([[10.0, 20.0, 30.0, 60.0], [40.0, 5.0, 50.0, 15.0]])})()
     theirs = {"a": {"name": "e/a.jpg", "boxes": ours.boxes * [2.5, 1.5, 2.5, 1.5] + [0, 12, 0, 12]},
