@@ -13,22 +13,20 @@ reached without the network, and exactly (see :meth:`ThresholdTuner.detections`)
 - matching a score-sorted list to the faces is prefix-consistent too (each detection's
   fate depends only on higher-scored ones), so the operating point lies on the curve.
 
-Matching follows the WIDER FACE protocol of :mod:`latentface.evaluate` (each detection
-takes its highest-IoU face, +1 pixel convention, IoU >= 0.5; a detection on an ignored
-face neither counts nor penalises; a second detection on a recalled face is a false
-positive), so the operating point sits on the PR curve drawn next to it. Unlike the WIDER
-curve, false positives on images without faces are counted: they are real false alarms
-at the chosen threshold.
+Matching is :func:`latentface.metrics.wider.match_outcomes`, the WIDER FACE protocol (each
+detection takes its highest-IoU face, +1 pixel convention, IoU >= 0.5; a detection on an
+ignored face neither counts nor penalises; a second detection on a recalled face is a false
+positive). Unlike the WIDER protocol, false positives on images without faces are counted,
+at the operating point and on the curve (``count_faceless``): they are real false alarms at
+the chosen threshold, and so the operating point sits on the PR curve drawn next to it.
 
-The widgets (:meth:`ThresholdTuner.widgets`) import ipywidgets only when called; they redraw
-the image and the operating point at once and, where a new NMS IoU, top-k or keep needs a
-new curve, compute it in a background thread.
+The operating point is an :class:`~latentface.inference.operating_point.OperatingPoint`
+(:attr:`ThresholdTuner.point`), saved as the thresholds JSON ``--thresholds`` reads. The
+interactive view is :mod:`latentface.tools.tuner.widgets` (:meth:`ThresholdTuner.widgets`).
 """
 from __future__ import annotations
 
-import io
 import os
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,12 +36,16 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from latentface.detect import Detector, predict_dataset
-from latentface.evaluate import iou_plus_one, wider_pr_curve
-from latentface.postprocess import DISPLAY_CONF, EVAL_CONF
+from latentface import viz
+from latentface.data.layout import rate_file
+from latentface.inference.detector import Detector, predict_dataset
+from latentface.inference.operating_point import DISPLAY_CONF, EVAL_CONF, OperatingPoint
+from latentface.inference.pictures import picture_background
+from latentface.metrics.wider import ground_truth_arrays, match_outcomes, wider_pr_curve
 
-#: Candidates kept per image and rate before NMS: also the largest pre-NMS top-k the tuner offers.
-MAX_CANDIDATES = 5000
+#: Candidates kept per image and rate before NMS (the default pre-NMS top-k): also the largest top-k
+#: the tuner offers.
+MAX_CANDIDATES = OperatingPoint().topk
 
 
 @dataclass
@@ -66,38 +68,6 @@ def _ground_truth(dataset) -> dict:
         boxes = np.asarray(target["boxes"], dtype=np.float32).reshape(-1, 4)
         out[target["key"]] = {"boxes": boxes, "ignore": np.zeros(len(boxes), bool)}
     return out
-
-
-def _gt_arrays(record) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(record, Mapping):
-        boxes, ignore = record["boxes"], record.get("ignore")
-    else:
-        boxes, ignore = record.boxes, getattr(record, "ignore", None)
-    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    ignore = np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool).reshape(-1)
-    return boxes, ignore
-
-
-def match_outcomes(boxes: np.ndarray, boxes_gt: np.ndarray, ignore: np.ndarray,
-                   iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
-    """Per detection (best first): (is a proposal, recalls a new face), by the WIDER rules.
-
-    A detection whose best face is ignored is not a proposal; the first detection to reach a
-    counted face recalls it; any other proposal is a false positive. Cumulative sums over a
-    prefix give the counts at any score threshold.
-    """
-    n = len(boxes)
-    if n == 0 or len(boxes_gt) == 0:
-        return np.ones(n, bool), np.zeros(n, bool)
-    iou = iou_plus_one(np.asarray(boxes, np.float64), boxes_gt)
-    best = np.where(iou.max(axis=1) >= iou_threshold, iou.argmax(axis=1), -1)
-    hit = best >= 0
-    on_ignored = hit & ignore[np.maximum(best, 0)]
-    counted = np.flatnonzero(hit & ~on_ignored)
-    recalls = np.zeros(n, bool)
-    _, first = np.unique(best[counted], return_index=True)
-    recalls[counted[first]] = True
-    return ~on_ignored, recalls
 
 
 def _count_above(scores: np.ndarray, conf: float) -> int:
@@ -126,7 +96,9 @@ class ThresholdTuner:
     or one dataset. The detector's model runs once per image and rate, on first use of that rate.
     ``floor``: candidates at or below this score are never cached, so ``conf`` must be >= floor.
     Options: ``floor``, ``max_candidates`` (cap per image, the largest ``topk``), the starting
-    ``conf``, ``nms``, ``topk``, ``keep`` (the detector's unless given), ``iou_threshold`` (matching).
+    ``point`` (an :class:`OperatingPoint`; default the display threshold with the detector's NMS
+    IoU, top-k and keep) and single fields ``conf``, ``nms``, ``topk``, ``keep`` over it,
+    ``iou_threshold`` (matching).
     """
 
     def __init__(self, detector: Detector, datasets, *, batch_size: int = 8, progress: bool = False, **options):
@@ -136,34 +108,39 @@ class ThresholdTuner:
             raise ValueError("ThresholdTuner needs at least one validation dataset")
         self.detector, self.datasets = detector, dict(datasets)
         self.batch_size, self.progress = batch_size, progress
-        options.setdefault("nms", detector.nms)
-        options.setdefault("topk", min(detector.top_k, options.get("max_candidates", MAX_CANDIDATES)))
-        options.setdefault("keep", detector.keep)
+        if options.get("point") is None:
+            own = detector.point
+            topk = min(own.topk, options.get("max_candidates", MAX_CANDIDATES))
+            options["point"] = OperatingPoint(conf=DISPLAY_CONF, nms=own.nms, topk=topk, keep=own.keep)
         self._setup({rate: _ground_truth(ds) for rate, ds in self.datasets.items()}, **options)
 
     def _setup(self, ground_truth: Mapping[str, Mapping[str, object]], floor: float = EVAL_CONF,
-               max_candidates: int = MAX_CANDIDATES, conf: float = DISPLAY_CONF, nms: float = 0.4,
-               topk: int = MAX_CANDIDATES, keep: int = 750, iou_threshold: float = 0.5) -> None:
+               max_candidates: int = MAX_CANDIDATES, point: OperatingPoint | None = None,
+               conf: float | None = None, nms: float | None = None, topk: int | None = None,
+               keep: int | None = None, iou_threshold: float = 0.5) -> None:
         if not 0 <= floor < 1:
             raise ValueError(f"floor must be in [0, 1), got {floor}")
         self.ground_truth = {rate: dict(records) for rate, records in ground_truth.items()}
         self.rates = list(self.ground_truth)
         self.keys = {rate: list(records) for rate, records in self.ground_truth.items()}
-        self._faces = {rate: int(sum((~_gt_arrays(r)[1]).sum() for r in records.values()))
-                       for rate, records in self.ground_truth.items()}
+        self._gt = {rate: {key: ground_truth_arrays(r, key) for key, r in records.items()}
+                    for rate, records in self.ground_truth.items()}
+        self._faces = {rate: int(sum((~ignore).sum() for _, ignore in arrays.values()))
+                       for rate, arrays in self._gt.items()}
         self.floor, self.max_candidates, self.iou_threshold = float(floor), int(max_candidates), iou_threshold
         self._candidates: dict[str, dict[str, _Candidates]] = {}
         self._nms_cache: dict[tuple, dict[str, np.ndarray]] = {}
         self._curve_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
         self._pictures: dict[tuple, tuple[np.ndarray, str]] = {}
         self.detection_seconds: dict[str, float] = {}
-        self.conf, self.nms, self.topk, self.keep = self.floor, 0.4, self.max_candidates, 750
+        self.point = point or OperatingPoint(topk=min(OperatingPoint().topk, self.max_candidates))
         self.rate, self.image = self.rates[0], 0
-        self.set(conf=conf, nms=nms, topk=topk, keep=keep)
+        given = {k: v for k, v in dict(conf=conf, nms=nms, topk=topk, keep=keep).items() if v is not None}
+        self.set(**{**self.point.to_dict(), **given})  # the tuner's own checks (floor, cached candidates)
 
     @classmethod
     def from_candidates(cls, candidates: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
-                        ground_truth: Mapping[str, Mapping[str, object]], **kwargs) -> "ThresholdTuner":
+                        ground_truth: Mapping[str, Mapping[str, object]], **kwargs) -> ThresholdTuner:
         """A tuner over given candidates ``{rate: {key: {"boxes", "scores", "landmarks"}}}`` (no model).
 
         ``ground_truth``: ``{rate: {key: record}}`` with ``.boxes``/``.ignore`` (or dicts with those keys).
@@ -179,7 +156,8 @@ class ThresholdTuner:
                 scores = np.asarray(det.get("scores", ()), np.float32).reshape(-1)
                 boxes = np.asarray(det.get("boxes", ()), np.float32).reshape(-1, 4)
                 lms = det.get("landmarks")
-                lms = np.zeros((len(scores), 5, 2), np.float32) if lms is None else np.asarray(lms, np.float32).reshape(-1, 5, 2)
+                lms = (np.zeros((len(scores), 5, 2), np.float32) if lms is None
+                       else np.asarray(lms, np.float32).reshape(-1, 5, 2))
                 order = np.argsort(-scores, kind="stable")
                 order = order[scores[order] > tuner.floor][: tuner.max_candidates]
                 tuner._candidates[rate][key] = _Candidates(boxes[order], scores[order], lms[order])
@@ -187,7 +165,7 @@ class ThresholdTuner:
 
     # ------------------------------------------------------------------ state
     def set(self, conf: float | None = None, nms: float | None = None, topk: int | None = None,
-            keep: int | None = None, rate: str | int | None = None, image: int | str | None = None) -> "ThresholdTuner":
+            keep: int | None = None, rate: str | int | None = None, image: int | str | None = None) -> ThresholdTuner:
         """Change any of the operating point, the rate shown and the image shown; checks every value first."""
         new_conf = self.conf if conf is None else float(conf)
         new_nms = self.nms if nms is None else float(nms)
@@ -195,25 +173,41 @@ class ThresholdTuner:
         new_keep = self.keep if keep is None else int(keep)
         new_rate = self.rate if rate is None else self._rate_name(rate)
         if not self.floor <= new_conf <= 1:
-            raise ValueError(f"conf must be in [{self.floor}, 1] (candidates were cached above floor {self.floor}), got {new_conf}")
+            raise ValueError(f"conf must be in [{self.floor}, 1] (candidates were cached above floor {self.floor}), "
+                             f"got {new_conf}")
         if not 0 < new_nms <= 1:
             raise ValueError(f"nms IoU must be in (0, 1], got {new_nms}")
         if not 1 <= new_topk <= self.max_candidates:
-            raise ValueError(f"topk must be in [1, {self.max_candidates}] (the cached candidates per image), got {new_topk}")
+            raise ValueError(f"topk must be in [1, {self.max_candidates}] (the cached candidates per image), "
+                             f"got {new_topk}")
         if new_keep < 1:
             raise ValueError(f"keep must be at least 1, got {new_keep}")
         new_image = self.image if image is None else self._image_index(image, new_rate)
         if new_image >= len(self.keys[new_rate]):
             new_image = 0
-        self.conf, self.nms, self.topk, self.keep = new_conf, new_nms, new_topk, new_keep
+        self.point = OperatingPoint(conf=new_conf, nms=new_nms, topk=new_topk, keep=new_keep)
         self.rate, self.image = new_rate, new_image
         return self
+
+    @property
+    def conf(self) -> float:
+        return self.point.conf
+
+    @property
+    def nms(self) -> float:
+        return self.point.nms
+
+    @property
+    def topk(self) -> int:
+        return self.point.topk
+
+    @property
+    def keep(self) -> int:
+        return self.point.keep
 
     def _rate_name(self, rate) -> str:
         if rate in self.rates:
             return rate
-        from latentface.data.layout import rate_file
-
         if rate_file(rate) in self.rates:
             return rate_file(rate)
         raise ValueError(f"unknown rate {rate!r}; the tuner has {self.rates}")
@@ -230,8 +224,8 @@ class ThresholdTuner:
         return index
 
     def thresholds(self) -> dict:
-        """The operating point in the JSON layout ``latentface detect`` reads."""
-        return {"conf": self.conf, "nms": self.nms, "topk": self.topk, "keep": self.keep}
+        """The operating point in the JSON layout ``latentface detect --thresholds`` reads."""
+        return self.point.to_dict()
 
     @property
     def key(self) -> str:
@@ -247,8 +241,8 @@ class ThresholdTuner:
 
     def _detect(self, rate: str) -> dict[str, _Candidates]:
         # NMS at IoU 1.0 suppresses nothing: the Detector's own decoding, sorted, capped, above the floor.
-        raw = Detector(self.detector.model, conf=self.floor, nms=1.0, top_k=self.max_candidates,
-                       keep=self.max_candidates, device=self.detector.device)
+        everything = OperatingPoint(conf=self.floor, nms=1.0, topk=self.max_candidates, keep=self.max_candidates)
+        raw = Detector(self.detector.model, everything, device=self.detector.device)
         start = time.perf_counter()
         preds, landmarks = predict_dataset(raw, self.datasets[rate], batch_size=self.batch_size, progress=self.progress)
         self.detection_seconds[rate] = time.perf_counter() - start
@@ -293,15 +287,22 @@ class ThresholdTuner:
                 for key, idx in self._kept(rate).items()}
 
     def pr_curve(self, rate: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(precision, recall) of the WIDER curve over all cached scores at the current NMS, top-k and keep."""
-        return self._curve(self.rate if rate is None else self._rate_name(rate), self.nms, self.topk, self.keep)
+        """(precision, recall) of the WIDER curve over all cached scores at the current NMS, top-k and keep
+        (false positives on face-less images counted, as at the operating point)."""
+        return self.curve_at(self.rate if rate is None else self._rate_name(rate), self.nms, self.topk, self.keep)
 
-    def _curve(self, rate: str, nms: float, topk: int, keep: int) -> tuple[np.ndarray, np.ndarray]:
+    def has_curve(self, rate: str, nms: float, topk: int, keep: int) -> bool:
+        """Whether the curve at these settings is computed already (:meth:`curve_at` returns at once)."""
+        return (rate, nms, topk, keep) in self._curve_cache
+
+    def curve_at(self, rate: str, nms: float, topk: int, keep: int) -> tuple[np.ndarray, np.ndarray]:
+        """(precision, recall) at a rate, NMS IoU, top-k and keep: NMS over every candidate, cached."""
         if (rate, nms, topk, keep) not in self._curve_cache:
             cands = self.candidates(rate)
             preds = {key: np.concatenate([cands[key].boxes[idx[:keep]], cands[key].scores[idx[:keep], None]], axis=1)
                      for key, idx in self._nms(rate, nms, topk).items()}
-            precision, recall, _ = wider_pr_curve(preds, self.ground_truth[rate], self.iou_threshold)
+            precision, recall, _ = wider_pr_curve(preds, self.ground_truth[rate], self.iou_threshold,
+                                                  count_faceless=True)
             self._curve_cache[rate, nms, topk, keep] = (precision, recall)
         return self._curve_cache[rate, nms, topk, keep]
 
@@ -313,10 +314,10 @@ class ThresholdTuner:
         Without the curve only the candidates above the threshold are suppressed and matched.
         """
         rate = self.rate if rate is None else self._rate_name(rate)
-        cands, gt = self.candidates(rate), self.ground_truth[rate]
+        cands, gt = self.candidates(rate), self._gt[rate]
         tp = proposals = detections = 0
         for key, idx in self._kept(rate).items():
-            proposal, recalls = match_outcomes(cands[key].boxes[idx], *_gt_arrays(gt[key]), self.iou_threshold)
+            proposal, recalls = match_outcomes(cands[key].boxes[idx], *gt[key], self.iou_threshold)
             tp += int(recalls.sum())
             proposals += int(proposal.sum())
             detections += len(idx)
@@ -337,25 +338,21 @@ class ThresholdTuner:
         confs = np.round(np.arange(np.ceil(self.floor * 100), 100) / 100, 2) if confs is None else confs
         rate = self.rate if rate is None else self._rate_name(rate)
         self._nms(rate, self.nms, self.topk)  # once, in full: every threshold is then a cut of it
-        current = self.conf
+        current = self.point
         try:
             return [self.set(conf=float(c)).metrics(rate, curve=False) for c in confs]
         finally:
-            self.conf = current
+            self.point = current
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the operating point as the thresholds JSON ``latentface detect --thresholds`` reads."""
-        from latentface.detect import save_thresholds
-
-        return save_thresholds(path, **self.thresholds())
+        return self.point.save(path)
 
     # ---------------------------------------------------------------- views
     def picture(self, image: int | str | None = None, rate: str | int | None = None,
                 background: str = "auto") -> tuple[np.ndarray, str]:
         """(RGB image, what it is) to draw an image's detections on, as ``latentface detect`` picks it:
         the stored image, else the decoded latent where the codec is known, else a false-colour latent."""
-        from latentface.detect import picture_background
-
         rate = self.rate if rate is None else self._rate_name(rate)
         index = self.image if image is None else self._image_index(image, rate)
         if (rate, index, background) not in self._pictures:
@@ -367,22 +364,20 @@ class ThresholdTuner:
 
     def drawing(self, background: str = "auto") -> np.ndarray:
         """The current image (RGB uint8) with its detections and, thin and green, the true faces."""
-        from latentface import viz
-
         rgb, _ = self.picture(background=background)
-        boxes_gt, _ = _gt_arrays(self.ground_truth[self.rate][self.key])
+        boxes_gt, _ = self._gt[self.rate][self.key]
         width, height = getattr(self.datasets[self.rate], "image_size", (rgb.shape[1], rgb.shape[0]))
         return viz.draw_detections(rgb, self.detections(), input_size=(height, width), truth=boxes_gt)
 
-    def _pr_artists(self, ax) -> tuple:
-        """The PR curve and the operating-point marker on ``ax``; update them with :meth:`_update_pr`."""
+    def pr_artists(self, ax) -> tuple:
+        """The PR curve and the operating-point marker on ``ax``; update them with :meth:`update_pr`."""
         curve, = ax.plot([], [], lw=1.5, label="WIDER PR curve")
         point, = ax.plot([], [], "o", ms=8, color="crimson", label="operating point")
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
         return curve, point
 
-    def _update_pr(self, ax, curve, point, metrics: dict) -> None:
+    def update_pr(self, ax, curve, point, metrics: dict) -> None:
         shown = metrics["recall_curve"] > 0  # thresholds above every score carry no point
         curve.set_data(metrics["recall_curve"][shown], metrics["precision_curve"][shown])
         point.set_data([metrics["recall"]], [metrics["precision"]])
@@ -393,6 +388,7 @@ class ThresholdTuner:
 
     def plot(self, background: str = "auto"):
         """A figure: the current image with its detections and true faces, and the PR curve with the point."""
+        # imported here (start-up time): the tuner's numbers need no plotting
         from matplotlib.figure import Figure
 
         fig = Figure(figsize=(10, 4.6), layout="constrained")
@@ -401,98 +397,13 @@ class ThresholdTuner:
         det = self.detections()
         ax_img.set_title(f"{self.key} at {self.rate}: {len(det['scores'])} detections", fontsize=9)
         ax_img.axis("off")
-        self._update_pr(ax_pr, *self._pr_artists(ax_pr), self.metrics())
+        self.update_pr(ax_pr, *self.pr_artists(ax_pr), self.metrics())
         return fig
 
     def widgets(self, save_path: str | os.PathLike = "thresholds.json", background: str = "auto"):
-        """Sliders (score threshold, NMS IoU, top-k, keep), a rate dropdown, an image selector, a save button.
+        """Sliders, dropdowns and a save button over this tuner (ipywidgets): see
+        :func:`latentface.tools.tuner.widgets.tuner_widgets`."""
+        # imported here: ipywidgets is optional (the notebooks extra)
+        from latentface.tools.tuner.widgets import tuner_widgets
 
-        Returns the ipywidgets box; ``box.controls`` maps names to the control widgets, so code
-        can drive them (``box.controls["conf"].value = 0.7``), and ``box.save_button.click()``
-        saves. A change re-thresholds the cached candidates, redraws the image (OpenCV) and
-        moves the point on the PR curve; a curve not yet computed (a new NMS IoU, top-k, keep
-        or rate) is computed in a background thread and drawn when ready (``box.wait()``
-        blocks until then).
-        """
-        import cv2
-        import ipywidgets as w
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        style = {"description_width": "70px"}
-        slider = dict(continuous_update=False, style=style, layout=w.Layout(width="340px"))
-        controls = {
-            "conf": w.FloatSlider(value=self.conf, min=self.floor, max=1.0, step=0.01, description="score >",
-                                  readout_format=".2f", **slider),
-            "nms": w.FloatSlider(value=self.nms, min=0.05, max=1.0, step=0.05, description="NMS IoU",
-                                 readout_format=".2f", **slider),
-            "topk": w.IntSlider(value=self.topk, min=1, max=self.max_candidates, description="top-k", **slider),
-            "keep": w.IntSlider(value=self.keep, min=1, max=max(self.keep, 1000), description="keep", **slider),
-            "rate": w.Dropdown(options=self.rates, value=self.rate, description="rate", style=style),
-            "image": w.Dropdown(options=[(k, i) for i, k in enumerate(self.keys[self.rate])], value=self.image,
-                                description="image", style=style),
-        }
-        save = w.Button(description="save thresholds", icon="save")
-        status, saved = w.HTML(), w.HTML()
-        picture = w.Image(format="png", layout=w.Layout(width="480px"))
-        pr_image = w.Image(format="png", layout=w.Layout(width="400px"))
-        fig = Figure(figsize=(4.6, 4.2), dpi=80)
-        fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
-        canvas = FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        artists = self._pr_artists(ax)
-
-        lock = threading.Lock()  # the PR figure is drawn by the widget thread or a curve thread
-        pending: list[threading.Thread] = []
-
-        def draw_curve(settings: tuple) -> None:
-            """Redraw the curve and the point, unless the settings moved on meanwhile."""
-            with lock:
-                if settings != (self.rate, self.nms, self.topk, self.keep):
-                    return
-                self._update_pr(ax, *artists, self.metrics())
-                buffer = io.BytesIO()
-                canvas.print_png(buffer)
-                pr_image.value = buffer.getvalue()
-
-        def compute_curve(settings: tuple) -> None:
-            self._curve(*settings)
-            draw_curve(settings)
-
-        def refresh(_=None):
-            start = time.perf_counter()
-            self.set(**{name: c.value for name, c in controls.items()})
-            rgb = self.drawing(background)
-            picture.value = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
-            m = self.metrics(curve=False)
-            settings = (self.rate, self.nms, self.topk, self.keep)
-            waiting = settings not in self._curve_cache
-            if waiting:  # NMS over every candidate: off the widget thread
-                pending.append(threading.Thread(target=compute_curve, args=(settings,)))
-                pending[-1].start()
-            else:
-                draw_curve(settings)
-            status.value = (f"<b>{self.rate}</b>, {self.key}: {len(self.detections()['scores'])} detections. "
-                            f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
-                            f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
-                            f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms"
-                            + (" (PR curve being computed)" if waiting else ""))
-
-        def wait() -> None:
-            """Block until every curve computation started so far has finished (tests, scripts)."""
-            while pending:
-                pending.pop(0).join()
-
-        def on_save(_):
-            saved.value = f"saved {self.thresholds()} to {self.save(save_path)}"
-
-        for c in controls.values():
-            c.observe(refresh, names="value")
-        save.on_click(on_save)
-        refresh()
-        box = w.VBox([w.HBox([w.VBox([controls["conf"], controls["nms"], controls["topk"]]),
-                              w.VBox([controls["keep"], controls["rate"], controls["image"]])]),
-                      status, w.HBox([picture, pr_image]), w.HBox([save, saved])])
-        box.controls, box.save_button, box.status, box.saved = controls, save, status, saved
-        box.pr_image, box.wait = pr_image, wait
-        return box
+        return tuner_widgets(self, save_path, background)

@@ -1,0 +1,108 @@
+"""The threshold tuner's interactive view: ipywidgets sliders over a :class:`ThresholdTuner`.
+
+A change re-thresholds the tuner's cached candidates and redraws the image and the operating
+point at once; a PR curve not computed yet (a new NMS IoU, top-k, keep or rate) is computed in
+a background thread and drawn when ready, so the sliders never wait for it.
+"""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+
+import cv2
+import ipywidgets as w
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from latentface.tools.tuner.logic import ThresholdTuner
+
+
+def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresholds.json", background: str = "auto"):
+    """Sliders (score threshold, NMS IoU, top-k, keep), a rate dropdown, an image selector, a save button.
+
+    Returns the ipywidgets box; ``box.controls`` maps names to the control widgets, so code
+    can drive them (``box.controls["conf"].value = 0.7``), and ``box.save_button.click()``
+    saves. A change re-thresholds the cached candidates, redraws the image (OpenCV) and
+    moves the point on the PR curve; a curve not yet computed (a new NMS IoU, top-k, keep
+    or rate) is computed in a background thread and drawn when ready (``box.wait()``
+    blocks until then).
+    """
+    style = {"description_width": "70px"}
+    slider = dict(continuous_update=False, style=style, layout=w.Layout(width="340px"))
+    controls = {
+        "conf": w.FloatSlider(value=tuner.conf, min=tuner.floor, max=1.0, step=0.01, description="score >",
+                              readout_format=".2f", **slider),
+        "nms": w.FloatSlider(value=tuner.nms, min=0.05, max=1.0, step=0.05, description="NMS IoU",
+                             readout_format=".2f", **slider),
+        "topk": w.IntSlider(value=tuner.topk, min=1, max=tuner.max_candidates, description="top-k", **slider),
+        "keep": w.IntSlider(value=tuner.keep, min=1, max=max(tuner.keep, 1000), description="keep", **slider),
+        "rate": w.Dropdown(options=tuner.rates, value=tuner.rate, description="rate", style=style),
+        "image": w.Dropdown(options=[(k, i) for i, k in enumerate(tuner.keys[tuner.rate])], value=tuner.image,
+                            description="image", style=style),
+    }
+    save = w.Button(description="save thresholds", icon="save")
+    status, saved = w.HTML(), w.HTML()
+    picture = w.Image(format="png", layout=w.Layout(width="480px"))
+    pr_image = w.Image(format="png", layout=w.Layout(width="400px"))
+    fig = Figure(figsize=(4.6, 4.2), dpi=80)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    artists = tuner.pr_artists(ax)
+
+    lock = threading.Lock()  # the PR figure is drawn by the widget thread or a curve thread
+    pending: list[threading.Thread] = []
+
+    def draw_curve(settings: tuple) -> None:
+        """Redraw the curve and the point, unless the settings moved on meanwhile."""
+        with lock:
+            if settings != (tuner.rate, tuner.nms, tuner.topk, tuner.keep):
+                return
+            tuner.update_pr(ax, *artists, tuner.metrics())
+            buffer = io.BytesIO()
+            canvas.print_png(buffer)
+            pr_image.value = buffer.getvalue()
+
+    def compute_curve(settings: tuple) -> None:
+        tuner.curve_at(*settings)
+        draw_curve(settings)
+
+    def refresh(_=None):
+        start = time.perf_counter()
+        tuner.set(**{name: c.value for name, c in controls.items()})
+        rgb = tuner.drawing(background)
+        picture.value = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+        m = tuner.metrics(curve=False)
+        settings = (tuner.rate, tuner.nms, tuner.topk, tuner.keep)
+        waiting = not tuner.has_curve(*settings)
+        if waiting:  # NMS over every candidate: off the widget thread
+            pending.append(threading.Thread(target=compute_curve, args=(settings,)))
+            pending[-1].start()
+        else:
+            draw_curve(settings)
+        status.value = (f"<b>{tuner.rate}</b>, {tuner.key}: {len(tuner.detections()['scores'])} detections. "
+                        f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
+                        f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
+                        f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms"
+                        + (" (PR curve being computed)" if waiting else ""))
+
+    def wait() -> None:
+        """Block until every curve computation started so far has finished (tests, scripts)."""
+        while pending:
+            pending.pop(0).join()
+
+    def on_save(_):
+        saved.value = f"saved {tuner.thresholds()} to {tuner.save(save_path)}"
+
+    for c in controls.values():
+        c.observe(refresh, names="value")
+    save.on_click(on_save)
+    refresh()
+    box = w.VBox([w.HBox([w.VBox([controls["conf"], controls["nms"], controls["topk"]]),
+                          w.VBox([controls["keep"], controls["rate"], controls["image"]])]),
+                  status, w.HBox([picture, pr_image]), w.HBox([save, saved])])
+    box.controls, box.save_button, box.status, box.saved = controls, save, status, saved
+    box.pr_image, box.wait = pr_image, wait
+    return box
