@@ -11,16 +11,16 @@
 #
 # What the detector is given: faces (how many, how large, which have landmarks) and latents
 # (256 channels at stride 16: a luma part, channels 0–159, and a chroma part, 160–255, at five
-# rates). Every number here is computed by `latentface.inspection` and tested there; the cells
-# only call it.
+# rates). Every number here is computed by `latentface.tools.inspection` and tested there; the
+# cells only call it.
 #
 # It runs on **retina-modify** (set `dataset_root`) and on the built-in **synthetic** dataset
 # alike (the default: generated on first use).
 
 # %% tags=["parameters"]
-import os
+from latentface.util.env import smoke
 
-SMOKE = os.environ.get("LATENTFACE_SMOKE", "0") == "1"  # tests and CI: a tiny configuration
+SMOKE = smoke()  # LATENTFACE_SMOKE=1 (tests and CI): a tiny configuration
 dataset_root = None  # a retina-modify folder; None: the synthetic dataset below
 n_train, n_val = (8, 4) if SMOKE else (300, 60)  # synthetic images per split
 image_size = 128 if SMOKE else 640  # synthetic image side (retina-modify: 640)
@@ -32,10 +32,9 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from latentface import inspection, notebooks
 from latentface.data.dataset import NestedLatentWiderFaceDataset, load_latent
-from latentface.data.layout import RATE_FILES
 from latentface.detect import picture_background
+from latentface.tools import inspection, notebooks
 
 notebooks.setup()
 if dataset_root is None:
@@ -46,10 +45,8 @@ else:
 splits = {split: NestedLatentWiderFaceDataset(root, split) for split in ("train", "val")}
 for split, ds in splits.items():
     s = ds.summary()
-    problems = {k: v for k, v in s.items() if k not in ("split_dir", "latent_types", "labelled_images", "latent_folders",
-                                                      "samples", "faces", "images_without_faces") and v}
     print(f"{split}: {s['samples']} images, {s['faces']} faces, {s['images_without_faces']} images without faces; "
-          f"label/latent mismatches: {problems or 'none'}")
+          f"label/latent mismatches: {inspection.dataset_problems(s) or 'none'}")
 
 # %% [markdown]
 # ## Faces
@@ -80,8 +77,7 @@ display(Markdown(notebooks.markdown_table(
 # which is why training on mixed rates matters.
 
 # %%
-first = splits["val"].latent_files(0)[0].parent  # the rates present (the real data has all five)
-rates = [rate for rate in RATE_FILES if (first / rate).is_file()]
+rates = inspection.available_rates(splits["val"])  # the rates present (the real data has all five)
 stats = inspection.latent_channel_stats(inspection.dataset_latents(root, "val", stats_images), rates)
 notebooks.show(inspection.plot_channel_stats(stats))
 display(Markdown(notebooks.markdown_table(inspection.luma_chroma_table(stats, reference="latent_75.npy"), digits=3)))

@@ -16,13 +16,13 @@
 #
 # The variants side by side: output shapes, parameters, multiply-adds and CPU latency, which
 # latent cells each output pixel reads (effective receptive field), and a short training
-# comparison on the synthetic set. The measurements come from `latentface.bench` and
-# `latentface.inspection`; `latentface bench` runs the larger study behind `docs/BENCHMARKS.md`.
+# comparison on the synthetic set. The measurements come from `latentface.tools.bench` and
+# `latentface.tools.inspection`; `latentface bench` runs the larger study behind `docs/BENCHMARKS.md`.
 
 # %% tags=["parameters"]
-import os
+from latentface.util.env import smoke
 
-SMOKE = os.environ.get("LATENTFACE_SMOKE", "0") == "1"  # tests and CI: a tiny configuration
+SMOKE = smoke()  # LATENTFACE_SMOKE=1 (tests and CI): a tiny configuration
 backbone = "resnet18" if SMOKE else "resnet50"  # sets the bridge's output width c1
 cost_image = 64 if SMOKE else 640  # image side for shapes, MACs and latency
 latency_repeats = 2 if SMOKE else 7  # CPU timing repeats (median reported)
@@ -37,15 +37,16 @@ import json
 import torch
 from IPython.display import Markdown, display
 
-from latentface import bench, inspection, notebooks
+from latentface import bench
 from latentface.model import LatentRetinaFace
 from latentface.model.bridge import BRIDGES, build_bridge
+from latentface.tools import inspection, notebooks
 
 notebooks.setup()
 torch.manual_seed(0)
 default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
-print("bridges:", ", ".join(BRIDGES), f"| default preset: {default_bridge} | seed preset:",
-      LatentRetinaFace.PRESETS["seed"]["bridge"])
+print("bridges:", ", ".join(BRIDGES), f"| default preset: {default_bridge} |",
+      "the original design (preset 'seed'):", LatentRetinaFace.PRESETS["seed"]["bridge"])
 
 # %% [markdown]
 # ## Cost: shapes, parameters, multiply-adds, CPU latency
@@ -81,15 +82,15 @@ extents = {name: (inspection.erf_extent(erf, 0.5), inspection.erf_extent(erf, 0.
 # %% [markdown]
 # ## A short training comparison
 #
-# Every bridge trained with the same schedule, data order and seed (ResNet-18 body, a narrow
+# Every bridge trained with the same schedule, data order and random seed (ResNet-18 body, a narrow
 # neck, small synthetic images: what a CPU affords), then evaluated at rate 75 with the WIDER
 # protocol. Short runs rank bridges by how quickly they learn, not by where they end up; the
 # GPU-sized study is `latentface bench --full`.
 
 # %%
 base = bench.PROFILES["quick" if train_profile == "quick" else "cpu"]
-profile = dataclasses.replace(base, name=train_profile, bridges=tuple(BRIDGES) if train_profile != "quick" else base.bridges,
-                              **train_overrides)
+profile = dataclasses.replace(base, name=train_profile, **train_overrides,
+                              bridges=tuple(BRIDGES) if train_profile != "quick" else base.bridges)
 work = notebooks.work_dir("bridges") / profile.name
 data_root = bench.prepare_data(work / "data", profile, log=print)
 variants = [v for v in bench.accuracy_variants(profile) if v.name in {f"latent_{b}" for b in profile.bridges}]
@@ -102,7 +103,8 @@ display(Markdown(notebooks.markdown_table([
      "final train loss": r["train_loss"], "steps": r["steps"], "train s": r["wall_s"]}
     for name, r in trained.items()], digits=3)))
 print(f"{profile.n_train} training / {profile.n_val} validation images at {profile.data_size} px, "
-      f"{profile.epochs} epochs of batch {profile.batch_size}, {profile.backbone} with a {profile.out_channels}-wide neck")
+      f"{profile.epochs} epochs of batch {profile.batch_size}, {profile.backbone} with a "
+      f"{profile.out_channels}-wide neck")
 
 # %% [markdown]
 # The longer study, when `latentface bench` has been run (its CPU profile trains every variant on
@@ -130,19 +132,24 @@ lines = []
 for name in BRIDGES:
     r = rows[name]
     lines.append(f"- **{name}**{' (default)' if name == default_bridge else ''}: {r['macs'] / 1e9:.2f} GMACs "
-                 f"= {r['macs'] / stem['macs']:.2f}x the stem+layer1 it replaces, {r['params'] / 1e6:.2f} M parameters, "
+                 f"= {r['macs'] / stem['macs']:.2f}x the stem+layer1 it replaces, {r['params'] / 1e6:.2f} M params, "
                  f"{r['cpu_ms']:.1f} ms on CPU; reads {extents[name][1]}x{extents[name][1]} latent cells (90 % of "
                  f"its gradient)" + (f"; AP@0.5 after the short training {ap[name]:.3f}" if name in ap else ""))
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]
-# Why `context` is the default: the seed's `bilinear` bridge runs its 3×3 convolution at stride 4,
-# on 16× as many positions as the latent has, and costs more than twice the ResNet-50 stem and
-# layer1 it replaces. Moving the spatial convolution to the latent grid and upsampling with a
-# learned 1×1 + PixelShuffle cuts the cost by an order of magnitude, below even the plain
-# `pixelshuffle` bridge (its 3×3 conv narrows 256 channels to 128 before the wide 1×1), while
-# keeping a 3×3-cell receptive field that `pixelshuffle` lacks. `context_dw` adds a cheap
-# depthwise conv across cell borders at stride 4 and `codec` starts from the built-in codec's
-# inverse transform (which real JPEG AI latents do not share). The short CPU training above is too
-# short to separate the accuracy of the cheap bridges reliably; where it disagrees with the
-# longer study, trust `docs/BENCHMARKS.md` (`latentface bench`).
+# Why `codec` is the default (of the `default` and `fast` presets): the original design's `bilinear`
+# bridge runs its 3×3 convolution at stride 4, on 16× as many positions as the latent has, and costs
+# more than twice the ResNet-50 stem and layer1 it replaces. `codec` starts from the built-in
+# codec's inverse transform (a 1×1 + PixelShuffle initialised to the decoded image in
+# space-to-depth form at stride 4), then a stem-like 3×3 conv and a 1×1 to layer1's width: a
+# fraction of the `bilinear` cost, and the most accurate bridge of the longer study
+# (`docs/BENCHMARKS.md`, accuracy at equal budget), because it need not learn the per-cell layout
+# from scratch. `context` moves the spatial convolution to the latent grid and upsamples with a
+# learned 1×1 + PixelShuffle, cheaper still and below even the plain `pixelshuffle` bridge (its 3×3
+# conv narrows 256 channels to 128 before the wide 1×1), with a 3×3-cell receptive field that
+# `pixelshuffle` lacks; `context_dw` adds a cheap depthwise conv across cell borders at stride 4.
+# Real JPEG AI latents do not share the built-in codec's transform: on them `codec` starts from a
+# wrong guess and `context` is the one to compare against. The short CPU training above is too
+# short to separate the accuracy of the bridges reliably; where it disagrees with the longer
+# study, trust `docs/BENCHMARKS.md` (`latentface bench`).

@@ -15,24 +15,22 @@
 # keep by looking at their effect on an image and on precision, recall and F1 over the validation
 # set, and save them where `latentface detect --thresholds` reads them.
 #
-# The tuner's logic is `latentface.tuner.ThresholdTuner`: the model runs once per image and rate,
+# The tuner's logic is `latentface.tools.tuner.ThresholdTuner`: the model runs once per image and rate,
 # candidates above score 0.02 are cached before NMS, and any operating point is then reached
 # exactly from the cache: a new score threshold or keep is a cut of the cached NMS result and
 # responds at once; a new NMS IoU or top-k re-runs NMS on the cached candidates (once per value).
 
 # %% tags=["parameters"]
-import os
+from latentface.util.env import smoke
 
-SMOKE = os.environ.get("LATENTFACE_SMOKE", "0") == "1"  # tests and CI: a tiny configuration
+SMOKE = smoke()  # LATENTFACE_SMOKE=1 (tests and CI): a tiny configuration
 checkpoint = None  # trained weights (.pth); None: train a small model on the synthetic set here
-dataset_root = None  # validation data in the retina-modify layout; None: the synthetic set
+dataset_root = None  # validation data in the retina-modify layout; None: the recipe's synthetic set
 rate = "latent_75.npy"  # the rate the pictures show (the tuner offers every rate)
-image_size = 64 if SMOKE else 256  # synthetic image side
-n_train, n_val = (8, 4) if SMOKE else (600, 50)  # synthetic images per split
-# when checkpoint is None: the demo's recipe (the fast preset with the codec bridge learns quickly on a CPU)
-train_settings = dict(preset="fast", bridge="codec", out_channels=16 if SMOKE else 64, lr=0.01,
-                      batch_size=4 if SMOKE else 16, epochs=1 if SMOKE else 8, max_steps=2 if SMOKE else None,
-                      time_budget=None if SMOKE else 420)
+# the synthetic data and the training when checkpoint is None: the "notebook" recipe of
+# latentface.training.recipes.RECIPES (600 + 50 images at 256 px; the fast preset with the codec
+# bridge, which learns quickly on a CPU, for at most 7 minutes), "notebook-smoke" in the smoke run
+recipe = "notebook-smoke" if SMOKE else "notebook"
 shown = 4  # validation images in the detection grid
 example = None  # the validation image looked at closely; None: the one with most faces >= 24 px
 thresholds_file = None  # where the tuner saves; None: thresholds.json beside the weights
@@ -43,26 +41,24 @@ from pathlib import Path
 import torch
 from IPython.display import Markdown, display
 
-from latentface import inspection, notebooks, viz
+from latentface import viz
 from latentface.data.dataset import NestedLatentWiderFaceDataset
-from latentface.data.layout import RATE_FILES
 from latentface.detect import Detector, picture_background
-from latentface.evaluate import voc_ap
-from latentface.postprocess import DISPLAY_CONF
-from latentface.train import TrainConfig
-from latentface.tuner import ThresholdTuner
+from latentface.inference.operating_point import DISPLAY_CONF
+from latentface.metrics import voc_ap
+from latentface.tools import inspection, notebooks
+from latentface.tools.tuner import ThresholdTuner
+from latentface.training import TrainConfig
+from latentface.training.recipes import get_recipe
 
 notebooks.setup()
 torch.manual_seed(0)
-if dataset_root is None:
-    root = notebooks.synthetic_dataset(notebooks.work_dir("data") / f"synth{image_size}-{n_train}-{n_val}",
-                                       n_train, n_val, image_size)
-else:
-    root = Path(dataset_root)
+recipe = get_recipe(recipe)
+root = notebooks.recipe_dataset(recipe) if dataset_root is None else Path(dataset_root)
 if checkpoint is None:
     config = TrainConfig(dataset_root=str(root), latent_type=rate, device="cpu", workers=1, no_wandb=True,
-                         progress=False, out=str(notebooks.work_dir("runs")), name=f"detector{image_size}",
-                         val_every=100, **train_settings)
+                         progress=False, out=str(notebooks.work_dir("runs")), name=f"detector{recipe.size}",
+                         val_every=100, **recipe.train)
     checkpoint = notebooks.trained_weights(config)
 detector = Detector.from_checkpoint(checkpoint, device="cpu", conf=DISPLAY_CONF)
 print(f"{checkpoint}: {detector.model.config}")
@@ -133,7 +129,7 @@ notebooks.show(inspection.plot_level_response(response))
 # threshold with the best F1 becomes the operating point.
 
 # %%
-rates = [r for r in RATE_FILES if (val.latent_files(0)[0].parent / r).is_file()]
+rates = inspection.available_rates(val)
 tuner = ThresholdTuner(detector, {r: NestedLatentWiderFaceDataset(root, "val", r) for r in rates}, conf=DISPLAY_CONF)
 tuner.set(rate=rate, image=example)
 sweep = tuner.sweep()

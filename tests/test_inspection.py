@@ -5,6 +5,7 @@ from torch import nn
 
 from latentface import bench
 from latentface.anchors import AnchorLayout
+from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.labels import FaceRecord
 from latentface.data.synth import generate_dataset
 from latentface.model.bridge import build_bridge
@@ -75,6 +76,15 @@ def test_dataset_latents_read_each_rate_of_a_split(tmp_path):
     # coarser quantisation zeroes more values
     assert stats["latent_12.npy"]["zero_fraction"].mean() > stats["latent_100.npy"]["zero_fraction"].mean()
     assert len(inspection.plot_channel_stats(stats).axes) == 2
+
+
+def test_dataset_problems_and_available_rates(tmp_path):
+    generate_dataset(tmp_path, 2, 2, size=32, rates=(25, 75), progress=False)
+    ds = NestedLatentWiderFaceDataset(tmp_path, "val", "latent_75.npy")
+    assert inspection.available_rates(ds) == ["latent_25.npy", "latent_75.npy"]
+    assert inspection.dataset_problems(ds.summary()) == {}
+    summary = {**ds.summary(), "boxes_dropped": 3, "missing_rate_files": {}, "samples": 2}
+    assert inspection.dataset_problems(summary) == {"boxes_dropped": 3}
 
 
 def test_erf_extent_of_known_maps_and_of_the_bridges():

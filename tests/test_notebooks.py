@@ -14,6 +14,7 @@ from latentface.data.labels import read_labels
 from latentface.data.synth import generate_dataset
 from latentface.inference.operating_point import OperatingPoint
 from latentface.tools import notebooks
+from latentface.training.recipes import RECIPES, Recipe
 from latentface.util import env as latentface_env
 from latentface.util.io import read_json
 
@@ -180,6 +181,26 @@ def test_work_dir_and_smoke_follow_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(latentface_env.SMOKE_ENV, "0")
     assert not latentface_env.smoke()
     assert notebooks.work_dir("y") == Path("runs", "notebooks", "y") and (repo / "runs" / "notebooks" / "y").is_dir()
+
+
+def test_detector_notebook_trains_the_notebook_recipes(monkeypatch):
+    """Notebook 04's data and training settings are the recipes table's, not its own."""
+    cells = jupytext.read(FOLDER / "04_detections_and_tuner.py").cells
+    parameters = next(cell.source for cell in cells if cell.cell_type == "code")
+    for value, name in (("0", "notebook"), ("1", "notebook-smoke")):
+        monkeypatch.setenv(latentface_env.SMOKE_ENV, value)
+        namespace = {}
+        exec(parameters, namespace)
+        assert namespace["recipe"] == name and name in RECIPES
+    assert "get_recipe(recipe)" in "".join(code_cells(jupytext.read(FOLDER / "04_detections_and_tuner.py")))
+
+
+def test_recipe_dataset_is_the_recipes_synthetic_data(tmp_path):
+    recipe = Recipe("tiny", 2, 1, 32, rates=(75,), seed=3)
+    root = notebooks.recipe_dataset(recipe, tmp_path / "tiny")
+    info = read_json(root / "codec.json")
+    assert (info["size"], info["seed"], info["rates"]) == (32, 3, [75])
+    assert synthetic_datasets(tmp_path) == {root: {"size": 32, "train": 2, "val": 1}}
 
 
 def test_markdown_table():

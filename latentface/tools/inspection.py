@@ -20,21 +20,11 @@ from matplotlib.patches import Rectangle
 from latentface import LATENT_STRIDE, bench, viz
 from latentface.codec.dct import LUMA_CHANNELS
 from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces, load_latent
-from latentface.evaluate import SIZE_BUCKETS, size_buckets
+from latentface.data.layout import RATE_FILES
+from latentface.metrics.sizes import BUCKET_EDGES, SIZE_BUCKETS
+from latentface.metrics.sizes import bucket_index as _bucket_index
 from latentface.model.backbone import CHANNELS, resnet, stem_and_layer1
 from latentface.model.bridge import BRIDGES, build_bridge
-
-#: Face-height bucket edges in pixels (tiny < 16 <= small < 32 <= medium <= 96 < large), as in evaluation.
-BUCKET_EDGES = (16, 32, 96)
-
-
-def _bucket_index(boxes: np.ndarray) -> np.ndarray:
-    """Per box the index of its height bucket in :data:`SIZE_BUCKETS`."""
-    member = size_buckets(boxes)
-    bucket = np.full(len(boxes), -1)
-    for i, name in enumerate(SIZE_BUCKETS):
-        bucket[member[name]] = i
-    return bucket
 
 
 def _figure(figsize):
@@ -42,6 +32,22 @@ def _figure(figsize):
 
 
 # ------------------------------------------------------------------------------ labels
+
+#: The fields of :meth:`NestedLatentWiderFaceDataset.summary` that describe a split rather than count a problem.
+_DESCRIPTIVE = ("split_dir", "latent_types", "labelled_images", "latent_folders", "samples", "faces",
+                "images_without_faces")
+
+
+def dataset_problems(summary: Mapping[str, object]) -> dict[str, object]:
+    """The label/latent mismatches of a dataset summary that are present (non-zero, non-empty)."""
+    return {name: value for name, value in summary.items() if name not in _DESCRIPTIVE and value}
+
+
+def available_rates(dataset: NestedLatentWiderFaceDataset, index: int = 0) -> list[str]:
+    """The rate files (:data:`~latentface.data.layout.RATE_FILES` order) beside sample ``index``'s latent."""
+    folder = dataset.latent_files(index)[0].parent
+    return [rate for rate in RATE_FILES if (folder / rate).is_file()]
+
 
 
 def label_summary(records: Mapping[str, object]) -> dict:
