@@ -324,3 +324,15 @@ def test_sweep_scans_thresholds_without_moving_the_operating_point():
     assert tuner.conf == 0.65
     default = tuner.sweep()
     assert [r["conf"] for r in default[:3]] == [0.02, 0.03, 0.04] and default[-1]["conf"] == 0.99
+
+
+def test_the_logic_does_not_import_the_widget_toolkit():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(tuner_logic.__file__).read_text(encoding="utf-8"))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not any(name.startswith("ipywidgets") for name in imported)
+    top_level = {node.module for node in tree.body if isinstance(node, ast.ImportFrom)}
+    assert "latentface.tools.tuner.widgets" in imported - top_level  # only inside ThresholdTuner.widgets
