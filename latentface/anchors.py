@@ -6,10 +6,14 @@ the order in which :mod:`latentface.model.heads` flattens its outputs.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
+
+from latentface.boxes import VARIANCES
 
 
 @dataclass(frozen=True)
@@ -18,14 +22,18 @@ class AnchorLayout:
 
     ``sizes[i]`` are the square-equivalent sizes (pixels) for ``levels[i]`` (stride 2**level);
     ``ratios`` are width/height ratios applied to every size, so a location holds
-    ``len(sizes[i]) * len(ratios)`` anchors.
+    ``len(sizes[i]) * len(ratios)`` anchors. ``variances`` scale the box and landmark offsets
+    (:mod:`latentface.boxes`): they belong to the layout because the heads learned them with it.
     """
 
     levels: tuple[int, ...]
     sizes: tuple[tuple[float, ...], ...]
     ratios: tuple[float, ...] = (1.0,)
+    variances: tuple[float, float] = VARIANCES
 
     def __post_init__(self):
+        if len(self.variances) != 2 or min(self.variances) <= 0:
+            raise ValueError(f"anchor layout: variances are two positive numbers (centre, size), got {self.variances}")
         if len(self.levels) != len(self.sizes):
             raise ValueError(f"anchor layout: {len(self.levels)} levels but {len(self.sizes)} size lists")
         counts = {len(s) * len(self.ratios) for s in self.sizes}
@@ -51,6 +59,29 @@ class AnchorLayout:
         """Anchors [A, 4] (cx, cy, w, h) for an input image of ``height`` x ``width`` pixels."""
         return _generate(self, int(height), int(width)).to(device)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The layout written out (lists of plain numbers), as model configs and checkpoints store it."""
+        return {"levels": list(self.levels), "strides": list(self.strides), "sizes": [list(s) for s in self.sizes],
+                "ratios": list(self.ratios), "variances": list(self.variances)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "AnchorLayout":
+        """Inverse of :meth:`to_dict`; ``strides`` (optional) must be ``2 ** level`` of each level."""
+        unknown = set(data) - {"levels", "strides", "sizes", "ratios", "variances"}
+        if unknown or "levels" not in data or "sizes" not in data:
+            raise ValueError(f"not an anchor layout (needs levels and sizes; unknown keys {sorted(unknown)}): {dict(data)}")
+        try:
+            layout = cls(levels=tuple(int(v) for v in data["levels"]),
+                         sizes=tuple(tuple(float(v) for v in s) for s in data["sizes"]),
+                         ratios=tuple(float(v) for v in data.get("ratios", (1.0,))),
+                         variances=tuple(float(v) for v in data.get("variances", VARIANCES)))
+        except TypeError as exc:
+            raise ValueError(f"not an anchor layout ({exc}): {dict(data)}") from None
+        if "strides" in data and list(data["strides"]) != list(layout.strides):
+            raise ValueError(f"anchor layout: strides {list(data['strides'])} are not 2**level of levels "
+                             f"{list(layout.levels)}")
+        return layout
+
 
 def _octaves(base: float) -> tuple[float, ...]:
     return tuple(base * 2 ** (k / 3) for k in range(3))
@@ -68,9 +99,12 @@ PRESETS: dict[str, AnchorLayout] = {
 }
 
 
-def get_layout(layout: str | AnchorLayout) -> AnchorLayout:
+def get_layout(layout: str | AnchorLayout | Mapping[str, Any]) -> AnchorLayout:
+    """A preset name, a layout, or a layout written out by :meth:`AnchorLayout.to_dict` -> the layout."""
     if isinstance(layout, AnchorLayout):
         return layout
+    if isinstance(layout, Mapping):
+        return AnchorLayout.from_dict(layout)
     try:
         return PRESETS[layout]
     except KeyError:

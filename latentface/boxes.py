@@ -1,14 +1,31 @@
-"""Box and landmark coding: the one implementation used by the loss, post-processing and tests.
+"""Boxes: the numpy xywh <-> xyxy conversions and the torch box and landmark coding.
 
-Offsets are relative to the anchor (cx, cy, w, h): centre offsets / (0.1 * anchor size),
-log size ratios / 0.2 -- RetinaFace's variances.
+``xywh`` is WIDER's (x, y, width, height), ``xyxy`` the corners with ``x2 = x + w`` (no +1:
+WIDER's +1 pixel convention belongs to its IoU, in :mod:`latentface.metrics.wider`).
+
+The coding (one implementation for the loss, post-processing and tests): offsets are relative
+to the anchor (cx, cy, w, h): centre offsets / (0.1 * anchor size), log size ratios / 0.2 --
+RetinaFace's variances.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torchvision.ops import box_convert
 
 VARIANCES = (0.1, 0.2)
+
+
+def xywh_to_xyxy(boxes) -> np.ndarray:
+    """[..., 4] (x, y, w, h) -> [..., 4] (x1, y1, x2, y2) with x2 = x + w, float64."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([boxes[..., :2], boxes[..., :2] + boxes[..., 2:4]], axis=-1)
+
+
+def xyxy_to_xywh(boxes) -> np.ndarray:
+    """Inverse of :func:`xywh_to_xyxy`: [..., 4] (x1, y1, x2, y2) -> [..., 4] (x, y, w, h), float64."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([boxes[..., :2], boxes[..., 2:4] - boxes[..., :2]], axis=-1)
 
 
 def encode_boxes(boxes_xyxy: torch.Tensor, anchors: torch.Tensor, variances=VARIANCES) -> torch.Tensor:

@@ -1,24 +1,123 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``, carrying the model config."""
+"""Checkpoint files and run directories: the one place that reads and writes ``.pth`` files.
+
+A checkpoint is a dict saved by :func:`save_checkpoint` (atomically) and read by
+:func:`load_checkpoint` (``weights_only=True``). Every checkpoint holds ``model`` (a state
+dict), ``config`` (``model.config``: enough to rebuild the model, see
+:func:`latentface.model.model_from_checkpoint`) and ``format_version``:
+
+- format 2 (:data:`FORMAT_VERSION`): ``config["anchors"]`` is the anchor layout written out
+  (levels, strides, sizes, ratios, variances), so a checkpoint decodes the same whatever the
+  anchor presets of a later version are;
+- format 1 (no ``format_version``): ``config["anchors"]`` is a preset name; reading resolves
+  the name with today's presets and returns the payload in format 2.
+
+:class:`RunDir` names the files of a training run directory.
+"""
 from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from latentface.model import build_model
+from latentface.anchors import get_layout
+from latentface.errors import LatentfaceError
+
+#: The checkpoint format :func:`save_checkpoint` writes (see the module docstring).
+FORMAT_VERSION = 2
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LatentfaceError, RuntimeError):
     """A checkpoint file that is missing, unreadable or does not fit the model."""
 
 
+@dataclass(frozen=True)
+class RunDir:
+    """The files of one training run directory, named in one place.
+
+    ``RunDir(path).last`` is the resumable checkpoint, ``.best`` the best validation epoch,
+    ``.final`` the weights at the end, ``.epoch(n)`` the weights after epoch ``n``;
+    ``.metrics`` (one CSV row per epoch), ``.config`` (the resolved training settings, a valid
+    ``--config`` file), ``.stats`` (the input normalisation), ``.curves`` and ``.ranks`` (DDP).
+    """
+
+    path: Path
+
+    LAST: ClassVar[str] = "last.pth"
+    BEST: ClassVar[str] = "best.pth"
+    FINAL: ClassVar[str] = "weight_final.pth"
+    METRICS: ClassVar[str] = "metrics.csv"
+    CONFIG: ClassVar[str] = "config.json"
+    STATS: ClassVar[str] = "stats.json"
+    CURVES: ClassVar[str] = "curves.png"
+    RANKS: ClassVar[str] = "ranks.json"
+    EPOCH_PATTERN: ClassVar[str] = "epoch_*.pth"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def last(self) -> Path:
+        return self.path / self.LAST
+
+    @property
+    def best(self) -> Path:
+        return self.path / self.BEST
+
+    @property
+    def final(self) -> Path:
+        return self.path / self.FINAL
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / self.METRICS
+
+    @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
+    def stats(self) -> Path:
+        return self.path / self.STATS
+
+    @property
+    def curves(self) -> Path:
+        return self.path / self.CURVES
+
+    @property
+    def ranks(self) -> Path:
+        return self.path / self.RANKS
+
+    def epoch(self, number: int) -> Path:
+        """The weights after epoch ``number`` (1-based): ``epoch_001.pth``."""
+        return self.path / f"epoch_{number:03d}.pth"
+
+    def epochs(self) -> list[Path]:
+        """The per-epoch checkpoints present, oldest first."""
+        return sorted(self.path.glob(self.EPOCH_PATTERN))
+
+    def holds_run(self) -> bool:
+        """True when a run was started here (its resumable checkpoint exists)."""
+        return self.last.exists()
+
+    @staticmethod
+    def resume_checkpoint(path: str | os.PathLike) -> Path:
+        """What ``--resume PATH`` reads: a run directory means its ``last.pth``, a file itself."""
+        path = Path(path)
+        return RunDir(path).last if path.is_dir() else path
+
+
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Write ``payload`` to ``path`` via a temporary file and an atomic rename: never a half file."""
+    """Write ``payload`` (plus ``format_version``) to ``path`` via a temporary file and an atomic rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, **payload}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
@@ -35,29 +134,49 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
-    """Read a checkpoint saved by :func:`save_checkpoint`; a clear error names a bad file."""
-    path = Path(path)
+def _read(path: Path, map_location, what: str) -> Any:
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{what} not found: {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable latentface checkpoint ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from exc
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
+    """Read a checkpoint saved by :func:`save_checkpoint`, in the current format; a clear error names a bad file."""
+    path = Path(path)
+    payload = _read(path, map_location, "latentface checkpoint")
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise CheckpointError(f"{path}: not a latentface checkpoint (expected 'model' weights and a 'config')")
+    return upgrade_payload(payload, path)
+
+
+def upgrade_payload(payload: dict[str, Any], source: str | os.PathLike) -> dict[str, Any]:
+    """A checkpoint payload of any known format in the current one (see the module docstring)."""
+    version = payload.get("format_version", 1)
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(f"{source}: checkpoint format {version!r}; this version of latentface reads formats "
+                              f"1 to {FORMAT_VERSION} (a newer latentface wrote it?)")
+    config = payload["config"]
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{source}: its model config is {type(config).__name__}, not a dict")
+    if version == 1:  # anchors by preset name (or absent: the default layout)
+        config = dict(config)
+        try:
+            config["anchors"] = get_layout(config.get("anchors", "default")).to_dict()
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: its anchor layout {config.get('anchors')!r} is unknown ({exc})") from None
+        payload = {**payload, "config": config, "format_version": FORMAT_VERSION}
     return payload
 
 
-def model_from_checkpoint(path: str | os.PathLike, map_location="cpu"):
-    """Rebuild the model a checkpoint describes and load its weights (no architecture flags needed)."""
-    payload = load_checkpoint(path, map_location)
-    try:
-        model = build_model(payload["config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: its model config {payload['config']} is not buildable ({exc})") from exc
-    load_weights(model, payload["model"], path)
-    return model, payload
+def read_state_dict(path: str | os.PathLike, what: str = "state dict") -> dict[str, torch.Tensor]:
+    """A bare state dict file (e.g. torchvision's ImageNet weights), read with ``weights_only=True``."""
+    state = _read(Path(path), "cpu", what)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a {what} (a {type(state).__name__})")
+    return state
 
 
 def load_weights(model: torch.nn.Module, state: dict, source: str | os.PathLike) -> None:

@@ -8,30 +8,20 @@ the picture shows the resolution the detector actually sees.
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import cv2
 import numpy as np
 
 from latentface import LATENT_STRIDE
+from latentface.util.io import as_rgb_uint8, read_image  # noqa: F401 - old names, moving to util.io
+from latentface.util.io import write_image as save_image
 
 #: RGB colours of the five landmarks (left eye, right eye, nose, left mouth, right mouth), as RetinaFace draws them.
 LANDMARK_COLOURS = ((255, 0, 0), (0, 255, 255), (255, 0, 255), (0, 255, 0), (0, 0, 255))
+#: RGB colour of detected boxes (orange-red) and of ground-truth boxes (green), in every picture.
 DETECTION_COLOUR = (255, 64, 32)
 TRUTH_COLOUR = (40, 220, 60)
-
-
-def _as_rgb(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"expected an RGB image [H, W, 3], got shape {list(image.shape)}")
-    if image.dtype != np.uint8:
-        image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(image)
 
 
 def draw_detections(
@@ -43,12 +33,13 @@ def draw_detections(
 ) -> np.ndarray:
     """A copy of RGB ``image`` with detection boxes, scores and landmarks drawn on it.
 
-    ``detections`` is a Detector output (``boxes`` [K,4] xyxy, ``scores`` [K], ``landmarks``
-    [K,5,2]) in input-image pixels; ``input_size`` (height, width) of that input image, when it
+    ``detections`` is a Detector output (``boxes`` [K,4] xyxy, ``scores`` [K], optional
+    ``landmarks`` [K,5,2]) in input-image pixels; ``input_size`` (height, width) of that input image, when it
     differs from ``image``'s, scales the drawing to ``image``. ``truth`` [N,4] xyxy (input pixels)
-    are drawn first, thinner and in green, so misses show.
+    are drawn first, thinner and in :data:`TRUTH_COLOUR`, so misses show; detections are in
+    :data:`DETECTION_COLOUR`. Every picture of the project uses these two colours.
     """
-    out = _as_rgb(image).copy()
+    out = as_rgb_uint8(image).copy()
     h, w = out.shape[:2]
     ih, iw = input_size or (h, w)
     scale = np.array([w / iw, h / ih], dtype=np.float64)
@@ -59,11 +50,12 @@ def draw_detections(
             cv2.rectangle(out, tuple(map(round, p1)), tuple(map(round, p2)), TRUTH_COLOUR, 1, cv2.LINE_8)
     boxes = np.asarray(detections["boxes"], dtype=np.float64).reshape(-1, 4)
     scores = np.asarray(detections["scores"], dtype=np.float64).reshape(-1)
-    landmarks = np.asarray(detections.get("landmarks", np.zeros((len(boxes), 5, 2))), dtype=np.float64)
+    landmarks = detections.get("landmarks")
+    landmarks = None if landmarks is None else np.asarray(landmarks, dtype=np.float64).reshape(-1, 5, 2)
     for i in np.flatnonzero(scores >= min_score)[::-1]:  # best drawn last, on top
         p1, p2 = boxes[i, :2] * scale, boxes[i, 2:] * scale
         cv2.rectangle(out, tuple(map(round, p1)), tuple(map(round, p2)), DETECTION_COLOUR, thick, cv2.LINE_8)
-        for point, colour in zip(landmarks[i].reshape(5, 2) * scale, LANDMARK_COLOURS):
+        for point, colour in zip(() if landmarks is None else landmarks[i] * scale, LANDMARK_COLOURS):
             cv2.circle(out, tuple(map(round, point)), thick + 1, colour, -1, cv2.LINE_AA)
         if p2[1] - p1[1] >= 12:  # no label on faces too small to read it beside
             cv2.putText(out, f"{scores[i]:.2f}", (round(p1[0]), max(10, round(p1[1]) - 3)),
@@ -101,20 +93,3 @@ def latent_pca_image(latent, size: tuple[int, int] | None = None) -> np.ndarray:
     small = np.rint(rgb).astype(np.uint8).reshape(h, w, 3)
     out_h, out_w = size or (h * LATENT_STRIDE, w * LATENT_STRIDE)
     return cv2.resize(small, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """RGB uint8 [H, W, 3] from an image file; a clear error names a file that cannot be read."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"{path}: not a readable image")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def save_image(path: str | os.PathLike, image: np.ndarray) -> Path:
-    """Write an RGB image (PNG or JPEG by the suffix), creating the folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(_as_rgb(image), cv2.COLOR_RGB2BGR)):
-        raise ValueError(f"{path}: could not write the image (unknown suffix or unwritable folder)")
-    return path

@@ -1,13 +1,16 @@
 """`latentface encode`: real images + WIDER labels -> retina-modify layout, labels rescaled by hand-computed factors."""
+import re
+
 import cv2
 import numpy as np
 import pytest
 
 from latentface.cli import main
 from latentface.codec import dct
-from latentface.data.dataset import NestedLatentWiderFaceDataset, image_path, latent_path
+from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.encode import encode_folder, resize_geometry
 from latentface.data.labels import read_labels
+from latentface.data.layout import image_path, latent_path
 
 WIDER = """0--A/a.jpg
 2
@@ -92,6 +95,13 @@ def test_cli(source, capsys):
     assert main(["encode", "--images", str(source / "img"), "--labels", str(source / "wider.txt"),
                  "--root", str(source / "o"), "--size", "32", "--rates", "12", "--limit", "1", "--no-progress"]) == 0
     assert "wrote 1 images (2 faces)" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="latentface encode: .*multiple of 16"):
-        main(["encode", "--images", str(source / "img"), "--labels", str(source / "wider.txt"),
-              "--root", str(source / "p"), "--size", "30"])
+    assert main(["encode", "--images", str(source / "img"), "--labels", str(source / "wider.txt"),
+                 "--root", str(source / "p"), "--size", "30"]) == 2
+    assert re.search(r"latentface encode: error: .*multiple of 16", capsys.readouterr().err)
+
+
+def test_a_failed_image_write_is_an_error_naming_the_file(source, monkeypatch):
+    monkeypatch.setattr(cv2, "imwrite", lambda *args, **kwargs: False)  # as on a full disk
+    with pytest.raises(OSError, match=r"o3/train/images/a.png: could not write the image"):
+        encode_folder(source / "img", source / "wider.txt", source / "o3", size=64, rates=(75,), progress=False,
+                      on_missing="skip")

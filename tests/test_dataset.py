@@ -14,16 +14,14 @@ from latentface.data.dataset import (
     BadLatentError,
     NestedLatentWiderFaceDataset,
     collate_faces,
-    image_path,
-    latent_path,
     load_latent,
     measure_loading_throughput,
-    rate_file,
-    resolve_latent_types,
     transport_dtype,
 )
 from latentface.data.labels import FaceRecord, write_retinaface, write_wider
-from latentface.data.stats import compute_latent_stats, default_stats_path, load_stats, save_stats, stats_tensors
+from latentface.data.layout import image_path, latent_path, rate_file, resolve_latent_types
+from latentface.data.stats import compute_latent_stats, default_stats_path, load_stats, save_stats
+from latentface.model import LatentRetinaFace
 
 C, H, W = 8, 3, 4  # latent shape; the image is 64 x 48 pixels
 
@@ -320,8 +318,11 @@ def test_stats_streaming_matches_numpy_and_round_trips(layout, tmp_path):
     assert stats["count"] == 3 and stats["skipped"] == 3 and stats["latent_type"] == "latent_75.npy"
     path = save_stats(stats, tmp_path / "s" / "stats.json")
     assert load_stats(path, channels=C)["mean"] == stats["mean"]
-    mean, std = stats_tensors(load_stats(path))
+    model = LatentRetinaFace(backbone="resnet18", out_channels=16, in_channels=C)  # what the stats are for
+    model.set_normalization(load_stats(path)["mean"], load_stats(path)["std"])
+    mean, std = model.input_mean, model.input_std
     assert mean.dtype == torch.float32 and mean.shape == (C,) and std.shape == (C,)
+    assert torch.equal(std, torch.tensor(stats["std"], dtype=torch.float32))
     with pytest.raises(BadLatentError, match="non-finite"):
         compute_latent_stats(layout["root"], "train", progress=False)
 
@@ -339,7 +340,7 @@ def test_stats_std_floor(tmp_path):
 
 @pytest.mark.parametrize("content,words", [
     (None, "latent statistics not found"),
-    ("{", "not a latent statistics file"),
+    ("{", "not a valid latent statistics file"),
     ('{"mean": [1, 2], "std": [1]}', "equal length"),
     ('{"mean": [1, 2], "std": [1, 0]}', "std must be > 0 in every channel \\(channel 1"),
     ('{"mean": [1, NaN], "std": [1, 1]}', "non-finite"),
@@ -374,8 +375,8 @@ def test_stats_cli_and_throughput(tmp_path, capsys):
         out = capsys.readouterr().out
         assert re.match(rf"\d+ latents/s \(\d+ {shown} latents \[{C}, {H}, {W}\] in [\d.]+ s, 0 workers, batch 4\); "
                         r"CPU time [\d.]+ ms per latent", out), out
-    with pytest.raises(SystemExit, match="latentface stats: no label file"):
-        main(["stats", "--dataset_root", str(tmp_path / "missing")])
+    assert main(["stats", "--dataset_root", str(tmp_path / "missing")]) == 2
+    assert "latentface stats: error: no label file" in capsys.readouterr().err
 
 
 def test_dataloader_with_workers(tmp_path):

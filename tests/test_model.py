@@ -1,8 +1,10 @@
 import pytest
 import torch
 
-from latentface.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
-from latentface.model import BRIDGES, LatentRetinaFace, RGBRetinaFace, build_model
+from latentface import anchors
+from latentface.anchors import AnchorLayout, get_layout
+from latentface.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
+from latentface.model import BRIDGES, LatentRetinaFace, RGBRetinaFace, build_model, model_config, model_from_checkpoint
 
 
 def shapes(maps):
@@ -114,6 +116,65 @@ def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x).logits, model(x).logits)
     assert build_model(payload["config"]).config == model.config
+
+
+def test_a_checkpoint_decodes_with_its_own_anchor_layout_whatever_the_presets_become(tmp_path, monkeypatch):
+    model = LatentRetinaFace(backbone="resnet18", bridge="pixelshuffle", out_channels=16, in_channels=8,
+                             anchors="six").eval()
+    path = save_checkpoint({"model": model.state_dict(), "config": model.config}, tmp_path / "w.pth")
+    payload = load_checkpoint(path)
+    assert payload["format_version"] == FORMAT_VERSION == 2
+    assert payload["config"]["anchors"] == {
+        "levels": [2, 3, 4, 5, 6], "strides": [4, 8, 16, 32, 64],
+        "sizes": [list(s) for s in anchors.PRESETS["six"].sizes], "ratios": [0.5, 1.0], "variances": [0.1, 0.2]}
+    x = torch.randn(1, 8, 6, 6)
+    before = model.anchors(x)
+    # The preset changes (same anchor count per location, other sizes): the checkpoint must not notice.
+    changed = AnchorLayout(levels=(2, 3, 4, 5, 6), sizes=tuple((s * 3, s * 4, s * 5) for s in (8, 16, 32, 64, 128)),
+                           ratios=(0.5, 1.0))
+    monkeypatch.setitem(anchors.PRESETS, "six", changed)
+    assert LatentRetinaFace(backbone="resnet18", out_channels=16, in_channels=8, anchors="six").anchor_layout == changed
+    loaded, _ = model_from_checkpoint(path)
+    assert loaded.anchor_layout == model.anchor_layout != changed
+    assert torch.equal(loaded.anchors(x), before)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x).boxes, model(x).boxes)
+
+
+def test_format_1_checkpoints_still_load_with_anchors_by_preset_name(tmp_path):
+    model = LatentRetinaFace(backbone="resnet18", out_channels=16, in_channels=8, anchors="three_level").eval()
+    old_config = {**model.config, "anchors": "three_level"}  # format 1: the name, no format_version
+    path = tmp_path / "old.pth"
+    torch.save({"model": model.state_dict(), "config": old_config, "epoch": 3}, path)
+    payload = load_checkpoint(path)
+    assert payload["format_version"] == FORMAT_VERSION and payload["epoch"] == 3
+    assert payload["config"] == model.config and payload["config"]["anchors"] == get_layout("three_level").to_dict()
+    loaded, _ = model_from_checkpoint(path)
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x).logits, model(x).logits)
+    no_anchors = {k: v for k, v in old_config.items() if k != "anchors"}  # the oldest configs: the default layout
+    torch.save({"model": {}, "config": no_anchors}, tmp_path / "oldest.pth")
+    assert load_checkpoint(tmp_path / "oldest.pth")["config"]["anchors"] == get_layout("default").to_dict()
+    torch.save({"model": {}, "config": {**old_config, "anchors": "nine"}}, tmp_path / "unknown.pth")
+    with pytest.raises(CheckpointError, match=r"unknown.pth: its anchor layout 'nine' is unknown"):
+        load_checkpoint(tmp_path / "unknown.pth")
+    torch.save({"model": {}, "config": model.config, "format_version": 3}, tmp_path / "newer.pth")
+    with pytest.raises(CheckpointError, match=r"newer.pth: checkpoint format 3; .* reads formats 1 to 2"):
+        load_checkpoint(tmp_path / "newer.pth")
+
+
+def test_model_config_is_the_preset_with_explicit_choices_over_it():
+    fast = model_config(preset="fast", out_channels=16, in_channels=8)
+    assert fast == dict(kind="latent", backbone="resnet18", bridge="codec", out_channels=16, in_channels=8,
+                        anchors=get_layout("default").to_dict(), blocks=1, light_p2=True)
+    assert build_model(fast).config == fast
+    rgb = model_config("rgb", backbone="resnet18", anchors="six")
+    assert rgb == dict(kind="rgb", backbone="resnet18", out_channels=256, anchors=get_layout("six").to_dict())
+    with pytest.raises(ValueError, match="unknown preset 'nope'"):
+        model_config(preset="nope")
+    with pytest.raises(ValueError, match="unknown kind 'video'"):
+        build_model({"kind": "video"})
 
 
 def test_bad_checkpoints_name_the_file(tmp_path):

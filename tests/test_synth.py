@@ -1,5 +1,6 @@
 """Synthetic dataset: determinism (same seed, same bytes), layout, face statistics, CLI."""
 import json
+import re
 
 import cv2
 import numpy as np
@@ -7,8 +8,9 @@ import pytest
 
 from latentface.cli import main
 from latentface.codec import dct
-from latentface.data.dataset import NestedLatentWiderFaceDataset, image_path, latent_path
+from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.labels import read_labels
+from latentface.data.layout import image_path, latent_path
 from latentface.data.synth import draw_image, generate_dataset, image_key
 
 
@@ -112,5 +114,13 @@ def test_cli(tmp_path, capsys):
     assert "wrote 3 images" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "s" / "train" / "latent" / image_key(0)).iterdir()) == [
         "latent_100.npy", "latent_25.npy"]
-    with pytest.raises(SystemExit, match="latentface synth: .*already exists"):
-        main(["synth", "--dataset_root", str(tmp_path / "s"), "--train", "1", "--val", "0", "--no_progress"])
+    assert main(["synth", "--dataset_root", str(tmp_path / "s"), "--train", "1", "--val", "0", "--no_progress"]) == 2
+    assert re.search(r"latentface synth: error: .*already exists", capsys.readouterr().err)
+    assert main(["synth", "--root", str(tmp_path / "t"), "--rates", "25,high", "--no_progress"]) == 2
+    assert "latentface synth: error: --rates must be comma-separated integers, got '25,high'" in capsys.readouterr().err
+
+
+def test_a_failed_image_write_is_an_error_naming_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(cv2, "imwrite", lambda *args, **kwargs: False)  # as on a full disk
+    with pytest.raises(OSError, match=rf"{tmp_path}/d/train/images/{image_key(0)}.png: could not write the image"):
+        generate_dataset(tmp_path / "d", 1, 0, size=64, rates=(75,), progress=False)

@@ -8,14 +8,18 @@ import signal
 import pytest
 import torch
 
-from latentface.checkpoint import CheckpointError, model_from_checkpoint, save_checkpoint
-from latentface.cli import build_parser
+from latentface.anchors import get_layout
+from latentface.checkpoint import FORMAT_VERSION, CheckpointError, RunDir, save_checkpoint
+from latentface.cli import build_parser, run_command
+from latentface.cli.train import config_from_args
 from latentface.data.synth import generate_dataset
 from latentface.detect import Detector
 from latentface.loss import MultiBoxLoss
-from latentface.train import TrainConfig, TrainingError, build_model_from_config, run, train
-from latentface.training.config import config_from_args, read_config_file
+from latentface.model import build_model, model_from_checkpoint
+from latentface.train import TrainConfig, TrainingError, train
+from latentface.training.config import read_config_file
 from latentface.training.loop import warmup_cosine
+from latentface.util.device import DeviceError
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -81,7 +85,14 @@ def test_steps_reduce_loss_and_write_loadable_checkpoints(dataset, tmp_path):
             "metrics"} <= set(payload)
     assert (payload["epoch"], payload["epoch_step"], payload["step"]) == (4, 0, 4)
     assert payload["config"] == dict(kind="latent", backbone="resnet18", bridge="codec", out_channels=16,
-                                     in_channels=256, anchors="default", blocks=1, light_p2=True)  # "fast", 16 wide
+                                     in_channels=256, anchors=get_layout("default").to_dict(), blocks=1,
+                                     light_p2=True)  # "fast", 16 wide, the anchor layout written out
+    assert payload["format_version"] == FORMAT_VERSION
+    files = RunDir(run_dir)
+    assert (files.last, files.best, files.final, files.metrics, files.config, files.epoch(4)) == (
+        run_dir / "last.pth", run_dir / "best.pth", run_dir / "weight_final.pth", run_dir / "metrics.csv",
+        run_dir / "config.json", run_dir / "epoch_004.pth")
+    assert files.epochs() == [run_dir / f"epoch_{e:03d}.pth" for e in range(1, 5)]
     # The weights-only checkpoints rebuild the model with no architecture flags and detect.
     model, final = model_from_checkpoint(run_dir / "weight_final.pth")
     assert "optimizer" not in final and final["step"] == 4
@@ -171,7 +182,7 @@ def test_corrupt_or_wrong_architecture_weight_is_named(dataset, tmp_path, capsys
     corrupt.write_bytes(b"not a checkpoint at all")
     with pytest.raises(CheckpointError, match=str(corrupt)):
         train(config(dataset, tmp_path / "a", weight=str(corrupt)))
-    other = build_model_from_config(TrainConfig(preset="fast", out_channels=32))
+    other = build_model(TrainConfig(preset="fast", out_channels=32).model_config())
     wrong = save_checkpoint({"model": other.state_dict(), "config": other.config}, tmp_path / "wide.pth")
     with pytest.raises(CheckpointError, match=rf"{wrong}: a different model architecture \(out_channels: 32 in the "
                                               r"checkpoint, 16 asked for\)"):
@@ -180,7 +191,7 @@ def test_corrupt_or_wrong_architecture_weight_is_named(dataset, tmp_path, capsys
     argv = ["train", "--dataset_root", str(dataset), "--preset", "fast", "--out-channels", "16",
             "--batch_size", "2", "--weight", str(corrupt), "--out", str(tmp_path / "c"), "--no_wandb",
             "--no-progress"]
-    assert run(build_parser(argv).parse_args(argv)) == 2
+    assert run_command("train", build_parser(argv).parse_args(argv)) == 2
     err = capsys.readouterr().err
     assert f"latentface train: error: {corrupt}: not a readable latentface checkpoint" in err and "Traceback" not in err
 
@@ -213,6 +224,18 @@ def test_flags_take_both_spellings_and_override_the_config_file(tmp_path):
         read_config_file(file)
     with pytest.raises(TrainingError, match="--batch_size must be at least 1"):
         TrainConfig(batch_size=0).validate()
+
+
+def test_a_device_that_does_not_exist_is_one_clear_line(dataset, tmp_path, capsys):
+    with pytest.raises(DeviceError, match="--device nowhere: not a device; use auto, cpu, cuda or cuda:N"):
+        train(config(dataset, tmp_path, device="nowhere"))
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="--device cuda: CUDA is not available here; use --device cpu"):
+            train(config(dataset, tmp_path, device="cuda"))
+    argv = ["train", "--dataset_root", str(dataset), "--device", "nowhere", "--no_wandb"]
+    assert run_command("train", build_parser(argv).parse_args(argv)) == 2
+    err = capsys.readouterr().err
+    assert "latentface train: error: --device nowhere: not a device" in err and "Traceback" not in err
 
 
 def test_warmup_then_cosine_schedule():

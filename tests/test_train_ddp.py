@@ -4,13 +4,15 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
-from latentface.checkpoint import model_from_checkpoint
 from latentface.data.synth import generate_dataset
+from latentface.model import model_from_checkpoint
 from latentface.training import parameters_digest
 
 
+@pytest.mark.slow
 def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path):
     data = tmp_path / "synthetic"
     generate_dataset(data, n_train=8, n_val=2, size=64, rates=(75,), seed=11, progress=False)

@@ -1,1 +1,42 @@
-from latentface.data.stats import configure_parser, run  # noqa: F401  (temporary forwarder)
+"""``latentface stats``: per-channel latent mean/std of a split (:mod:`latentface.data.stats`), or the loading speed."""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+
+from latentface.cli.args import add_dataset, flag
+from latentface.data.dataset import NestedLatentWiderFaceDataset, measure_loading_throughput
+from latentface.data.stats import compute_latent_stats, default_stats_path, save_stats
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_dataset(parser, required=True, split="train")
+    parser.add_argument("--output", default=None, help="JSON path (default <root>/latent_stats_<rate>.json)")
+    parser.add_argument("--throughput", action="store_true",
+                        help="instead: measure DataLoader latents/s (from the page cache after the first pass)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(*flag("--batch_size"), dest="batch_size", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--dtype", choices=("auto", "float16", "float32"), default="auto",
+                        help="--throughput: latents loaded as (default auto: as training loads them, float16 for "
+                             "float16 files)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.throughput:
+        dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
+        ds = NestedLatentWiderFaceDataset(args.dataset_root, args.split, args.latent_type, dtype=dtype)
+        m = measure_loading_throughput(ds, workers=args.workers, batch_size=args.batch_size, seconds=args.seconds)
+        print(f"{m['latents_per_s']:.0f} latents/s ({m['latents']} {str(ds.dtype).removeprefix('torch.')} latents "
+              f"[{', '.join(map(str, ds.expected_shape))}] "
+              f"in {m['seconds']:.1f} s, {m['workers']} workers, batch {m['batch_size']}); "
+              f"CPU time {m['cpu_ms_per_latent']:.2f} ms per latent (workers + main process)")
+        return 0
+    stats = compute_latent_stats(args.dataset_root, args.split, args.latent_type)
+    out = save_stats(stats, args.output or default_stats_path(args.dataset_root, args.latent_type))
+    mean, std = np.array(stats["mean"]), np.array(stats["std"])
+    print(f"{stats['count']} latents, {len(mean)} channels: mean in [{mean.min():.3g}, {mean.max():.3g}], "
+          f"std in [{std.min():.3g}, {std.max():.3g}] -> {out}")
+    return 0

@@ -1,1 +1,39 @@
-from latentface.data.synth import configure_parser, run  # noqa: F401  (temporary forwarder)
+"""``latentface synth``: write the synthetic face dataset in the retina-modify layout (:mod:`latentface.data.synth`)."""
+from __future__ import annotations
+
+import argparse
+
+from latentface.cli.args import add_progress, flag
+from latentface.codec import dct
+from latentface.data.synth import generate_dataset
+
+
+def rates_list(text: str) -> list[int]:
+    """``--rates 12,75`` -> [12, 75]."""
+    try:
+        return [int(r) for r in str(text).split(",") if r.strip()]
+    except ValueError:
+        raise ValueError(f"--rates must be comma-separated integers, got {text!r}") from None
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", *flag("--dataset_root"), dest="root", default="data/synth",
+                        help="output folder (default: data/synth)")
+    parser.add_argument("--train", type=int, default=500, help="training images (default 500)")
+    parser.add_argument("--val", type=int, default=100, help="validation images (default 100)")
+    parser.add_argument("--size", type=int, default=640, help="image side, a multiple of 16 (default 640)")
+    parser.add_argument("--rates", default=",".join(map(str, dct.QUALITIES)),
+                        help="comma-separated qualities (default: all of 12,25,50,75,100)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=1, help="processes drawing images (output is identical)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing train/val folders")
+    add_progress(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    s = generate_dataset(args.root, args.train, args.val, size=args.size, rates=rates_list(args.rates),
+                         seed=args.seed, progress=not args.no_progress, overwrite=args.overwrite, workers=args.workers)
+    print(f"wrote {s['images']} images ({s['faces']} faces) at {s['size']}x{s['size']}, rates {s['rates']} "
+          f"to {s['root']} in {s['seconds']:.1f} s ({s['images_per_s']:.1f} images/s; "
+          f"{s['images_per_cpu_s']:.1f} images per CPU-second)")
+    return 0

@@ -1,1 +1,105 @@
-from latentface.train import configure_parser, run  # noqa: F401  (temporary forwarder)
+"""``latentface train``: train a latent (or RGB baseline) RetinaFace into a run directory.
+
+Single process on a CPU or one GPU, or one process per GPU under ``torchrun`` (DDP)::
+
+    latentface train --dataset_root data/retina-modify --epochs 100 --batch_size 16 --lr 1e-3 \\
+        --model resnet50 --no_wandb --latent_type latent_75.npy
+    torchrun --nproc_per_node 2 -m latentface.train --dataset_root data/retina-modify ...
+
+Every :class:`~latentface.training.TrainConfig` field is a flag (``_`` and ``-`` spellings).
+Precedence: defaults < ``--config`` file < the flags given.
+"""
+from __future__ import annotations
+
+import argparse
+
+from latentface.anchors import PRESETS as ANCHOR_PRESETS
+from latentface.cli.args import flag
+from latentface.model import LatentRetinaFace
+from latentface.model.backbone import CHANNELS
+from latentface.model.bridge import BRIDGES
+from latentface.training import TrainConfig, train
+from latentface.training.config import FIELDS, read_config_file
+
+_DEFAULTS = TrainConfig()
+
+
+def _help(text: str, name: str) -> str:
+    default = getattr(_DEFAULTS, name)
+    return text if default is None or default is False else f"{text} (default: {default})"
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """All TrainConfig fields as flags; unset flags stay absent from the namespace."""
+    parser.argument_default = argparse.SUPPRESS
+    S = argparse.SUPPRESS
+
+    def add(name: str, text: str, **kw) -> None:
+        parser.add_argument(*flag("--" + name), dest=name, default=S, help=_help(text, name), **kw)
+
+    def switch(name: str, on: str, off: str | None = None, text: str = "") -> None:
+        parser.add_argument(*flag("--" + on), dest=name, action="store_true", default=S, help=text)
+        if off:
+            parser.add_argument(*flag("--" + off), dest=name, action="store_false", default=S,
+                                help=f"undo --{on} (default: {'--' + on if getattr(_DEFAULTS, name) else '--' + off})")
+
+    parser.add_argument(*flag("--config"), dest="config", default=S, metavar="JSON",
+                        help="JSON file of flag: value (a run's config.json works); flags given here override it")
+    add("dataset_root", "dataset in the retina-modify layout (<root>/train, <root>/val)", metavar="DIR")
+    add("latent_type", "latent file per image: latent_75.npy, a comma-separated list, or 'mixed'")
+    parser.add_argument(*flag("--input"), dest="input", choices=("latent", "rgb"), default=S,
+                        help="'latent' trains LatentRetinaFace; 'rgb' trains the RGB baseline on <split>/images/*.png "
+                             "(default: latent)")
+    add("stats", "latent statistics JSON for input normalisation (default: computed from the training split)",
+        metavar="JSON")
+    switch("augment", "augment", "no_augment", "random flip and latent-grid crop (default: on)")
+    add("crop", "crop size as a fraction of the latent grid", type=float)
+    add("workers", "DataLoader worker processes", type=int)
+    add("preset", f"LatentRetinaFace preset {sorted(LatentRetinaFace.PRESETS)}; explicit flags override it "
+                  "(default: default)")
+    parser.add_argument(*flag("--model"), dest="model", choices=sorted(CHANNELS), default=S,
+                        help="backbone (default: the preset's, resnet50)")
+    parser.add_argument(*flag("--bridge"), dest="bridge", choices=sorted(BRIDGES), default=S,
+                        help="latent-to-C1 bridge (default: the preset's)")
+    add("out_channels", "FPN/SSH width (default: the preset's, 256)", type=int)
+    add("anchors", f"anchor layout preset {sorted(ANCHOR_PRESETS)}")
+    add("pretrained", "ImageNet weights for the backbone: a torchvision .pth file, or 'imagenet' to download")
+    add("weight", "start from this latentface checkpoint (same architecture)", metavar="PTH")
+    switch("freeze", "freeze", text="freeze the pruned backbone (layer2..layer4)")
+    add("epochs", "epochs", type=int)
+    add("batch_size", "images per step and process", type=int)
+    add("lr", "peak learning rate (SGD)", type=float)
+    add("momentum", "SGD momentum", type=float)
+    add("weight_decay", "SGD weight decay", type=float)
+    add("warmup", "linear warm-up, as a fraction of all steps", type=float)
+    add("final_lr", "cosine decay ends at this fraction of --lr", type=float)
+    add("clip_grad", "gradient-norm clipping", type=float)
+    switch("amp", "amp", "no_amp", "fp16 autocast + GradScaler on CUDA (default: on)")
+    add("max_nonfinite", "stop after this many consecutive steps with a non-finite loss or gradient", type=int)
+    add("device", "auto, cpu, cuda or cuda:N")
+    add("seed", "seed of initialisation, data order and augmentation", type=int)
+    switch("deterministic", "deterministic", text="use deterministic algorithms (slower on GPU)")
+    add("max_steps", "stop after this many steps in all (smoke tests)", type=int)
+    add("time_budget", "stop cleanly after this many seconds of training", type=float, metavar="SECONDS")
+    add("val_every", "validate every N epochs (and after the last)", type=int)
+    add("out", "parent folder of run directories", metavar="DIR")
+    add("name", "run directory name (default: a timestamp)")
+    add("resume", "continue a run: its directory or a last.pth", metavar="RUN")
+    add("keep_epochs", "keep only the newest N epoch_NNN.pth (0: all)", type=int)
+    switch("sync_bn", "sync_bn", text="SyncBatchNorm under torchrun")
+    switch("progress", "progress", "no_progress", "progress bars (default: on)")
+    switch("no_wandb", "no_wandb", text="no Weights & Biases tracking (also: WANDB_MODE=disabled)")
+    add("wandb_project", "Weights & Biases project")
+    add("val_images", "validation images with boxes sent to Weights & Biases", type=int)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the ``--config`` file, then the flags actually given."""
+    given = {k: v for k, v in vars(args).items() if k in FIELDS}
+    base = read_config_file(args.config) if getattr(args, "config", None) else {}
+    return TrainConfig(**{**base, **given}).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    print(train(config_from_args(args)))
+    return 0

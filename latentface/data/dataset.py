@@ -25,15 +25,14 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
 
 from latentface import LATENT_STRIDE
 from latentface.data.labels import FaceRecord, merge_landmarks, read_labels, sanitize
-from latentface.data.layout import (  # noqa: F401 - image_path, latent_path, rate_file: re-exported
-    LABELS_FILE, LANDMARKS_FILE, image_path, latent_path, rate_file, read_codec_name, resolve_latent_types,
-)
+from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, read_codec_name, resolve_latent_types
+from latentface.errors import LatentfaceError
 
 logger = logging.getLogger("latentface.data")
 _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
-class BadLatentError(ValueError):
+class BadLatentError(LatentfaceError, ValueError):
     """A latent file that cannot be used; the message starts with the file's path."""
 
 

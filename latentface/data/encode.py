@@ -10,7 +10,6 @@ rescaled to the new image. Boxes are then clipped to the image and empty ones dr
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 import time
@@ -24,7 +23,8 @@ from tqdm import tqdm
 from latentface import LATENT_STRIDE
 from latentface.codec import dct
 from latentface.data.labels import FaceRecord, read_labels, sanitize, write_retinaface, write_wider
-from latentface.data.layout import CODEC_FILE, LABELS_FILE, LANDMARKS_FILE, image_path, latent_path
+from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, write_codec_description, write_sample
+from latentface.util.io import read_image
 
 
 def resize_geometry(width: int, height: int, size: int, letterbox: bool) -> tuple[float, float, int, int, int, int]:
@@ -92,30 +92,29 @@ def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root
         shutil.rmtree(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "latent").mkdir(parents=True, exist_ok=True)
-    (root / CODEC_FILE).write_text(json.dumps(
-        {"codec": dct.NAME, "size": size, "rates": list(rates), "letterbox": letterbox,
-         "generator": "latentface encode"}, indent=1))
+    write_codec_description(root, dct.NAME, size=size, rates=list(rates), letterbox=letterbox,
+                            generator="latentface encode")
 
     written: list[FaceRecord] = []
     missing, dropped = [], 0
     start = time.perf_counter()
     for rec in tqdm(records, desc=f"encode {split}", unit="img", disable=not progress):
         path = _find_image(images_dir, rec.name)
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR) if path is not None else None
+        try:
+            image = read_image(path) if path is not None else None
+        except ValueError:  # unreadable: treated as missing
+            image = None
         if image is None:
             where = path if path is not None else images_dir / rec.name
             if on_missing == "raise":
                 raise FileNotFoundError(f"{labels}: image {rec.name!r} is missing or unreadable ({where})")
             missing.append(rec.name)
             continue
-        canvas, (sx, sy, ox, oy, _, _) = resize_image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), size, letterbox)
+        canvas, (sx, sy, ox, oy, _, _) = resize_image(image, size, letterbox)
         clean, n = sanitize(rescale_record(rec, sx, sy, ox, oy), size, size)
         dropped += n
-        cv2.imwrite(str(image_path(root, split, rec.key)), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
         coefficients = dct.transform(canvas)
-        latent_path(root, split, rec.key).parent.mkdir(exist_ok=True)
-        for q in rates:
-            np.save(latent_path(root, split, rec.key, q), dct.quantise(coefficients, q))
+        write_sample(root, split, rec.key, canvas, {q: dct.quantise(coefficients, q) for q in rates})
         written.append(clean)
     seconds = time.perf_counter() - start
     write_wider(written, out_dir / LABELS_FILE)
@@ -124,34 +123,3 @@ def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root
     return {"split_dir": str(out_dir), "images": len(written), "faces": sum(len(r) for r in written),
             "missing_images": len(missing), "boxes_dropped": dropped, "seconds": seconds,
             "images_per_s": len(written) / seconds if seconds > 0 else float("inf")}
-
-
-def configure_parser(parser) -> None:
-    from latentface.cli import flag
-
-    parser.add_argument("--images", required=True, help="image folder (e.g. WIDER_train/images)")
-    parser.add_argument("--labels", required=True,
-                        help="WIDER bbx or RetinaFace label file (e.g. wider_face_train_bbx_gt.txt)")
-    parser.add_argument("--root", *flag("--dataset_root"), dest="root", required=True, help="output dataset root")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--size", type=int, default=640, help="output side, a multiple of 16 (default 640)")
-    parser.add_argument("--letterbox", action="store_true", help="keep the aspect ratio, pad with black")
-    parser.add_argument("--rates", default=",".join(map(str, dct.QUALITIES)))
-    parser.add_argument("--limit", type=int, default=None, help="only the first N labelled images")
-    parser.add_argument(*flag("--on_missing"), dest="on_missing", choices=("raise", "skip"), default="raise")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing <root>/<split>")
-    parser.add_argument(*flag("--no_progress"), dest="no_progress", action="store_true")
-
-
-def run(args) -> int:
-    try:
-        rates = [int(r) for r in str(args.rates).split(",") if r.strip()]
-        s = encode_folder(args.images, args.labels, args.root, split=args.split, size=args.size,
-                          letterbox=args.letterbox, rates=rates, progress=not args.no_progress,
-                          on_missing=args.on_missing, limit=args.limit, overwrite=args.overwrite)
-    except (OSError, ValueError) as e:  # bad input: one clear line, not a traceback
-        raise SystemExit(f"latentface encode: {e}") from None
-    print(f"wrote {s['images']} images ({s['faces']} faces) to {s['split_dir']} in {s['seconds']:.1f} s "
-          f"({s['images_per_s']:.1f} images/s); {s['missing_images']} missing images skipped, "
-          f"{s['boxes_dropped']} empty boxes dropped")
-    return 0

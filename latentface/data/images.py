@@ -15,7 +15,6 @@ import logging
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -25,20 +24,22 @@ from latentface.data.augment import RandomHorizontalFlip, RandomLatentCrop, crop
 from latentface.data.dataset import read_split_labels, record_target
 from latentface.data.labels import FaceRecord, sanitize
 from latentface.data.layout import image_path
+from latentface.errors import LatentfaceError
+from latentface.util.io import read_image
 
 logger = logging.getLogger("latentface.data")
 
 
-class BadImageError(ValueError):
+class BadImageError(LatentfaceError, ValueError):
     """An image file that cannot be used; the message starts with the file's path."""
 
 
 def load_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image file -> float32 RGB tensor [3, H, W] with values 0..255, or raise :class:`BadImageError`."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise BadImageError(f"{path}: not a readable image")
-    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    try:
+        rgb = read_image(path)
+    except ValueError as exc:
+        raise BadImageError(str(exc)) from None
     return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
 
 

@@ -33,14 +33,17 @@ from pathlib import Path
 
 import numpy as np
 
+from latentface.boxes import xywh_to_xyxy
+from latentface.errors import LatentfaceError
+
 ATTRIBUTE_NAMES = ("blur", "expression", "illumination", "invalid", "occlusion", "pose")
-#: Landmark order; a horizontal flip maps index i to FLIP_LANDMARKS[i].
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "left_mouth", "right_mouth")
+#: Landmarks are left eye, right eye, nose, left and right mouth corner; a horizontal flip maps index i
+#: to FLIP_LANDMARKS[i].
 FLIP_LANDMARKS = (1, 0, 2, 4, 3)
 _NO_LANDMARK = -1.0
 
 
-class LabelFormatError(ValueError):
+class LabelFormatError(LatentfaceError, ValueError):
     """A malformed label file; the message starts with ``file:line:``."""
 
     def __init__(self, path: str | os.PathLike, line: int, message: str):
@@ -135,8 +138,7 @@ def _is_number(token: str) -> bool:
 def _record(name: str, rows: list[list[float]], attributes: list[list[float]] | None,
             landmarks: list[list[float]] | None) -> FaceRecord:
     n = len(rows)
-    xywh = np.asarray(rows, dtype=np.float64).reshape(n, 4)
-    boxes = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+    boxes = xywh_to_xyxy(np.asarray(rows, dtype=np.float64).reshape(n, 4))
     if landmarks is None:
         lms = np.full((n, 5, 2), _NO_LANDMARK, dtype=np.float32)
         has = np.zeros(n, dtype=bool)

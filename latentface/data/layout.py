@@ -1,4 +1,4 @@
-"""File layout of a retina-modify dataset (DESIGN.md 1); no heavy imports, so writers stay light.
+"""File layout of a retina-modify dataset (DESIGN.md 1): every path, reading and writing one sample.
 
 ::
 
@@ -10,14 +10,16 @@
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from latentface.codec.dct import QUALITIES
-from latentface.util.io import IMAGE_SUFFIXES
+from latentface.util.io import IMAGE_SUFFIXES, read_json, write_image, write_json
 
 LABELS_FILE = "labels.txt"
 LANDMARKS_FILE = "labels_landmarks.txt"
@@ -37,9 +39,11 @@ def rate_file(rate: str | int) -> str:
 
 
 def resolve_latent_types(latent_type: str | int | Sequence[str | int]) -> list[str]:
-    """File names selected by ``latent_type``: one rate, a list of rates, or ``"mixed"`` (every rate)."""
+    """File names selected by ``latent_type``: one rate, a list of rates (or ``"12,75"``), or ``"mixed"`` (every rate)."""
     if latent_type == "mixed":
         return list(RATE_FILES)
+    if isinstance(latent_type, str) and "," in latent_type:
+        latent_type = [t.strip() for t in latent_type.split(",") if t.strip()]
     if isinstance(latent_type, (str, int)):
         return [rate_file(latent_type)]
     names = list(dict.fromkeys(rate_file(t) for t in latent_type))
@@ -63,9 +67,25 @@ def read_codec_name(root: str | os.PathLike) -> str | None:
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())["codec"]
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a codec description ({e})") from None
+        return read_json(path, "codec description")["codec"]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a codec description ({type(e).__name__}: {e})") from None
+
+
+def write_codec_description(root: str | os.PathLike, codec: str, **details: Any) -> Path:
+    """``<root>/codec.json``: the built-in codec that wrote the latents, and how (size, rates, ...)."""
+    return write_json(Path(root) / CODEC_FILE, {"codec": codec, **details})
+
+
+def write_sample(root: str | os.PathLike, split: str, key: str, image: np.ndarray,
+                 latents: Mapping[str | int, np.ndarray]) -> None:
+    """One sample of ``<root>/<split>``: the RGB image ``images/<key>.png`` and ``latent/<key>/latent_<rate>.npy``
+    for each rate of ``latents``. A write that fails (e.g. a full disk) is an error naming the file."""
+    write_image(image_path(root, split, key), image)
+    folder = latent_path(root, split, key).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    for rate, latent in latents.items():
+        np.save(latent_path(root, split, key, rate), latent)
 
 
 # ------------------------------------------------------------- latent files outside a split

@@ -19,7 +19,6 @@ output is a pure function of the arguments: same seed, same bytes; a larger
 """
 from __future__ import annotations
 
-import json
 import math
 import resource
 import shutil
@@ -34,12 +33,11 @@ from tqdm import tqdm
 
 from latentface import LATENT_STRIDE
 from latentface.codec import dct
-from latentface.data.layout import CODEC_FILE, LABELS_FILE, LANDMARKS_FILE, image_path, latent_path
 from latentface.data.labels import FaceRecord, write_retinaface, write_wider
+from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, write_codec_description, write_sample
 
 EVENT = "0--Synthetic"
 SPLITS = ("train", "val")
-MAX_FACES = 20
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel drawing
 _ONE = 1 << _SHIFT
 
@@ -294,12 +292,8 @@ def _make_one(job: tuple) -> FaceRecord:
     rng = np.random.default_rng([seed, split_id, index])
     img, faces = draw_image(rng, size)
     key = image_key(index)
-    out = image_path(root, split, key)
-    cv2.imwrite(str(out), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     coefficients = dct.transform(img)
-    latent_path(root, split, key).parent.mkdir(parents=True, exist_ok=True)
-    for q in rates:
-        np.save(latent_path(root, split, key, q), dct.quantise(coefficients, q))
+    write_sample(root, split, key, img, {q: dct.quantise(coefficients, q) for q in rates})
     return FaceRecord(key, f"{EVENT}/{key}.jpg", faces["boxes"], faces["landmarks"], faces["has_landmarks"],
                       faces["attributes"][:, 3] != 0, faces["attributes"])
 
@@ -329,8 +323,7 @@ def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Seq
                 raise FileExistsError(f"{folder} already exists and is not empty; pass overwrite (--overwrite) to replace it")
             shutil.rmtree(folder)
     root.mkdir(parents=True, exist_ok=True)
-    (root / CODEC_FILE).write_text(json.dumps(
-        {"codec": dct.NAME, "size": size, "rates": list(rates), "seed": seed, "generator": "latentface synth"}, indent=1))
+    write_codec_description(root, dct.NAME, size=size, rates=list(rates), seed=seed, generator="latentface synth")
 
     jobs = []
     offset = 0
@@ -371,35 +364,3 @@ def _cpu_seconds() -> float:
     """CPU time of this process and its finished worker processes (robust to a busy machine)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time() + children.ru_utime + children.ru_stime
-
-
-def configure_parser(parser) -> None:
-    from latentface.cli import flag
-
-    parser.add_argument("--root", *flag("--dataset_root"), dest="root", default="data/synth",
-                        help="output folder (default: data/synth)")
-    parser.add_argument("--train", type=int, default=500, help="training images (default 500)")
-    parser.add_argument("--val", type=int, default=100, help="validation images (default 100)")
-    parser.add_argument("--size", type=int, default=640, help="image side, a multiple of 16 (default 640)")
-    parser.add_argument("--rates", default=",".join(map(str, dct.QUALITIES)),
-                        help="comma-separated qualities (default: all of 12,25,50,75,100)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=1, help="processes drawing images (output is identical)")
-    parser.add_argument("--overwrite", action="store_true", help="replace existing train/val folders")
-    parser.add_argument(*flag("--no_progress"), dest="no_progress", action="store_true")
-
-
-def run(args) -> int:
-    try:
-        rates = [int(r) for r in str(args.rates).split(",") if r.strip()]
-    except ValueError:
-        raise SystemExit(f"--rates must be comma-separated integers, got {args.rates!r}") from None
-    try:
-        s = generate_dataset(args.root, args.train, args.val, size=args.size, rates=rates, seed=args.seed,
-                             progress=not args.no_progress, overwrite=args.overwrite, workers=args.workers)
-    except (ValueError, FileExistsError) as e:
-        raise SystemExit(f"latentface synth: {e}") from None
-    print(f"wrote {s['images']} images ({s['faces']} faces) at {s['size']}x{s['size']}, rates {s['rates']} "
-          f"to {s['root']} in {s['seconds']:.1f} s ({s['images_per_s']:.1f} images/s; "
-          f"{s['images_per_cpu_s']:.1f} images per CPU-second)")
-    return 0

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import os
 
-import torch
 from torch import nn
 from torchvision import models
+
+from latentface.checkpoint import CheckpointError, read_state_dict
 
 # Output channels of layer1..layer4.
 CHANNELS = {
@@ -35,21 +36,18 @@ def resnet(name: str, weights: str | None = None) -> nn.Module:
         try:
             state = _WEIGHTS[name].get_state_dict(progress=False)
         except Exception as exc:  # no internet, no cache: say what to do instead
-            raise RuntimeError(
+            raise CheckpointError(
                 f"could not download ImageNet weights for {name} ({exc}); download "
                 f"{_WEIGHTS[name].url} elsewhere and pass its path instead"
             ) from exc
     else:
         if not os.path.isfile(weights):
             raise FileNotFoundError(f"ImageNet weights file not found: {weights}")
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise RuntimeError(f"{weights}: not a readable torchvision state dict ({exc})") from exc
+        state = read_state_dict(weights, "torchvision state dict")
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
-        raise RuntimeError(f"{weights}: does not match torchvision {name}: {str(exc).splitlines()[-1].strip()}") from exc
+        raise CheckpointError(f"{weights}: does not match torchvision {name}: {str(exc).splitlines()[-1].strip()}") from exc
     return net
 
 

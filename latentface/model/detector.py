@@ -6,7 +6,9 @@ the input stage: a bridge from the latent, or the ResNet stem + layer1 from pixe
 """
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -19,6 +21,9 @@ from latentface.model.bridge import build_bridge
 from latentface.model.heads import HeadOutputs, Heads
 from latentface.model.neck import FPN, SSH
 
+#: What a model takes as ``anchors``: a preset name of :mod:`latentface.anchors`, a layout, or one written out.
+Anchors = str | AnchorLayout | Mapping[str, Any]
+
 # ImageNet statistics in 0..255 pixel units: the RGB baseline takes images as float 0..255.
 _IMAGENET_MEAN = (123.675, 116.28, 103.53)
 _IMAGENET_STD = (58.395, 57.12, 57.375)
@@ -29,7 +34,7 @@ class _RetinaFace(nn.Module):
 
     pixels_per_cell = 1
 
-    def __init__(self, net: nn.Module, backbone: str, out_channels: int, anchors: str, in_channels: int,
+    def __init__(self, net: nn.Module, backbone: str, out_channels: int, anchors: Anchors, in_channels: int,
                  light_p2: bool = False):
         super().__init__()
         self.anchor_layout: AnchorLayout = get_layout(anchors)
@@ -109,8 +114,9 @@ class _RetinaFace(nn.Module):
 
     @property
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this model (see :func:`latentface.model.build_model`)."""
-        return dict(self._config)
+        """Everything needed to rebuild this model (see :func:`latentface.model.build_model`), the anchor
+        layout written out in full: a checkpoint decodes the same whatever the presets become."""
+        return copy.deepcopy(self._config)
 
 
 class LatentRetinaFace(_RetinaFace):
@@ -129,7 +135,7 @@ class LatentRetinaFace(_RetinaFace):
         bridge: str = "codec",
         out_channels: int = 256,
         in_channels: int = 256,
-        anchors: str = "default",
+        anchors: Anchors = "default",
         pretrained: str | None = None,
         blocks: int | None = None,
         light_p2: bool = False,
@@ -146,7 +152,7 @@ class LatentRetinaFace(_RetinaFace):
         self.bridge = build_bridge(bridge, in_channels, CHANNELS[backbone][0])
         self._config = dict(
             kind="latent", backbone=backbone, bridge=bridge, out_channels=out_channels,
-            in_channels=in_channels, anchors=anchors, blocks=blocks, light_p2=light_p2,
+            in_channels=in_channels, anchors=self.anchor_layout.to_dict(), blocks=blocks, light_p2=light_p2,
         )
 
     def input_stage(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,14 +179,16 @@ class LatentRetinaFace(_RetinaFace):
 class RGBRetinaFace(_RetinaFace):
     """The baseline: the same neck and heads on the full ResNet, for float RGB images 0..255 [B, 3, H, W]."""
 
-    def __init__(self, backbone: str = "resnet50", out_channels: int = 256, anchors: str = "default", pretrained: str | None = None):
+    def __init__(self, backbone: str = "resnet50", out_channels: int = 256, anchors: Anchors = "default",
+                 pretrained: str | None = None):
         if backbone not in CHANNELS:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(CHANNELS)}")
         net = resnet(backbone, pretrained)
         super().__init__(net, backbone, out_channels, anchors, in_channels=3)
         self.set_normalization(_IMAGENET_MEAN, _IMAGENET_STD)
         self.stem = stem_and_layer1(net)
-        self._config = dict(kind="rgb", backbone=backbone, out_channels=out_channels, anchors=anchors)
+        self._config = dict(kind="rgb", backbone=backbone, out_channels=out_channels,
+                            anchors=self.anchor_layout.to_dict())
 
     def input_stage(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(x)

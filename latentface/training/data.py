@@ -20,11 +20,6 @@ from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFac
 from latentface.training.config import TrainConfig, TrainingError
 
 
-def latent_types(config: TrainConfig):
-    """``--latent_type`` as the dataset takes it: one name, a list (comma-separated) or 'mixed'."""
-    return config.latent_type.split(",") if "," in config.latent_type else config.latent_type
-
-
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
     """(train, val) of the configured input kind, the training split augmented when asked."""
     root = Path(config.dataset_root)
@@ -38,7 +33,7 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
         cells = (train.image_size[1] // LATENT_STRIDE, train.image_size[0] // LATENT_STRIDE)
         flip, crop = RandomImageFlip(0.5), RandomImageCrop
     else:
-        rates = latent_types(config)
+        rates = config.latent_type  # one rate, 'mixed' or a comma-separated list
         train = NestedLatentWiderFaceDataset(root, "train", rates, dtype="auto")  # the step casts on the device
         val = NestedLatentWiderFaceDataset(root, "val", rates, expected_shape=train.expected_shape, dtype=train.dtype)
         cells = train.expected_shape[1:]

@@ -1,26 +1,19 @@
-"""One process or many: PyTorch's own DDP under ``torchrun``, a plain process otherwise."""
+"""The processes of a run: PyTorch's own DDP under ``torchrun`` (a plain process otherwise), the
+stop signals, the RNG state a resume restores, and the digest that checks every rank's weights."""
 from __future__ import annotations
 
+import hashlib
 import os
+import random
+import signal
+import threading
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
-from latentface.training.config import TrainingError
-
-
-def pick_device(flag: str, local_rank: int = 0) -> torch.device:
-    """``auto`` -> this process's GPU when there is one, else the CPU."""
-    if flag == "auto":
-        flag = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(flag)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise TrainingError(f"--device {flag}: CUDA is not available here; use --device cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
-    return device
+from latentface.util.device import resolve_device
 
 
 @dataclass
@@ -42,9 +35,9 @@ class Processes:
         """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPUs), if any."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size == 1:
-            return cls(0, 1, 0, pick_device(device_flag))
+            return cls(0, 1, 0, resolve_device(device_flag))
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        device = pick_device(device_flag, local_rank)
+        device = resolve_device(device_flag, local_rank)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         owns = not dist.is_initialized()
@@ -90,3 +83,66 @@ class Processes:
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def parameters_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter's name and bytes: equal digests mean identical weights."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        h.update(name.encode())
+        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def rng_state() -> dict:
+    """Every RNG a step draws from (python, numpy, torch, CUDA), as a checkpoint stores it."""
+    name, key, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
+                       "has_gauss": has_gauss, "cached": cached}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Inverse of :func:`rng_state`: a resumed run draws what the uninterrupted one would have."""
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
+
+
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM (e.g. a Kaggle session ending) ask for a clean stop after the current step.
+
+    A second signal of the same kind acts as usual (interrupts at once).
+    """
+
+    def __init__(self, log):
+        self.received: str | None = None
+        self._previous: dict = {}
+        self._log = log
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signal.Signals(signum).name
+        signal.signal(signum, self._previous[signum])
+        self._log(f"{self.received} received: finishing this step and saving a resumable checkpoint "
+                  "(send it again to stop at once)")
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -10,13 +10,8 @@ architecture flags), ``epoch`` (epochs finished), ``epoch_step`` (steps done in 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
-import random
-import signal
 import sys
-import threading
 import time
 import warnings
 from datetime import datetime
@@ -27,19 +22,26 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from latentface.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from latentface.checkpoint import CheckpointError, RunDir, load_checkpoint, load_weights, save_checkpoint
 from latentface.data.layout import image_path
-from latentface.evaluate import wider_ap
+from latentface.data.stats import compute_latent_stats, load_stats
+from latentface.inference.operating_point import DISPLAY_CONF
+from latentface.inference.postprocess import postprocess
 from latentface.loss import MultiBoxLoss
-from latentface.postprocess import DISPLAY_CONF, EVAL_CONF, postprocess
-from latentface.training.config import (
-    TrainConfig, TrainingError, build_model_from_config, merge_for_resume, resolved,
+from latentface.metrics.wider import wider_ap
+from latentface.model import build_model
+from latentface.training.config import TrainConfig, TrainingError, merge_for_resume, resolved
+from latentface.training.data import build_datasets, build_loaders
+from latentface.training.distributed import (
+    Processes,
+    StopSignals,
+    parameters_digest,
+    rng_state,
+    seed_everything,
+    set_rng_state,
 )
-from latentface.training.data import build_datasets, build_loaders, latent_types
-from latentface.training.distributed import Processes
 from latentface.training.records import LOSS_PARTS, Tracker, draw_boxes, plot_curves, write_metrics_csv
-
-LAST, BEST, FINAL = "last.pth", "best.pth", "weight_final.pth"
+from latentface.util.io import read_image, write_json
 
 
 def train(config: TrainConfig) -> Path:
@@ -62,84 +64,23 @@ def warmup_cosine(total_steps: int, warmup_steps: int, final: float):
     return factor
 
 
-def parameters_digest(model: torch.nn.Module) -> str:
-    """SHA-256 of every parameter's name and bytes: equal digests mean identical weights."""
-    h = hashlib.sha256()
-    for name, p in model.named_parameters():
-        h.update(name.encode())
-        h.update(p.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def resume_path(path: str) -> Path:
-    """A run directory means its last.pth."""
-    p = Path(path)
-    return p / LAST if p.is_dir() else p
-
-
-def _rng_state() -> dict:
-    name, key, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
-                       "has_gauss": has_gauss, "cached": cached}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
-
-
-class StopSignals:
-    """SIGINT (Ctrl-C) and SIGTERM (e.g. a Kaggle session ending) ask for a clean stop after the current step.
-
-    A second signal of the same kind acts as usual (interrupts at once).
-    """
-
-    def __init__(self, log):
-        self.received: str | None = None
-        self._previous: dict = {}
-        self._log = log
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.received = signal.Signals(signum).name
-        signal.signal(signum, self._previous[signum])
-        self._log(f"{self.received} received: finishing this step and saving a resumable checkpoint "
-                  "(send it again to stop at once)")
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-
-
 class _Run:
     def __init__(self, config: TrainConfig, procs: Processes):
         self.procs = procs
         self.device = procs.device
         payload = None
         if config.resume:
-            source = resume_path(config.resume)
+            source = RunDir.resume_checkpoint(config.resume)
             payload = load_checkpoint(source)
             if "optimizer" not in payload or "train_config" not in payload:
-                raise CheckpointError(f"{source}: holds weights but no training state; resume from a run's {LAST}, "
+                raise CheckpointError(f"{source}: holds weights but no training state; resume from a run's {RunDir.LAST}, "
                                       "or start a new run from these weights with --weight")
             config = merge_for_resume(config, payload["train_config"], source).validate()
         self.config = config
         # A bad --weight file should fail now, not after the data has been scanned.
         start = load_checkpoint(config.weight) if config.weight and payload is None else None
         self.log(f"latentface train: {config.input} input, process {procs.rank + 1}/{procs.world_size} on {self.device}")
-        _seed_everything(config.seed)
+        seed_everything(config.seed)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = not config.deterministic
@@ -151,7 +92,7 @@ class _Run:
         self.total_steps = config.epochs * self.steps_per_epoch
 
         in_channels = 3 if config.input == "rgb" else self.train_set.expected_shape[0]
-        model = build_model_from_config(config, in_channels)
+        model = build_model(config.model_config(in_channels), pretrained=config.pretrained)
         if payload is not None:
             self._check_architecture(payload["config"], model.config, source)
             load_weights(model, payload["model"], source)
@@ -198,6 +139,7 @@ class _Run:
             self._restore(payload, source)
         else:
             self.run_dir = self._new_run_dir()
+        self.files = RunDir(self.run_dir)
         self.tracker = None
 
     # ------------------------------------------------------------------------------ set-up
@@ -210,8 +152,6 @@ class _Run:
         cfg = self.config
         if cfg.input == "rgb":
             return None
-        from latentface.data.stats import compute_latent_stats, load_stats
-
         if cfg.stats:
             try:
                 stats = load_stats(cfg.stats, channels)
@@ -223,7 +163,7 @@ class _Run:
         stats = None
         if self.procs.is_main:
             self.log(f"computing latent statistics of {cfg.dataset_root}/train ({cfg.latent_type}) for normalisation")
-            stats = compute_latent_stats(cfg.dataset_root, "train", latent_types(cfg), progress=cfg.progress)
+            stats = compute_latent_stats(cfg.dataset_root, "train", cfg.latent_type, progress=cfg.progress)
         return self.procs.broadcast(stats)
 
     @staticmethod
@@ -243,16 +183,16 @@ class _Run:
                 while run_dir.exists():
                     n += 1
                     run_dir = stem.with_name(f"{stem.name}-{n}")
-            if (run_dir / LAST).exists():
+            if RunDir(run_dir).holds_run():
                 raise TrainingError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
                                     "or choose another --name")
             run_dir.mkdir(parents=True, exist_ok=True)
             saved = dataclasses.replace(resolved(cfg), resume=None)
-            (run_dir / "config.json").write_text(json.dumps(saved.to_dict(), indent=1))
+            write_json(RunDir(run_dir).config, saved.to_dict())
             # The normalisation the model uses; for RGB the ImageNet statistics it has built in.
             stats = self.stats or {"mean": self.raw_model.input_mean.tolist(), "std": self.raw_model.input_std.tolist(),
                                    "count": 0, "latent_type": "rgb (ImageNet statistics, 0..255 pixels)"}
-            (run_dir / "stats.json").write_text(json.dumps(stats, indent=1))
+            write_json(RunDir(run_dir).stats, stats)
             self.log(f"run directory: {run_dir}")
         return Path(self.procs.broadcast(str(run_dir)))
 
@@ -270,7 +210,7 @@ class _Run:
         self.nonfinite, self.elapsed = payload["nonfinite_steps"], payload["elapsed_s"]
         self.meters = _Meters(**payload["meters"])
         self.wandb_id = payload.get("wandb_id")
-        _set_rng_state(payload["rng"])
+        set_rng_state(payload["rng"])
         if self.epoch_step > self.steps_per_epoch:
             raise TrainingError(f"{source}: saved at step {self.epoch_step} of an epoch, but an epoch now has "
                                 f"{self.steps_per_epoch} steps (--batch_size or the dataset changed)")
@@ -374,7 +314,7 @@ class _Run:
                 raise TrainingError(
                     f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or gradient (epoch "
                     f"{self.epoch + 1}, step {self.step}); training stopped. Lower --lr (now {cfg.lr}) or check the "
-                    f"data; the state is saved in {self.run_dir / LAST}")
+                    f"data; the state is saved in {self.files.last}")
         else:
             self.consecutive_nonfinite = 0
             self.meters.add({k: float(v.detach()) for k, v in losses.items()}, len(inputs))
@@ -413,13 +353,13 @@ class _Run:
             self.meters = _Meters()
         if self.procs.is_main:
             if complete:
-                self._save_weights(self.run_dir / f"epoch_{finished_epoch:03d}.pth")
+                self._save_weights(self.files.epoch(finished_epoch))
                 self._prune_epochs()
             if improved:
-                self._save_weights(self.run_dir / BEST)
+                self._save_weights(self.files.best)
             self._save()
-            write_metrics_csv(self.history, self.run_dir / "metrics.csv")
-            plot_curves(self.history, self.run_dir / "curves.png")
+            write_metrics_csv(self.history, self.files.metrics)
+            plot_curves(self.history, self.files.curves)
             self.tracker.log({"epoch": row["epoch"], "lr": row["lr"],
                               **{f"train/{k}": row[f"train_{k}"] for k in LOSS_PARTS},
                               **{f"val/{k[4:]}": v for k, v in (val or {}).items()}}, step=self.step)
@@ -455,7 +395,7 @@ class _Run:
             losses = self.criterion(outputs, targets, anchors)
             sums += torch.tensor([float(losses[k]) for k in LOSS_PARTS], dtype=torch.float64) * len(x)
             count += len(x)
-            for i, (det, target) in enumerate(zip(postprocess(outputs, anchors, EVAL_CONF), targets)):
+            for i, (det, target) in enumerate(zip(postprocess(outputs, anchors), targets)):
                 pred = torch.cat([det["boxes"], det["scores"][:, None]], 1).cpu().numpy()
                 predictions[target["key"]] = pred
                 if len(shown) < self.config.val_images:
@@ -480,9 +420,7 @@ class _Run:
             path = image_path(self.config.dataset_root, "val", target["key"])
             if not path.is_file():
                 return None
-            from latentface.data.images import load_image
-
-            image = load_image(path).permute(1, 2, 0).byte().numpy()
+            image = read_image(path)
         return draw_boxes(image, pred[pred[:, 4] >= DISPLAY_CONF], target["boxes"].numpy())
 
     # ------------------------------------------------------------------------------ checkpoints
@@ -503,27 +441,27 @@ class _Run:
         payload = self._weights_payload()
         payload.update(
             optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(), rng=_rng_state(), meters=dataclasses.asdict(self.meters),
+            scaler=self.scaler.state_dict(), rng=rng_state(), meters=dataclasses.asdict(self.meters),
             nonfinite_steps=self.nonfinite, elapsed_s=self.elapsed, wandb_id=self.wandb_id,
         )
-        save_checkpoint(payload, self.run_dir / LAST)
+        save_checkpoint(payload, self.files.last)
 
     def _prune_epochs(self) -> None:
         if self.config.keep_epochs > 0:
-            for old in sorted(self.run_dir.glob("epoch_*.pth"))[: -self.config.keep_epochs]:
+            for old in self.files.epochs()[: -self.config.keep_epochs]:
                 old.unlink()
 
     def _finish(self) -> None:
         """weight_final.pth, and under DDP a check that every rank ends with the same weights (ranks.json)."""
         digests = self.procs.gather(parameters_digest(self.raw_model))
         if self.procs.is_main:
-            self._save_weights(self.run_dir / FINAL)
+            self._save_weights(self.files.final)
             if self.procs.distributed:
                 same = len(set(digests)) == 1
-                (self.run_dir / "ranks.json").write_text(json.dumps(
-                    {"world_size": self.procs.world_size, "parameters_sha256": digests, "identical": same}, indent=1))
+                write_json(self.files.ranks, {"world_size": self.procs.world_size, "parameters_sha256": digests,
+                                              "identical": same})
                 self.log("weights identical on all ranks" if same else f"WARNING: ranks ended with different weights: {digests}")
-            self.log(f"done: {self.run_dir / FINAL}")
+            self.log(f"done: {self.files.final}")
         self.procs.barrier()
 
 
@@ -549,9 +487,3 @@ class _Meters:
     def postfix(self, **extra) -> dict:
         shown = {k: f"{getattr(self, k) / self.count:.3f}" for k in LOSS_PARTS if self.count}
         return {**shown, "lr": f"{extra['lr']:.2e}", "img/s": f"{extra['img_s']:.1f}"}
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

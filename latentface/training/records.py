@@ -1,4 +1,7 @@
-"""What a run leaves behind besides checkpoints: metrics.csv, curves.png, and optional W&B tracking."""
+"""What a run leaves behind besides checkpoints: metrics.csv, curves.png, and optional W&B tracking.
+
+Plots use matplotlib's ``Figure`` API only (no pyplot): no global backend, safe in notebooks and workers.
+"""
 from __future__ import annotations
 
 import csv
@@ -7,8 +10,10 @@ import os
 import uuid
 from pathlib import Path
 
-import cv2
 import numpy as np
+from matplotlib.figure import Figure
+
+from latentface.viz import draw_detections
 
 #: metrics.csv columns, one row per epoch (a stop mid-epoch leaves a fractional epoch).
 COLUMNS = (
@@ -35,8 +40,6 @@ def write_metrics_csv(history: list[dict], path: str | os.PathLike) -> Path:
 
 def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
     """Loss components (train solid, validation dashed), validation AP and learning rate per epoch."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend, safe in notebooks and workers
-
     fig = Figure(figsize=(13, 3.8))
     fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.92, wspace=0.25)  # cheaper than a layout engine
     ax_loss, ax_ap, ax_lr = fig.subplots(1, 3)
@@ -65,13 +68,10 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
 
 
 def draw_boxes(image: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """RGB uint8 image with true boxes in red and predicted boxes (x1,y1,x2,y2[,score]) in green."""
-    out = np.ascontiguousarray(image.copy())
-    for boxes, colour in ((truth, (255, 0, 0)), (predicted, (0, 255, 0))):
-        for box in np.asarray(boxes, dtype=np.float64):
-            x1, y1, x2, y2 = (int(round(v)) for v in box[:4])
-            cv2.rectangle(out, (x1, y1), (x2, y2), colour, 1)
-    return out
+    """RGB uint8 image with true boxes and predicted boxes (x1,y1,x2,y2[,score]) in :mod:`latentface.viz`'s colours."""
+    predicted = np.asarray(predicted, dtype=np.float64).reshape(len(predicted), -1)
+    scores = predicted[:, 4] if predicted.shape[1] > 4 else np.ones(len(predicted))
+    return draw_detections(image, {"boxes": predicted[:, :4], "scores": scores}, truth=truth)
 
 
 class Tracker:
