@@ -16,7 +16,7 @@ from latentface.metrics.wider import ground_truth_set, prediction_set, voc_ap, w
 
 def evaluation_report(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any],
                       gt_dir: str | os.PathLike | None = None, coco: bool = True) -> dict:
-    """Every number of DESIGN section 6 in one JSON-serialisable dict.
+    """Every evaluation number in one JSON-serialisable dict.
 
     Keys: images, faces (counted), ignored_faces, predictions, ap (WIDER protocol),
     ap_by_size, coco {mAP, AP50} (unless ``coco=False``: pycocotools takes minutes on
