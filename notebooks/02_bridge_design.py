@@ -37,10 +37,9 @@ import json
 import torch
 from IPython.display import Markdown, display
 
-from latentface import bench
 from latentface.model import LatentRetinaFace
 from latentface.model.bridge import BRIDGES, build_bridge
-from latentface.tools import inspection, notebooks
+from latentface.tools import bench, inspection, notebooks
 
 notebooks.setup()
 torch.manual_seed(0)

@@ -1,15 +1,28 @@
 import argparse
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from latentface import bench
+from latentface.cli import bench as bench_cli
+from latentface.cli import main
 from latentface.model import LatentRetinaFace, build_model
 from latentface.model.bridge import CodecBridge, build_bridge
+from latentface.tools import bench
+from latentface.training.recipes import RECIPES
+from latentface.util.io import read_json
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench_cli.configure_parser(parser)
+    return parser.parse_args(list(argv))
 
 
 def test_macs_and_parameters_are_hand_computable():
@@ -89,9 +102,9 @@ def _table(md: str, heading: str) -> list[list[str]]:
 
 
 def test_quick_cost_section_reports_measured_ratios(tmp_path, capsys):
-    args = argparse.Namespace(sections="cost", quick=True, full=False, out=str(tmp_path), runs=str(tmp_path / "runs"),
-                              device="cpu", threads=1, fresh=True, reuse_only=False)
-    assert bench.run(args) == 0
+    args = _args("--sections", "cost", "--quick", "--out", str(tmp_path), "--runs", str(tmp_path / "runs"),
+                 "--device", "cpu", "--threads", "1", "--fresh")
+    assert bench_cli.run(args) == 0
     md = (tmp_path / "BENCHMARKS.md").read_text()
     stored = json.loads((tmp_path / "benchmarks.json").read_text())
     assert (tmp_path / "cost.png").stat().st_size > 0
@@ -150,11 +163,13 @@ def test_targets_and_report_from_numbers(tmp_path):
     assert re.search(r"\| latent \| 0\.500 \| 0\.700 \|", md)
 
 
-def test_unknown_section_is_a_clear_error(tmp_path):
-    args = argparse.Namespace(sections="cost,speed", quick=True, full=False, out=str(tmp_path), runs=None,
-                              device="cpu", threads=None, fresh=False, reuse_only=False)
-    with pytest.raises(SystemExit, match=r"unknown section\(s\) \['speed'\]"):
-        bench.run(args)
+def test_unknown_section_is_a_clear_error(tmp_path, capsys):
+    args = _args("--sections", "cost,speed", "--quick", "--out", str(tmp_path), "--device", "cpu")
+    with pytest.raises(ValueError, match=r"unknown section\(s\) \['speed'\]"):
+        bench_cli.run(args)
+    # the command line's error boundary turns it into one line and exit status 2
+    assert main(["bench", "--sections", "cost,speed", "--quick", "--out", str(tmp_path)]) == 2
+    assert "latentface bench: error: unknown section(s) ['speed']" in capsys.readouterr().err
 
 
 def test_latent_vs_rgb_target_also_compares_the_six_anchor_pair():
@@ -166,3 +181,36 @@ def test_latent_vs_rgb_target_also_compares_the_six_anchor_pair():
     acc |= {"latent_codec_six": ap(0.945), "rgb_six": ap(0.95)}
     assert bench.targets({"accuracy": acc})[-1][1:] == (
         "0.800 vs 0.900 (-0.100); both with 'six' anchors 0.945 vs 0.950 (-0.005)", "met")  # one pair within a point
+
+
+def test_report_only_rerenders_the_stored_results_without_measuring(tmp_path, capsys):
+    results = _fake_results()
+    (tmp_path / "benchmarks.json").write_text(json.dumps(results))
+    assert main(["bench", "--report_only", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "BENCHMARKS.md").read_text()
+    assert md == bench.render_report(results)
+    assert (tmp_path / "cost.png").stat().st_size > 0 and (tmp_path / "rate_accuracy.png").stat().st_size > 0
+    assert json.loads((tmp_path / "benchmarks.json").read_text()) == results  # the results are only read
+
+
+def test_notes_are_written_from_the_results():
+    results = _fake_results()
+    md = bench.render_report(results)
+    notes = " ".join(md.split("## Notes", 1)[1].split())  # one line: the report wraps its paragraphs
+    assert "The gap to RGB (0.800) is 10.5 points" in notes  # the default's bridge vs RGB: 0.695 vs 0.800
+    assert "`bilinear` scores 0.700, then `codec` 0.695" in notes
+    results["accuracy"]["latent_codec"]["ap"] = 0.75
+    notes = " ".join(bench.render_report(results).split("## Notes", 1)[1].split())
+    assert "The gap to RGB (0.800) is 5.0 points" in notes and "`codec` scores 0.750, then `bilinear` 0.700" in notes
+
+
+def test_docs_benchmarks_md_is_the_report_of_docs_benchmarks_json():
+    """Every number in docs/BENCHMARKS.md comes from docs/benchmarks.json: the file is exactly its rendering
+    (regenerate it with `latentface bench --report_only`)."""
+    assert (DOCS / "BENCHMARKS.md").read_text() == bench.render_report(read_json(DOCS / "benchmarks.json"))
+
+
+def test_cpu_profile_trains_on_the_demo_recipe():
+    cpu, demo = bench.PROFILES["cpu"], RECIPES["demo"]
+    assert (cpu.data_size, cpu.n_train, cpu.n_val) == (demo.size, demo.n_train, demo.n_val)
+    assert (cpu.epochs, cpu.batch_size, cpu.lr) == (demo.train["epochs"], demo.train["batch_size"], demo.train["lr"])

@@ -3,14 +3,13 @@ import pytest
 import torch
 from torch import nn
 
-from latentface import bench
 from latentface.anchors import AnchorLayout
 from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.labels import FaceRecord
 from latentface.data.synth import generate_dataset
 from latentface.model.bridge import build_bridge
 from latentface.model.heads import HeadOutputs
-from latentface.tools import inspection
+from latentface.tools import bench, inspection
 
 
 def record(key, boxes, has_landmarks=None, ignore=None):

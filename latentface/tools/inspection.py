@@ -17,7 +17,7 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from latentface import LATENT_STRIDE, bench, viz
+from latentface import LATENT_STRIDE, viz
 from latentface.codec.dct import LUMA_CHANNELS
 from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces, load_latent
 from latentface.data.layout import RATE_FILES
@@ -25,6 +25,7 @@ from latentface.metrics.sizes import BUCKET_EDGES, SIZE_BUCKETS
 from latentface.metrics.sizes import bucket_index as _bucket_index
 from latentface.model.backbone import CHANNELS, resnet, stem_and_layer1
 from latentface.model.bridge import BRIDGES, build_bridge
+from latentface.tools import bench
 
 
 def _figure(figsize):
