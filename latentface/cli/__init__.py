@@ -46,12 +46,13 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def run_command(name: str, args: argparse.Namespace) -> int:
-    """Run one subcommand inside the error boundary."""
+    """Run one subcommand inside the error boundary (``args.command_name``, when a subcommand's action
+    sets it, names the action too: ``latentface kaggle push: error: ...``)."""
     module = importlib.import_module(f"latentface.cli.{name}")
     try:
         return int(module.run(args) or 0)
     except USER_ERRORS as exc:
-        print(f"latentface {name}: error: {exc}", file=sys.stderr)
+        print(f"latentface {getattr(args, 'command_name', name)}: error: {exc}", file=sys.stderr)
         return USAGE_ERROR
 
 
