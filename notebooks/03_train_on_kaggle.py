@@ -17,8 +17,8 @@
 # A previous session's output attached as input is continued, so the 12-hour limit loses nothing.
 #
 # Off Kaggle the same cells run on the synthetic dataset with a small model for a few epochs
-# (`LATENTFACE_SMOKE=1`: a tiny one for one epoch). The logic lives in `latentface.kaggle`, where it
-# is tested; the cells only call it.
+# (`LATENTFACE_SMOKE=1`: a tiny one for one epoch). The logic lives in `latentface.tools.kaggle`, where
+# it is tested; the cells only call it.
 
 # %% tags=["parameters"]
 DATA_SLUG = "retina-modify"  # the dataset to find under /kaggle/input
@@ -51,7 +51,7 @@ KAGGLE = os.environ.get("LATENTFACE_KAGGLE_ROOT", "/kaggle")
 WHEELS = sorted(w for depth in (1, 2, 3) for w in glob.glob(f"{KAGGLE}/input/{'*/' * depth}latentface-*.whl"))
 if WHEELS:
     sys.path.insert(0, WHEELS[-1])
-from latentface import kaggle as lk  # noqa: E402
+from latentface.tools import kaggle as lk  # noqa: E402
 
 if WHEELS:
     wheel = lk.find_wheels(f"{KAGGLE}/input")[-1]
@@ -96,7 +96,7 @@ lk.run_logged(lk.train_command(len(GPUS), ARGS), WORKING / "train.log")
 import json  # noqa: E402
 
 WEIGHT = lk.best_weights(RUN_DIR)
-REPORT = lk.evaluate_checkpoint(WEIGHT, DATASET, RUN_DIR / "eval", latent_type=SETTINGS["latent_type"])
+REPORT = lk.final_evaluation(WEIGHT, DATASET, RUN_DIR / "eval", latent_type=SETTINGS["latent_type"])
 print(WEIGHT.name, json.dumps(REPORT, indent=1))
 
 # %% [markdown]

@@ -1,0 +1,129 @@
+"""Kaggle credentials and the official ``kaggle`` command, run in a subprocess.
+
+Importing the ``kaggle`` package logs in (and fails without credentials), so it is never
+imported: every call goes through the command, after credentials were looked for where the
+command looks, so a missing one is reported with exactly what to set.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from latentface.tools.kaggle.metadata import KaggleSetupError
+from latentface.util.io import read_json
+
+TOKEN_PAGE = "https://www.kaggle.com/settings/api"
+
+
+def kaggle_config_dirs(env: Mapping[str, str] = os.environ) -> list[Path]:
+    """Where the kaggle CLI looks for its files: $KAGGLE_CONFIG_DIR, else ~/.kaggle (and the XDG one on Linux)."""
+    if env.get("KAGGLE_CONFIG_DIR"):
+        return [Path(env["KAGGLE_CONFIG_DIR"])]
+    home = Path(env.get("HOME") or Path.home())
+    xdg = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"
+    return [home / ".kaggle", xdg]
+
+
+def _json_object(path: Path) -> dict:
+    """The JSON object in ``path``; {} when it is missing or not one (the CLI then looks elsewhere)."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def credentials_help(env: Mapping[str, str] = os.environ) -> str:
+    config = kaggle_config_dirs(env)[0]
+    return (
+        f"Kaggle credentials not found. Create an API token at {TOKEN_PAGE}, then either\n"
+        "  export KAGGLE_API_TOKEN=<token>                     (kaggle >= 1.8; or save the token in "
+        f"{config / 'access_token'})\n"
+        "or, with a legacy key (the two fields of kaggle.json),\n"
+        "  export KAGGLE_USERNAME=<user> KAGGLE_KEY=<key>      (or save kaggle.json as "
+        f"{config / 'kaggle.json'}, chmod 600)\n"
+        "or run `kaggle auth login` (newest kaggle CLI)."
+    )
+
+
+def _credentials_in(folder: Path, env: Mapping[str, str]) -> str | None:
+    """The credentials file the CLI would use in ``folder``; raises on a kaggle.json with one field only."""
+    for name in ("access_token", "access_token.txt"):
+        if (folder / name).is_file() and (folder / name).read_text(encoding="utf-8").strip():
+            return str(folder / name)
+    if _json_object(folder / "credentials.json").get("refresh_token"):
+        return str(folder / "credentials.json")
+    config = _json_object(folder / "kaggle.json")
+    if config.get("username") and config.get("key"):
+        return str(folder / "kaggle.json")
+    if (folder / "kaggle.json").is_file() and (config.get("username") or config.get("key")):
+        missing = "key" if config.get("username") else "username"
+        raise KaggleSetupError(f"{folder / 'kaggle.json'} has no '{missing}'; it needs both "
+                               f'{{"username": ..., "key": ...}}.\n' + credentials_help(env))
+    return None
+
+
+def find_credentials(env: Mapping[str, str] = os.environ) -> str:
+    """Where the kaggle CLI will find credentials; raises with exactly what to set when it will not."""
+    if env.get("KAGGLE_API_TOKEN"):
+        return "KAGGLE_API_TOKEN"
+    if env.get("KAGGLE_USERNAME") and env.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME + KAGGLE_KEY"
+    for folder in kaggle_config_dirs(env):
+        found = _credentials_in(folder, env)
+        if found:
+            return found
+    if env.get("KAGGLE_USERNAME") or env.get("KAGGLE_KEY"):
+        have, missing = (("KAGGLE_USERNAME", "KAGGLE_KEY") if env.get("KAGGLE_USERNAME")
+                         else ("KAGGLE_KEY", "KAGGLE_USERNAME"))
+        raise KaggleSetupError(
+            f"{have} is set but {missing} is not: export {missing}=<...> too.\n" + credentials_help(env))
+    raise KaggleSetupError(credentials_help(env))
+
+
+def kaggle_username(user: str | None = None, env: Mapping[str, str] = os.environ) -> str:
+    """``--user``, else $KAGGLE_USERNAME, else the username in the CLI's kaggle.json / credentials.json."""
+    if user:
+        return user
+    if env.get("KAGGLE_USERNAME"):
+        return env["KAGGLE_USERNAME"]
+    for folder in kaggle_config_dirs(env):
+        for name in ("kaggle.json", "credentials.json"):
+            found = _json_object(folder / name).get("username")
+            if found:
+                return found
+    raise KaggleSetupError("Kaggle username unknown: pass --user YOUR_KAGGLE_USERNAME or export KAGGLE_USERNAME=...")
+
+
+def kaggle_executable(env: Mapping[str, str] = os.environ) -> str:
+    found = shutil.which("kaggle", path=env.get("PATH"))
+    if not found:
+        raise KaggleSetupError("the `kaggle` command is not on PATH. Install it with `pip install kaggle` "
+                               "(or `pip install 'latentface[kaggle]'`) and check with `kaggle --version`.")
+    return found
+
+
+class KaggleCLI:
+    """The official ``kaggle`` command, run in a subprocess (credentials checked first, so the message is ours)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None, check_credentials: bool = True):
+        self.env = dict(os.environ if env is None else env)
+        self.executable = kaggle_executable(self.env)
+        if check_credentials:
+            find_credentials(self.env)
+
+    def run(self, args: Sequence[str], check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+        command = [self.executable, *map(str, args)]
+        print("$ kaggle " + " ".join(map(str, args)), flush=True)
+        result = subprocess.run(command, env=self.env, text=True,
+                                stdout=subprocess.PIPE if capture else None,
+                                stderr=subprocess.STDOUT if capture else None)
+        if check and result.returncode != 0:
+            tail = f":\n{result.stdout.strip()}" if capture and result.stdout else ""
+            raise KaggleSetupError(f"`kaggle {' '.join(map(str, args))}` failed with exit status "
+                                   f"{result.returncode}{tail}")
+        return result
