@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-CODECS = {"dct": "latentface.codec.dct"}
+CODECS = {"dct": "latentface.codec.dct", "learned": "latentface.codec.learned"}
 
 
 def get_codec(name: str) -> ModuleType:

@@ -32,6 +32,8 @@ def _signs(channel_signs, channels: int) -> torch.Tensor | None:
         from latentface.codec import get_codec
 
         channel_signs = get_codec(channel_signs).hflip_signs()
+        if channel_signs is None:  # the codec has no exact flip rule (learned): the plain mirror
+            return None
     signs = torch.as_tensor(np.asarray(channel_signs), dtype=torch.float32).reshape(-1)
     if len(signs) != channels:
         raise ValueError(f"channel_signs has {len(signs)} entries for a latent of {channels} channels")
