@@ -33,7 +33,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from latentface.data.dataset import NestedLatentWiderFaceDataset, load_latent
-from latentface.detect import picture_background
+from latentface.inference.pictures import picture_background
 from latentface.tools import inspection, notebooks
 
 notebooks.setup()

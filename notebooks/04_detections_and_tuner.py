@@ -43,8 +43,8 @@ from IPython.display import Markdown, display
 
 from latentface import viz
 from latentface.data.dataset import NestedLatentWiderFaceDataset
-from latentface.detect import Detector, picture_background
-from latentface.inference.operating_point import DISPLAY_CONF
+from latentface.inference import DISPLAY_CONF, Detector
+from latentface.inference.pictures import picture_background
 from latentface.metrics import voc_ap
 from latentface.tools import inspection, notebooks
 from latentface.tools.tuner import ThresholdTuner

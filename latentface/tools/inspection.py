@@ -21,8 +21,7 @@ from latentface import LATENT_STRIDE, viz
 from latentface.codec.dct import LUMA_CHANNELS
 from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces, load_latent
 from latentface.data.layout import RATE_FILES
-from latentface.metrics.sizes import BUCKET_EDGES, SIZE_BUCKETS
-from latentface.metrics.sizes import bucket_index as _bucket_index
+from latentface.metrics.sizes import BUCKET_EDGES, SIZE_BUCKETS, bucket_index
 from latentface.model.backbone import CHANNELS, resnet, stem_and_layer1
 from latentface.model.bridge import BRIDGES, build_bridge
 from latentface.tools import bench
@@ -56,7 +55,7 @@ def label_summary(records: Mapping[str, object]) -> dict:
 
     Returns ``faces_per_image`` [images], and per face ``width``, ``height``, ``aspect``
     (width / height), ``has_landmarks``, ``ignore``, ``bucket`` (index into
-    :data:`latentface.evaluate.SIZE_BUCKETS`), plus ``bucket_counts`` and
+    :data:`latentface.metrics.sizes.SIZE_BUCKETS`), plus ``bucket_counts`` and
     ``landmark_fraction`` per bucket (None for an empty bucket).
     """
     recs = list(records.values())
@@ -64,7 +63,7 @@ def label_summary(records: Mapping[str, object]) -> dict:
     width, height = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
     has_lm = np.concatenate([np.asarray(r.has_landmarks, bool) for r in recs]) if recs else np.zeros(0, bool)
     ignore = np.concatenate([np.asarray(r.ignore, bool) for r in recs]) if recs else np.zeros(0, bool)
-    bucket = _bucket_index(boxes)
+    bucket = bucket_index(boxes)
     counts = {name: int((bucket == i).sum()) for i, name in enumerate(SIZE_BUCKETS)}
     return {
         "images": len(recs),
@@ -262,7 +261,7 @@ def bridge_costs(bridges: Sequence[str] | None = None, backbone: str = "resnet50
     """Each bridge next to what it replaces (the RGB stem + layer1 of ``backbone``), at ``image`` pixels.
 
     Per row: output shape, parameters, multiply-adds and median CPU latency (batch 1, rows
-    measured in turns: :func:`latentface.bench.latency`), from :mod:`latentface.bench`'s counters.
+    measured in turns: :func:`latentface.tools.bench.latency`), from :mod:`latentface.tools.bench`'s counters.
     """
     c1 = CHANNELS[backbone][0]
     cells = image // LATENT_STRIDE
@@ -297,7 +296,7 @@ def erf_extent(erf: np.ndarray, fraction: float = 0.9) -> int:
 
 
 def plot_erfs(erfs: Mapping[str, np.ndarray], unit: str = "latent cell"):
-    """One panel per effective receptive field (e.g. :func:`latentface.bench.effective_receptive_field`
+    """One panel per effective receptive field (e.g. :func:`latentface.tools.bench.effective_receptive_field`
     of each bridge), with its 50 % / 90 % extents in the title."""
     fig = _figure((3.2 * len(erfs), 3.3))
     axes = np.atleast_1d(fig.subplots(1, len(erfs)))
@@ -361,7 +360,7 @@ def level_response(model, dataset, max_images: int | None = None, batch_size: in
     scores = np.concatenate(scores_rows) if scores_rows else np.zeros((0, len(levels)))
     face_boxes = np.concatenate(face_boxes) if face_boxes else np.zeros((0, 4))
     height = face_boxes[:, 3] - face_boxes[:, 1]
-    bucket = _bucket_index(face_boxes)
+    bucket = bucket_index(face_boxes)
     fires = np.zeros((len(SIZE_BUCKETS), len(levels)), dtype=np.int64)
     mean_score = np.full((len(SIZE_BUCKETS), len(levels)), np.nan)
     has_any = ~np.isnan(scores).all(axis=1)
