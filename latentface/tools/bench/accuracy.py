@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from latentface.checkpoint import load_checkpoint
+from latentface.checkpoint import RunDir, load_checkpoint
 from latentface.codec import get_codec
 from latentface.data.dataset import NestedLatentWiderFaceDataset, load_latent
 from latentface.data.images import RGBWiderFaceDataset
@@ -31,7 +31,7 @@ from latentface.util.io import read_json, write_image, write_json
 DATA_MARKER = "bench_data.json"
 RUN_CONFIG = "bench_config.json"
 RUN_WALL = "bench_wall_s.txt"
-FINAL_WEIGHTS = "weight_final.pth"
+FINAL_WEIGHTS = RunDir.FINAL
 
 
 def prepare_data(root: Path, profile: Profile, log=print) -> Path:
