@@ -5,9 +5,9 @@ import torch
 from torchvision.ops import box_iou
 
 from latentface.anchors import AnchorLayout
+from latentface.inference import OperatingPoint, postprocess
 from latentface.loss import MultiBoxLoss, match_anchors
 from latentface.model.heads import HeadOutputs
-from latentface.postprocess import postprocess
 
 # Four 16x16 anchors tiling a 32x32 image: centres (8, 8), (24, 8), (8, 24), (24, 24).
 TILES = AnchorLayout(levels=(4,), sizes=((16.0,),)).generate(32, 32)
@@ -27,7 +27,8 @@ def outputs(value=0.0, n=4, batch=1):
 
 
 def test_face_at_a_known_position_is_matched_to_that_anchor():
-    anchors = AnchorLayout(levels=(2, 3, 4, 5, 6), sizes=tuple((16.0 * 2 ** (l - 2),) for l in range(2, 7))).generate(640, 640)
+    sizes = tuple((16.0 * 2 ** (level - 2),) for level in range(2, 7))
+    anchors = AnchorLayout(levels=(2, 3, 4, 5, 6), sizes=sizes).generate(640, 640)
     # P3 (stride 8), cell (y=13, x=25): centre (204, 108), size 32. Offset of P3 = 160*160 anchors.
     face = torch.tensor([[188.0, 92.0, 220.0, 124.0]])
     index = 160 * 160 + 13 * 80 + 25
@@ -100,7 +101,7 @@ def test_postprocess_equals_a_brute_force_reference():
     logits = torch.randn(batch, n, 2, generator=g) * 2
     deltas = torch.randn(batch, n, 4, generator=g) * 0.5
     lmk = torch.randn(batch, n, 10, generator=g)
-    dets = postprocess(HeadOutputs(logits, deltas, lmk), anchors, conf=0.3, nms_iou=0.4, top_k=150, keep_top_k=40)
+    dets = postprocess(HeadOutputs(logits, deltas, lmk), anchors, OperatingPoint(conf=0.3, nms=0.4, topk=150, keep=40))
     from latentface.boxes import decode_boxes
 
     for b in range(batch):
@@ -115,5 +116,5 @@ def test_postprocess_equals_a_brute_force_reference():
 
 
 def test_postprocess_with_nothing_above_threshold():
-    dets = postprocess(outputs(batch=2), TILES, conf=0.6)
+    dets = postprocess(outputs(batch=2), TILES, OperatingPoint(conf=0.6))
     assert [len(d["boxes"]) for d in dets] == [0, 0]

@@ -1,9 +1,9 @@
 import torch
 from torchvision.ops import box_iou
 
+from latentface.inference import OperatingPoint, postprocess
 from latentface.loss import MultiBoxLoss
 from latentface.model import LatentRetinaFace
-from latentface.postprocess import postprocess
 
 
 def test_tiny_model_overfits_two_latents():
@@ -30,7 +30,7 @@ def test_tiny_model_overfits_two_latents():
 
     model.eval()
     with torch.no_grad():
-        dets = postprocess(model(latents), anchors, conf=0.5)
+        dets = postprocess(model(latents), anchors, OperatingPoint(conf=0.5))
     for det, truth in zip(dets, boxes):
         assert len(det["boxes"]) >= len(truth)
         best = box_iou(truth, det["boxes"][: len(truth) + 1]).max(dim=1).values
