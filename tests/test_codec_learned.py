@@ -211,7 +211,7 @@ def _settings(**kw) -> training.CodecTrainSettings:
 
 
 def test_training_resumes_from_its_checkpoint(tmp_path):
-    settings = _settings()
+    settings = _settings(time_schedule=False)  # a step-only schedule: exactly reproducible
     straight = training.train_codec(settings, synthetic_image, out=tmp_path / "a", progress=False)
     part = training.train_codec(settings, synthetic_image, out=tmp_path / "b", progress=False, stop_after=2)
     assert part["steps_done"] == 2 and not part["finished"] and not (tmp_path / "b" / "learned.pt").exists()
@@ -227,6 +227,15 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
     other = dataclasses.replace(settings, width=16)
     with pytest.raises(LatentfaceError, match="trained with"):
         training.train_codec(other, synthetic_image, out=tmp_path / "b", resume=True, progress=False)
+
+
+def test_learning_rate_schedule():
+    s = _settings(steps=100, lr=1e-3, lr_final=1e-4, minutes=10.0)
+    assert training._lr(s, 0, 0.0) == pytest.approx(1e-3)
+    assert training._lr(s, 50, 0.0) == pytest.approx(5.5e-4)
+    assert training._lr(s, 100, 0.0) == pytest.approx(1e-4)
+    assert training._lr(s, 10, 300.0) == pytest.approx(5.5e-4)  # half the time budget gone: the time decides
+    assert training._lr(dataclasses.replace(s, time_schedule=False), 10, 300.0) > 9e-4
 
 
 def test_training_batches_are_a_function_of_the_step(tmp_path):
@@ -281,3 +290,17 @@ def test_cli_report_and_error_boundary(tmp_path, tiny_model, capsys):
     assert "learned PSNR" in capsys.readouterr().out
     assert main(["codec", "report", "--weights", str(tmp_path / "missing.pt"), "--no-progress"]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_flip_augmentation_mirrors_plainly_for_the_learned_codec():
+    from latentface.data.augment import hflip
+
+    latent = torch.arange(256 * 2 * 3, dtype=torch.float32).reshape(256, 2, 3)
+    target = {
+        "boxes": torch.tensor([[0.0, 0.0, 16.0, 16.0]]),
+        "landmarks": torch.full((1, 5, 2), -1.0),
+        "has_landmarks": torch.tensor([False]),
+        "labels": torch.ones(1, dtype=torch.long),
+    }
+    flipped, _ = hflip(latent, target, channel_signs="learned")
+    assert torch.equal(flipped, latent.flip(-1))

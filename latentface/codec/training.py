@@ -54,6 +54,9 @@ class CodecTrainSettings:
     render: int = 192  # size of the synthetic images the crops are taken from
     lr: float = 5e-4
     lr_final: float = 5e-5  # cosine decay from lr to lr_final over ``steps``
+    #: the decay also follows the time budget (``minutes``) when that runs out first, so a run cut by the
+    #: time cap still ends at ``lr_final``; the weights then depend on the machine's speed
+    time_schedule: bool = True
     clip: float = 1.0
     #: one lambda per rate (QUALITIES order): loss = bpp + lambda * MSE(RGB 0..255)
     lambdas: tuple[float, ...] = (0.002, 0.006, 0.02, 0.06, 0.2)
@@ -118,8 +121,12 @@ def batch_for_step(
     return rgb, rates
 
 
-def _lr(settings: CodecTrainSettings, step: int) -> float:
-    t = min(1.0, step / max(1, settings.steps))
+def _lr(settings: CodecTrainSettings, step: int, seconds: float) -> float:
+    """Cosine decay over the run's progress: the step budget's share done, or the time budget's if larger."""
+    t = step / max(1, settings.steps)
+    if settings.time_schedule:
+        t = max(t, seconds / (settings.minutes * 60))
+    t = min(1.0, t)
     return settings.lr_final + 0.5 * (settings.lr - settings.lr_final) * (1 + math.cos(math.pi * t))
 
 
@@ -190,7 +197,7 @@ def train_codec(
         rgb, rates = batch_for_step(settings, step, files, draw)
         generator = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
         for group in optimiser.param_groups:
-            group["lr"] = _lr(settings, step)
+            group["lr"] = _lr(settings, step, elapsed + time.monotonic() - start)
         result = model(rgb, rates, generator)
         loss = (result["bpp"] + lambdas[rates] * result["mse"]).mean()
         optimiser.zero_grad(set_to_none=True)
