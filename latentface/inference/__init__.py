@@ -14,12 +14,14 @@ _HOMES = {
     "OperatingPoint": "operating_point", "OperatingPointError": "operating_point",
     "EVAL_CONF": "operating_point", "DISPLAY_CONF": "operating_point",
     "postprocess": "postprocess",
+    "picture_background": "pictures",
 }
 __all__ = sorted(_HOMES)
 
 if TYPE_CHECKING:  # the names as static analysis sees them
     from latentface.inference.detector import Detector, detect_files, load_model_latent, predict_dataset  # noqa: F401
     from latentface.inference.operating_point import DISPLAY_CONF, EVAL_CONF, OperatingPoint, OperatingPointError  # noqa: F401
+    from latentface.inference.pictures import picture_background  # noqa: F401
     from latentface.inference.postprocess import postprocess  # noqa: F401
 
 
