@@ -16,10 +16,10 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from latentface.checkpoint import model_from_checkpoint
 from latentface.data.dataset import BadLatentError, collate_faces, load_latent
 from latentface.inference.operating_point import OperatingPoint
 from latentface.inference.postprocess import postprocess
+from latentface.model.builder import model_from_checkpoint
 from latentface.util.device import resolve_device
 
 ON_BAD_LATENT = ("raise", "skip")
