@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.14.1 torchvision==0.29.1
 DATASET_ROOT ?=
 
-.PHONY: demo test test-fast lint notebooks bench clean
+.PHONY: demo test test-fast lint notebooks bench bench-report clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ notebooks: $(VENV)/.ready
 
 bench: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.cli bench
+
+# docs/BENCHMARKS.md and its figures again from docs/benchmarks.json, measuring nothing.
+bench-report: $(VENV)/.ready
+	MPLBACKEND=Agg $(PY) -m latentface.cli bench --report_only
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

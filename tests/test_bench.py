@@ -101,6 +101,7 @@ def _table(md: str, heading: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in rows[:end]]
 
 
+@pytest.mark.slow  # builds and times every cost row: half a minute on 2 cores
 def test_quick_cost_section_reports_measured_ratios(tmp_path, capsys):
     args = _args("--sections", "cost", "--quick", "--out", str(tmp_path), "--runs", str(tmp_path / "runs"),
                  "--device", "cpu", "--threads", "1", "--fresh")
