@@ -1,10 +1,13 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from latentface.anchors import PRESETS, AnchorLayout, get_layout
-from latentface.boxes import decode_boxes, decode_landmarks, encode_boxes, encode_landmarks
+from latentface.boxes import (
+    VARIANCES, decode_boxes, decode_landmarks, encode_boxes, encode_landmarks, xywh_to_xyxy, xyxy_to_xywh,
+)
 from latentface.model.heads import Heads
 
 
@@ -29,6 +32,27 @@ def test_preset_layouts():
     assert three.count(640, 640) == (6400 + 1600 + 400) * 2
     with pytest.raises(ValueError, match="unknown anchor layout"):
         get_layout("nine")
+
+
+def test_layouts_write_out_and_read_back():
+    for name, layout in PRESETS.items():
+        written = layout.to_dict()
+        assert written["strides"] == [2**level for level in layout.levels] and written["variances"] == list(VARIANCES)
+        assert get_layout(written) == AnchorLayout.from_dict(written) == layout, name
+    with pytest.raises(ValueError, match=r"strides \[4, 8\] are not 2\*\*level of levels \[3, 4\]"):
+        AnchorLayout.from_dict({"levels": [3, 4], "strides": [4, 8], "sizes": [[8.0], [16.0]]})
+    with pytest.raises(ValueError, match="not an anchor layout"):
+        AnchorLayout.from_dict({"levels": [3], "sizes": [[8.0]], "scales": [1]})
+    with pytest.raises(ValueError, match="variances are two positive numbers"):
+        AnchorLayout(levels=(3,), sizes=((8.0,),), variances=(0.1, 0.0))
+
+
+def test_xywh_and_xyxy_are_inverse_and_keep_wider_coordinates():
+    xywh = np.array([[449, 330, 122, 149], [0.5, 1.25, 0, 3]])
+    xyxy = xywh_to_xyxy(xywh)
+    assert xyxy.tolist() == [[449, 330, 571, 479], [0.5, 1.25, 0.5, 4.25]]  # x2 = x + w, no +1
+    assert xyxy_to_xywh(xyxy).tolist() == xywh.tolist()
+    assert xywh_to_xyxy(np.zeros((0, 4))).shape == (0, 4) and xywh_to_xyxy([1, 2, 3, 4]).tolist() == [1, 2, 4, 6]
 
 
 def test_anchor_order_matches_head_flattening():

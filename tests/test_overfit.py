@@ -1,9 +1,21 @@
+"""A tiny detector fits two latents: the loss, the anchors, the heads and post-processing agree."""
+import pytest
 import torch
 from torchvision.ops import box_iou
 
-from latentface.inference import OperatingPoint, postprocess
+from latentface.inference.operating_point import OperatingPoint
+from latentface.inference.postprocess import postprocess
 from latentface.loss import MultiBoxLoss
 from latentface.model import LatentRetinaFace
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """A tiny model on a shared CPU: one thread is fastest and does not stall when other processes load it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def test_tiny_model_overfits_two_latents():

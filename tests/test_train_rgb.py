@@ -15,6 +15,7 @@ from latentface.data.synth import generate_dataset
 from latentface.detect import Detector
 from latentface.train import TrainConfig, train
 from latentface.training.records import Tracker, draw_boxes
+from latentface.viz import DETECTION_COLOUR, TRUTH_COLOUR
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -117,8 +118,10 @@ def test_tracking_switches_off_with_one_line(monkeypatch, tmp_path):
 
 
 def test_draw_boxes_colours():
+    """The W&B validation pictures use the colours of every other picture (latentface.viz)."""
     out = draw_boxes(np.zeros((20, 20, 3), np.uint8), np.array([[2, 2, 8, 8, 0.9]]), np.array([[10, 10, 15, 15]]))
-    assert out[2, 5].tolist() == [0, 255, 0] and out[10, 12].tolist() == [255, 0, 0] and out[0, 0].tolist() == [0, 0, 0]
+    assert out[2, 5].tolist() == list(DETECTION_COLOUR) and out[10, 12].tolist() == list(TRUTH_COLOUR)
+    assert out[0, 0].tolist() == [0, 0, 0]
 
 
 def test_weights_and_biases_receives_losses_ap_and_validation_images(dataset, tmp_path, monkeypatch):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from latentface import LATENT_STRIDE
+from latentface.codec import get_codec
 from latentface.data.labels import FLIP_LANDMARKS
 
 
@@ -29,8 +30,6 @@ def _signs(channel_signs, channels: int) -> torch.Tensor | None:
     if channel_signs is None:
         return None
     if isinstance(channel_signs, str):
-        from latentface.codec import get_codec
-
         channel_signs = get_codec(channel_signs).hflip_signs()
         if channel_signs is None:  # the codec has no exact flip rule (learned): the plain mirror
             return None

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from latentface.codec import dct
 from latentface.model.layers import conv_bn
 
 
@@ -77,8 +78,6 @@ def dct_synthesis_basis(in_channels: int = 256) -> torch.Tensor | None:
     is exact; chroma is upsampled within each cell (the decoder interpolates across cells).
     None when ``in_channels`` is not the codec's 256: the latent is then not this codec's.
     """
-    from latentface.codec import dct
-
     if in_channels != dct.CHANNELS:
         return None
     freqs = dct.channel_frequencies()

@@ -120,18 +120,23 @@ def resolved(config: TrainConfig) -> TrainConfig:
     return dataclasses.replace(config, model=arch["backbone"], bridge=arch.get("bridge"), out_channels=arch["out_channels"])
 
 
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """A JSON object whose keys are flag names (``dataset_root`` or ``dataset-root``)."""
-    data = read_json(path, "training config file")
+def settings(data: Any, source: str | os.PathLike) -> dict[str, Any]:
+    """``{flag: value}`` (keys ``dataset_root``, ``dataset-root`` or ``--dataset-root``) -> ``{field: value}``;
+    an unknown flag is an error naming ``source``. ``TrainConfig(**settings(...)).validate()`` checks the values."""
     if not isinstance(data, dict):
-        raise TrainingError(f"{path}: a config file holds one JSON object of flag: value, got {type(data).__name__}")
+        raise TrainingError(f"{source}: settings are one JSON object of flag: value, got {type(data).__name__}")
     out = {}
     for key, value in data.items():
         name = key.lstrip("-").replace("-", "_")
         if name not in FIELDS:
-            raise TrainingError(f"{path}: unknown setting {key!r}; settings are the train flags: {sorted(FIELDS)}")
+            raise TrainingError(f"{source}: unknown setting {key!r}; settings are the train flags: {sorted(FIELDS)}")
         out[name] = value
     return out
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object whose keys are flag names (``dataset_root`` or ``dataset-root``), as :func:`settings`."""
+    return settings(read_json(path, "training config file"), path)
 
 
 def merge_for_resume(config: TrainConfig, saved: dict[str, Any], source: str | os.PathLike) -> TrainConfig:

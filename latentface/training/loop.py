@@ -1,11 +1,13 @@
 """The training loop: SGD with warm-up and cosine decay, AMP, clipping, a non-finite guard,
 validation by the WIDER protocol, exact resume, clean stops on SIGINT/SIGTERM, and DDP.
 
-Checkpoint keys: ``model`` (state dict), ``config`` (``model.config``: ``detect`` needs no
-architecture flags), ``epoch`` (epochs finished), ``epoch_step`` (steps done in the next),
-``step`` (all steps), ``metrics`` (per-epoch rows), ``train_config``, ``best``; the resumable
-``last.pth`` adds ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``meters``,
-``nonfinite_steps``, ``elapsed_s`` and ``wandb_id``.
+The run directory's files are named by :class:`latentface.checkpoint.RunDir`. Checkpoint keys:
+``format_version`` (:data:`latentface.checkpoint.FORMAT_VERSION`), ``model`` (state dict), ``config``
+(``model.config``, the anchor layout written out: ``detect`` needs no architecture flags),
+``epoch`` (epochs finished), ``epoch_step`` (steps done in the next), ``step`` (all steps),
+``metrics`` (per-epoch rows), ``train_config``, ``best``; the resumable ``last.pth`` adds
+``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``meters``, ``nonfinite_steps``, ``elapsed_s``
+and ``wandb_id``.
 """
 from __future__ import annotations
 

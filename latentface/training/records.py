@@ -69,7 +69,7 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
 
 def draw_boxes(image: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """RGB uint8 image with true boxes and predicted boxes (x1,y1,x2,y2[,score]) in :mod:`latentface.viz`'s colours."""
-    predicted = np.asarray(predicted, dtype=np.float64).reshape(len(predicted), -1)
+    predicted = np.asarray(predicted, dtype=np.float64)  # [K, 4] or [K, 5]
     scores = predicted[:, 4] if predicted.shape[1] > 4 else np.ones(len(predicted))
     return draw_detections(image, {"boxes": predicted[:, :4], "scores": scores}, truth=truth)
 
@@ -85,7 +85,7 @@ class Tracker:
             log(f"experiment tracking off: {reason_off}")
             return
         try:
-            import wandb
+            import wandb  # optional dependency (latentface[tracking])
         except ImportError:
             log("experiment tracking off: wandb is not installed (pip install 'latentface[tracking]')")
             return
