@@ -96,18 +96,6 @@ class FaceRecord:
             attributes=None if self.attributes is None else self.attributes[keep],
         )
 
-    def equals(self, other: "FaceRecord") -> bool:
-        """Exact equality of every field (arrays compared element-wise)."""
-        if (self.key, self.name) != (other.key, other.name):
-            return False
-        if (self.attributes is None) != (other.attributes is None):
-            return False
-        pairs = [(self.boxes, other.boxes), (self.landmarks, other.landmarks),
-                 (self.has_landmarks, other.has_landmarks), (self.ignore, other.ignore)]
-        if self.attributes is not None:
-            pairs.append((self.attributes, other.attributes))
-        return all(a.shape == b.shape and np.array_equal(a, b) for a, b in pairs)
-
 
 def image_key(name: str) -> str:
     """The dataset key of a label's image name: basename without extension."""

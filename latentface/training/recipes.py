@@ -6,7 +6,7 @@ one ("the demo's recipe") means exactly this entry.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -22,10 +22,6 @@ class Recipe:
     rates: tuple[int, ...] = (12, 25, 50, 75, 100)
     seed: int = 0
     description: str = ""
-
-    def with_train(self, **changes: Any) -> "Recipe":
-        """A copy with some training settings changed."""
-        return replace(self, train={**self.train, **changes})
 
     def data(self) -> dict[str, Any]:
         """The keyword arguments of :func:`latentface.data.synth.generate_dataset` (besides the root)."""
