@@ -27,11 +27,15 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from latentface.tools.kaggle.metadata import DATA_SLUG, MACHINE_SHAPE, KaggleSetupError
 from latentface.util.env import smoke
 from latentface.util.io import write_json
+
+if TYPE_CHECKING:  # annotations only: the training package imports torch
+    from latentface.checkpoint import RunDir
+    from latentface.training.recipes import Recipe
 
 ROOT_ENV = "LATENTFACE_KAGGLE_ROOT"
 #: Off Kaggle (the local stand-in root): the ``kaggle-local`` recipe on the synthetic set.
@@ -47,14 +51,14 @@ RUNTIME_MODULES = {"torch": "torch", "torchvision": "torchvision", "numpy": "num
 MOUNT_KINDS = ("datasets", "notebooks", "kernels", "models", "competitions")
 
 
-def _run_dir(path: str | os.PathLike):
+def _run_dir(path: str | os.PathLike) -> RunDir:
     """The :class:`~latentface.checkpoint.RunDir` of ``path`` (file names of a training run directory)."""
     from latentface.checkpoint import RunDir  # imports torch (see the module docstring)
 
     return RunDir(path)
 
 
-def _recipe(name: str):
+def _recipe(name: str) -> Recipe:
     """The :class:`~latentface.training.recipes.Recipe` called ``name``."""
     from latentface.training.recipes import RECIPES  # the training package imports torch (see the module docstring)
 
@@ -219,7 +223,7 @@ def cuda_devices(cuda=None) -> list[str]:
     return names
 
 
-def local_recipe(root: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ):
+def local_recipe(root: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Recipe | None:
     """The recipe that replaces the notebook's settings: ``kaggle-smoke`` under LATENTFACE_SMOKE=1,
     ``kaggle-local`` on the local stand-in root, else None (a real run)."""
     if smoke(env):
