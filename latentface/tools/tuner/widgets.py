@@ -16,7 +16,10 @@ import ipywidgets as w
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from latentface.tools.tuner.logic import ThresholdTuner
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the view only calls the tuner's public methods; logic imports this module lazily
+    from latentface.tools.tuner.logic import ThresholdTuner
 
 
 def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresholds.json", background: str = "auto"):
