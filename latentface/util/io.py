@@ -5,10 +5,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -44,6 +44,8 @@ def write_json(path: str | os.PathLike, data: Any, indent: int | None = 1) -> Pa
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
     """An [H, W, 3] uint8 view of an RGB image (grey images are repeated, floats clipped to 0..255)."""
+    import numpy as np  # on use: JSON users (the Kaggle kernel's dependency check) must not need numpy
+
     image = np.asarray(image)
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
@@ -56,6 +58,8 @@ def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """RGB uint8 [H, W, 3] from an image file; a clear error names a file that cannot be read."""
+    import cv2  # on use: JSON users (the Kaggle kernel's dependency check) must not need OpenCV
+
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"{path}: not a readable image")
@@ -64,6 +68,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 def write_image(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an RGB image (PNG or JPEG by the suffix), creating the folder; a failed write is an error."""
+    import cv2  # on use, as in read_image
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(as_rgb_uint8(image), cv2.COLOR_RGB2BGR)):
