@@ -159,6 +159,10 @@ def test_format_1_checkpoints_still_load_with_anchors_by_preset_name(tmp_path):
     torch.save({"model": {}, "config": {**old_config, "anchors": "nine"}}, tmp_path / "unknown.pth")
     with pytest.raises(CheckpointError, match=r"unknown.pth: its anchor layout 'nine' is unknown"):
         load_checkpoint(tmp_path / "unknown.pth")
+    other_variances = {**model.config, "anchors": {**model.config["anchors"], "variances": [0.2, 0.4]}}
+    torch.save({"model": model.state_dict(), "config": other_variances, "format_version": 2}, tmp_path / "var.pth")
+    with pytest.raises(CheckpointError, match=r"var.pth: its model config .*\(anchor variances \[0.2, 0.4\]"):
+        model_from_checkpoint(tmp_path / "var.pth")
     torch.save({"model": {}, "config": model.config, "format_version": 3}, tmp_path / "newer.pth")
     with pytest.raises(CheckpointError, match=r"newer.pth: checkpoint format 3; .* reads formats 1 to 2"):
         load_checkpoint(tmp_path / "newer.pth")

@@ -224,6 +224,8 @@ def test_flags_take_both_spellings_and_override_the_config_file(tmp_path):
         read_config_file(file)
     with pytest.raises(TrainingError, match="--batch_size must be at least 1"):
         TrainConfig(batch_size=0).validate()
+    with pytest.raises(TrainingError, match=r"--anchors must be one of \['default', 'six', 'three_level'\], got 'nine'"):
+        TrainConfig(anchors="nine").validate()
 
 
 def test_a_device_that_does_not_exist_is_one_clear_line(dataset, tmp_path, capsys):

@@ -16,6 +16,7 @@ from torch import nn
 
 from latentface import LATENT_STRIDE
 from latentface.anchors import AnchorLayout, get_layout
+from latentface.boxes import VARIANCES
 from latentface.model.backbone import CHANNELS, resnet, stem_and_layer1
 from latentface.model.bridge import build_bridge
 from latentface.model.heads import HeadOutputs, Heads
@@ -38,6 +39,9 @@ class _RetinaFace(nn.Module):
                  light_p2: bool = False):
         super().__init__()
         self.anchor_layout: AnchorLayout = get_layout(anchors)
+        if self.anchor_layout.variances != VARIANCES:  # the loss and post-processing code with these
+            raise ValueError(f"anchor variances {list(self.anchor_layout.variances)}: this version trains and decodes "
+                             f"with {list(VARIANCES)} only")
         c = CHANNELS[backbone]
         self.register_buffer("input_mean", torch.zeros(in_channels))
         self.register_buffer("input_std", torch.ones(in_channels))
