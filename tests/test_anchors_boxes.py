@@ -6,7 +6,13 @@ import torch
 
 from latentface.anchors import PRESETS, AnchorLayout, get_layout
 from latentface.boxes import (
-    VARIANCES, decode_boxes, decode_landmarks, encode_boxes, encode_landmarks, xywh_to_xyxy, xyxy_to_xywh,
+    VARIANCES,
+    decode_boxes,
+    decode_landmarks,
+    encode_boxes,
+    encode_landmarks,
+    xywh_to_xyxy,
+    xyxy_to_xywh,
 )
 from latentface.model.heads import Heads
 

@@ -32,7 +32,7 @@ def test_tiny_model_overfits_two_latents():
     criterion = MultiBoxLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
-    for step in range(100):
+    for _ in range(100):
         loss = criterion(model(latents), targets, anchors)["total"]
         optimizer.zero_grad()
         loss.backward()
