@@ -219,6 +219,7 @@ def test_missing_labels_and_folders(tmp_path):
 def test_paths_and_rate_names(tmp_path):
     assert rate_file(75) == rate_file("75") == rate_file("latent_75") == rate_file("latent_75.npy") == "latent_75.npy"
     assert resolve_latent_types("mixed")[0] == "latent_12.npy" and resolve_latent_types(100) == ["latent_100.npy"]
+    assert resolve_latent_types("12, latent_75.npy") == resolve_latent_types([12, 75]) == ["latent_12.npy", "latent_75.npy"]
     with pytest.raises(ValueError, match="empty"):
         resolve_latent_types([])
     assert image_path(tmp_path, "val", "k") == tmp_path / "val" / "images" / "k.png"
