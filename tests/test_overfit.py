@@ -4,7 +4,7 @@ import torch
 from torchvision.ops import box_iou
 
 from latentface.inference.operating_point import OperatingPoint
-from latentface.inference.postprocess import postprocess
+from latentface.inference.postprocessing import postprocess
 from latentface.loss import MultiBoxLoss
 from latentface.model import LatentRetinaFace
 

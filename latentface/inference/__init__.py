@@ -13,7 +13,7 @@ _HOMES = {
     "load_model_latent": "detector",
     "OperatingPoint": "operating_point", "OperatingPointError": "operating_point",
     "EVAL_CONF": "operating_point", "DISPLAY_CONF": "operating_point",
-    "postprocess": "postprocess",
+    "postprocess": "postprocessing",  # the module is not called postprocess: it would shadow the function
     "picture_background": "pictures",
 }
 __all__ = sorted(_HOMES)
@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the names as static analysis sees them
     from latentface.inference.detector import Detector, detect_files, load_model_latent, predict_dataset  # noqa: F401
     from latentface.inference.operating_point import DISPLAY_CONF, EVAL_CONF, OperatingPoint, OperatingPointError  # noqa: F401
     from latentface.inference.pictures import picture_background  # noqa: F401
-    from latentface.inference.postprocess import postprocess  # noqa: F401
+    from latentface.inference.postprocessing import postprocess  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

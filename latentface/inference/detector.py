@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from latentface.data.dataset import BadLatentError, collate_faces, load_latent
 from latentface.inference.operating_point import OperatingPoint
-from latentface.inference.postprocess import postprocess
+from latentface.inference.postprocessing import postprocess
 from latentface.model.builder import model_from_checkpoint
 from latentface.util.device import resolve_device
 

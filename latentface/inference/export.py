@@ -4,7 +4,7 @@ The exported graph is the network only: latent ``[B, C, H, W]`` in, the raw head
 ``logits [B, A, 2]``, ``boxes [B, A, 4]``, ``landmarks [B, A, 10]`` out, with the input
 normalisation inside. Anchors depend only on the latent size, so post-processing stays
 outside: :func:`latentface.anchors.get_layout` (or the anchor description written to
-``<output>.json`` beside the model) gives them, and :func:`latentface.inference.postprocess.postprocess`
+``<output>.json`` beside the model) gives them, and :func:`latentface.inference.postprocessing.postprocess`
 turns the outputs into faces at the operating point the card records.
 
 Two ONNX exporters are offered. ``torchscript`` (default) is ``torch.onnx.export(..., dynamo=False)``

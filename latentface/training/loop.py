@@ -28,7 +28,7 @@ from latentface.checkpoint import CheckpointError, RunDir, load_checkpoint, load
 from latentface.data.layout import image_path
 from latentface.data.stats import compute_latent_stats, load_stats
 from latentface.inference.operating_point import DISPLAY_CONF
-from latentface.inference.postprocess import postprocess
+from latentface.inference.postprocessing import postprocess
 from latentface.loss import MultiBoxLoss
 from latentface.metrics.wider import wider_ap
 from latentface.model import build_model
