@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from latentface import LATENT_STRIDE
-from latentface.util.io import as_rgb_uint8, read_image  # noqa: F401 - read_image: the old name, for tests moving to util.io
+from latentface.util.io import as_rgb_uint8
 
 #: RGB colours of the five landmarks (left eye, right eye, nose, left mouth, right mouth), as RetinaFace draws them.
 LANDMARK_COLOURS = ((255, 0, 0), (0, 255, 255), (255, 0, 255), (0, 255, 0), (0, 0, 255))

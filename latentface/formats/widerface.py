@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from latentface.boxes import xywh_to_xyxy, xyxy_to_xywh
 from latentface.metrics.wider import prediction_array
 
 
@@ -32,7 +33,8 @@ def write_widerface_predictions(predictions: Mapping[str, Any], out_dir: str | o
             raise ValueError(f"image name {names[key]!r} for {key!r} must be a relative path like event/image.jpg")
         rows = rows[np.argsort(-rows[:, 4], kind="stable")]
         lines = [rel.stem, str(len(rows))]
-        lines += [f"{x1:.2f} {y1:.2f} {x2 - x1:.2f} {y2 - y1:.2f} {score:.6g}" for x1, y1, x2, y2, score in rows]
+        xywh = xyxy_to_xywh(rows[:, :4])
+        lines += [f"{x:.2f} {y:.2f} {w:.2f} {h:.2f} {score:.6g}" for (x, y, w, h), score in zip(xywh, rows[:, 4])]
         path = out_dir.joinpath(*rel.with_suffix(".txt").parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")
@@ -62,10 +64,11 @@ def _read_prediction_file(path: Path) -> np.ndarray:
             raise ValueError(f"{path}:{lineno}: expected 'x y w h score', got {line!r}") from None
         if not np.isfinite([x, y, w, h, score]).all() or w < 0 or h < 0:
             raise ValueError(f"{path}:{lineno}: non-finite value or negative size in {line!r}")
-        rows.append([x, y, x + w, y + h, score])
+        rows.append([x, y, w, h, score])
     if count != len(rows):
         raise ValueError(f"{path}:2: the count line says {count} boxes, the file has {len(rows)}")
-    return np.array(rows, dtype=np.float64).reshape(-1, 5)
+    rows = np.array(rows, dtype=np.float64).reshape(-1, 5)
+    return np.concatenate([xywh_to_xyxy(rows[:, :4]), rows[:, 4:]], axis=1)
 
 
 def read_widerface_predictions(pred_dir: str | os.PathLike) -> dict[str, np.ndarray]:

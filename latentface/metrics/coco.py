@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from latentface.boxes import xyxy_to_xywh
 from latentface.metrics.wider import ground_truth_set, no_faces_error, prediction_set
 
 
@@ -31,7 +32,7 @@ def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) ->
     image_id = {key: i + 1 for i, key in enumerate(gt)}
 
     def xywh(box):
-        return [float(box[0]), float(box[1]), float(box[2] - box[0]), float(box[3] - box[1])]
+        return xyxy_to_xywh(box[:4]).tolist()
 
     annotations = []
     for key, (boxes, ignore) in gt.items():

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 import scipy.io
 
+from latentface.boxes import xywh_to_xyxy
+
 from latentface.metrics.wider import match_predictions, no_faces_error, voc_ap
 
 WIDER_SUBSETS = ("easy", "medium", "hard")
@@ -94,7 +96,7 @@ def load_wider_mat(gt_dir: str | os.PathLike) -> dict[str, dict]:
             if xywh.ndim != 2 or xywh.shape[1] != 4:
                 raise ValueError(f"{where}: boxes must be [N,4] x,y,w,h, got shape {xywh.shape}")
             record = {"name": f"{event}/{name}.jpg",
-                      "boxes": np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)}
+                      "boxes": xywh_to_xyxy(xywh)}
             for subset, (sub_path, _) in subsets.items():
                 index = np.asarray(keep[subset][j]).ravel().astype(np.int64) - 1  # MATLAB counts from 1
                 if ((index < 0) | (index >= len(xywh))).any():
