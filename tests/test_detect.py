@@ -12,12 +12,13 @@ from latentface.checkpoint import save_checkpoint
 from latentface.cli import main
 from latentface.cli.args import operating_point
 from latentface.codec import dct
+from latentface.data.layout import find_latents
 from latentface.data.synth import generate_dataset
-from latentface.detect import Detector, detection_record, detections_json, find_latents, picture_background
-from latentface.formats.detections import read_detections
+from latentface.formats.detections import detection_record, detections_json, read_detections
 from latentface.formats.widerface import read_widerface_predictions
-from latentface.inference import OperatingPoint
+from latentface.inference import Detector, OperatingPoint, picture_background
 from latentface.model import LatentRetinaFace
+from latentface.util.io import read_image
 
 # Face probability of every anchor in the rigged model below: softmax([0, 5])[1].
 FACE_SCORE = float(torch.tensor([0.0, 5.0]).softmax(0)[1])
@@ -76,7 +77,7 @@ def test_detect_one_file_writes_the_json_schema_and_a_picture(dataset, weight, t
         centre = [pytest.approx((x1 + x2) / 2, abs=0.02), pytest.approx((y1 + y2) / 2, abs=0.02)]
         assert det["landmarks"] == [centre] * 5
     assert read_detections(out) == [record]
-    picture = viz.read_image(out.with_suffix(".png"))
+    picture = read_image(out.with_suffix(".png"))
     assert picture.shape == (64, 64, 3)
     assert "1 latent(s), 5 face(s)" in capsys.readouterr().out
 
@@ -115,7 +116,7 @@ def test_pictures_are_drawn_over_the_image_then_the_decoded_latent_then_the_late
     file = latent_file(root)
     latent = np.load(file)[0]
     image, what = picture_background(file, latent)
-    stored = viz.read_image(root / "val/images/0_Synthetic_Synthetic_0_2.png")
+    stored = read_image(root / "val/images/0_Synthetic_Synthetic_0_2.png")
     assert what.startswith("image") and np.array_equal(image, stored)
     shutil.rmtree(root / "val" / "images")
     decoded, what = picture_background(file, latent)
@@ -322,3 +323,14 @@ def test_evaluate_a_checkpoint_writes_report_curve_and_wider_files(dataset, weig
     assert report["source"]["thresholds"] == {"conf": 0.02, "nms": 0.4, "topk": 5000, "keep": 4}
     assert set(report["ap_by_size"]) == {"tiny", "small", "medium", "large"} and set(report["coco"]) == {"mAP", "AP50"}
     assert len(list((out / "widerface").rglob("*.txt"))) == 2 and (out / "pr_curve.png").is_file()
+
+
+def test_the_detect_facade_keeps_the_public_names():
+    import latentface.detect as facade
+    from latentface import inference
+    from latentface.data import layout
+    from latentface.formats import detections
+
+    assert facade.Detector is inference.Detector and facade.predict_dataset is inference.predict_dataset
+    assert facade.find_latents is layout.find_latents and facade.latent_key is layout.latent_key
+    assert facade.detections_json is detections.detections_json

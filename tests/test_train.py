@@ -13,7 +13,7 @@ from latentface.checkpoint import FORMAT_VERSION, CheckpointError, RunDir, save_
 from latentface.cli import build_parser, run_command
 from latentface.cli.train import config_from_args
 from latentface.data.synth import generate_dataset
-from latentface.detect import Detector
+from latentface.inference import Detector
 from latentface.loss import MultiBoxLoss
 from latentface.model import build_model, model_from_checkpoint
 from latentface.train import TrainConfig, TrainingError, train

@@ -12,7 +12,7 @@ from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFaceDataset, crop_image, hflip_image
 from latentface.data.layout import image_path
 from latentface.data.synth import generate_dataset
-from latentface.detect import Detector
+from latentface.inference import Detector
 from latentface.train import TrainConfig, train
 from latentface.training.records import Tracker, draw_boxes
 from latentface.viz import DETECTION_COLOUR, TRUTH_COLOUR
