@@ -15,8 +15,8 @@
 # keep by looking at their effect on an image and on precision, recall and F1 over the validation
 # set, and save them where `latentface detect --thresholds` reads them.
 #
-# The tuner's logic is `latentface.tools.tuner.ThresholdTuner`: the model runs once per image and rate,
-# candidates above score 0.02 are cached before NMS, and any operating point is then reached
+# The tuner's logic is `latentface.tools.tuner.ThresholdTuner`: the model runs once per image and
+# rate, candidates above score 0.02 are cached before NMS, and any operating point is then reached
 # exactly from the cache: a new score threshold or keep is a cut of the cached NMS result and
 # responds at once; a new NMS IoU or top-k re-runs NMS on the cached candidates (once per value).
 
@@ -28,8 +28,8 @@ checkpoint = None  # trained weights (.pth); None: train a small model on the sy
 dataset_root = None  # validation data in the retina-modify layout; None: the recipe's synthetic set
 rate = "latent_75.npy"  # the rate the pictures show (the tuner offers every rate)
 # the synthetic data and the training when checkpoint is None: the "notebook" recipe of
-# latentface.training.recipes.RECIPES (600 + 50 images at 256 px; the fast preset with the codec
-# bridge, which learns quickly on a CPU, for at most 7 minutes), "notebook-smoke" in the smoke run
+# latentface.training.recipes.RECIPES (the fast preset with the codec bridge, which learns quickly
+# on a CPU, under a time budget of a few minutes), "notebook-smoke" in the smoke run
 recipe = "notebook-smoke" if SMOKE else "notebook"
 shown = 4  # validation images in the detection grid
 example = None  # the validation image looked at closely; None: the one with most faces >= 24 px
