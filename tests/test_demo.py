@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from latentface.cli import main
-from latentface.data.synth import generate_dataset, image_key
+from latentface.data.synth import image_key
 from latentface.tools.demo import PICTURES, summary_line, synthetic_dataset, training_processes
 from latentface.training.recipes import RECIPES
 from latentface.util.io import read_image
@@ -65,10 +65,9 @@ def test_synthetic_dataset_is_reused_only_when_it_matches(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_on_a_given_dataset_trains_in_two_processes(tmp_path, capsys):
+def test_demo_on_a_given_dataset_trains_in_two_processes(tmp_path, capsys, synthetic_dataset):
     """`make demo DATASET_ROOT=...`: the given layout is used as is, training runs in two DDP processes."""
-    data, unused = tmp_path / "given", tmp_path / "synthetic"
-    generate_dataset(data, QUICK.n_train, QUICK.n_val, size=QUICK.size, rates=(75,), seed=3, progress=False)
+    data, unused = synthetic_dataset(QUICK.n_train, QUICK.n_val, size=QUICK.size, rates=(75,), seed=3), tmp_path / "synthetic"
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--dataset_root", str(data), "--processes", "2", "--out", str(out),
                  "--synthetic_root", str(unused), "--no_progress"]) == 0

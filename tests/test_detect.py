@@ -13,7 +13,6 @@ from latentface.cli import main
 from latentface.cli.args import operating_point
 from latentface.codec import dct
 from latentface.data.layout import find_latents
-from latentface.data.synth import generate_dataset
 from latentface.formats.detections import detection_record, detections_json, read_detections
 from latentface.formats.widerface import read_widerface_predictions
 from latentface.inference import Detector, OperatingPoint, picture_background
@@ -25,11 +24,9 @@ FACE_SCORE = float(torch.tensor([0.0, 5.0]).softmax(0)[1])
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(synthetic_dataset):
     """2 training and 2 validation images of 64x64 pixels: latents [256, 4, 4]; images and codec.json kept."""
-    root = tmp_path_factory.mktemp("data") / "synthetic"
-    generate_dataset(root, n_train=2, n_val=2, size=64, rates=(75,), seed=5, progress=False)
-    return root
+    return synthetic_dataset(2, 2, size=64, rates=(75,), seed=5)
 
 
 @pytest.fixture(scope="module")

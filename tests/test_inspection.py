@@ -6,7 +6,6 @@ from torch import nn
 from latentface.anchors import AnchorLayout
 from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.labels import FaceRecord
-from latentface.data.synth import generate_dataset
 from latentface.model.bridge import build_bridge
 from latentface.model.heads import HeadOutputs
 from latentface.tools import bench, inspection
@@ -67,9 +66,9 @@ def test_luma_chroma_table_splits_channels_and_compares_to_the_reference():
     assert hi["luma_std_ratio"] == 1.0 and hi["chroma_zero_fraction"] == 0.25
 
 
-def test_dataset_latents_read_each_rate_of_a_split(tmp_path):
-    generate_dataset(tmp_path, 0, 3, size=32, rates=(12, 100), progress=False)
-    stats = inspection.latent_channel_stats(inspection.dataset_latents(tmp_path, "val", max_images=2),
+def test_dataset_latents_read_each_rate_of_a_split(synthetic_dataset):
+    root = synthetic_dataset(0, 3, size=32, rates=(12, 100))
+    stats = inspection.latent_channel_stats(inspection.dataset_latents(root, "val", max_images=2),
                                             ["latent_12.npy", "latent_100.npy"])
     assert stats["latent_12.npy"]["count"] == 2 and len(stats["latent_12.npy"]["std"]) == 256
     # coarser quantisation zeroes more values
@@ -77,9 +76,8 @@ def test_dataset_latents_read_each_rate_of_a_split(tmp_path):
     assert len(inspection.plot_channel_stats(stats).axes) == 2
 
 
-def test_dataset_problems_and_available_rates(tmp_path):
-    generate_dataset(tmp_path, 2, 2, size=32, rates=(25, 75), progress=False)
-    ds = NestedLatentWiderFaceDataset(tmp_path, "val", "latent_75.npy")
+def test_dataset_problems_and_available_rates(synthetic_dataset):
+    ds = NestedLatentWiderFaceDataset(synthetic_dataset(2, 2, size=32, rates=(25, 75)), "val", "latent_75.npy")
     assert inspection.available_rates(ds) == ["latent_25.npy", "latent_75.npy"]
     assert inspection.dataset_problems(ds.summary()) == {}
     summary = {**ds.summary(), "boxes_dropped": 3, "missing_rate_files": {}, "samples": 2}

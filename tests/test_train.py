@@ -12,7 +12,6 @@ from latentface.anchors import get_layout
 from latentface.checkpoint import FORMAT_VERSION, CheckpointError, RunDir, save_checkpoint
 from latentface.cli import build_parser, run_command
 from latentface.cli.train import config_from_args
-from latentface.data.synth import generate_dataset
 from latentface.inference import Detector
 from latentface.loss import MultiBoxLoss
 from latentface.model import build_model, model_from_checkpoint
@@ -32,11 +31,9 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
+def dataset(synthetic_dataset):
     """8 training and 4 validation images of 64x64 pixels: latents [256, 4, 4]."""
-    root = tmp_path_factory.mktemp("data") / "synthetic"
-    generate_dataset(root, n_train=8, n_val=4, size=64, rates=(75,), seed=3, progress=False)
-    return root
+    return synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)
 
 
 def config(dataset, out, **overrides) -> TrainConfig:

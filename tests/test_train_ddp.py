@@ -7,15 +7,13 @@ import sys
 import pytest
 import torch
 
-from latentface.data.synth import generate_dataset
 from latentface.model import model_from_checkpoint
 from latentface.training import parameters_digest
 
 
 @pytest.mark.slow
-def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path):
-    data = tmp_path / "synthetic"
-    generate_dataset(data, n_train=8, n_val=2, size=64, rates=(75,), seed=11, progress=False)
+def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path, synthetic_dataset):
+    data = synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)  # test_train's dataset
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -11,7 +11,6 @@ from latentface.data.augment import RandomHorizontalFlip, RandomLatentCrop
 from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFaceDataset, crop_image, hflip_image
 from latentface.data.layout import image_path
-from latentface.data.synth import generate_dataset
 from latentface.inference import Detector
 from latentface.train import TrainConfig, train
 from latentface.training.records import Tracker, draw_boxes
@@ -27,10 +26,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rgb") / "synthetic"
-    generate_dataset(root, n_train=4, n_val=2, size=64, rates=(75,), seed=5, progress=False)
-    return root
+def dataset(synthetic_dataset):
+    return synthetic_dataset(4, 2, size=64, rates=(75,), seed=5)
 
 
 def face_target(boxes, landmarks, has):

@@ -7,7 +7,6 @@ import torch
 
 from latentface.checkpoint import save_checkpoint
 from latentface.data.dataset import NestedLatentWiderFaceDataset
-from latentface.data.synth import generate_dataset
 from latentface.inference.detector import Detector
 from latentface.inference.operating_point import OperatingPoint
 from latentface.metrics.wider import match_outcomes
@@ -123,9 +122,8 @@ def test_bad_settings_name_the_valid_range():
 
 
 @pytest.fixture(scope="module")
-def val_sets(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tuner") / "synth"
-    generate_dataset(root, 0, 6, size=64, rates=(12, 75), progress=False)
+def val_sets(synthetic_dataset):
+    root = synthetic_dataset(0, 6, size=64, rates=(12, 75))
     return {rate: NestedLatentWiderFaceDataset(root, "val", rate) for rate in ("latent_75.npy", "latent_12.npy")}
 
 
