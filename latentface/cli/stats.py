@@ -1,4 +1,5 @@
-"""``latentface stats``: per-channel latent mean/std of a split (:mod:`latentface.data.stats`), or the loading speed."""
+"""``latentface stats``: per-channel latent mean/std of a split (:mod:`latentface.data.stats`), the loading
+speed, or (``--report``) what to look at first in the latents (:mod:`latentface.data.latent_report`)."""
 from __future__ import annotations
 
 import argparse
@@ -7,13 +8,22 @@ import numpy as np
 import torch
 
 from latentface.cli.args import add_dataset, flag
+from latentface.data import latent_report
 from latentface.data.dataset import NestedLatentWiderFaceDataset, measure_loading_throughput
 from latentface.data.stats import compute_latent_stats, default_stats_path, save_stats
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_dataset(parser, required=True, split="train")
-    parser.add_argument("--output", default=None, help="JSON path (default <root>/latent_stats_<rate>.json)")
+    parser.add_argument("--output", default=None, help="JSON path (default <root>/latent_stats_<rate>.json; "
+                        f"with --report <root>/{latent_report.REPORT_FILE})")
+    parser.add_argument("--report", action="store_true",
+                        help="instead: per rate, luma vs chroma statistics, the share of skipped residuals (exact "
+                             "for the built-in codecs, a labelled proxy otherwise) and whether the rates of one "
+                             "image are identical, near or far; every rate file of the split, --latent_type ignored")
+    parser.add_argument("--images", type=int, default=latent_report.DEFAULT_IMAGES,
+                        help=f"--report: the first N images in key order (default {latent_report.DEFAULT_IMAGES}; "
+                             "0: all)")
     parser.add_argument("--throughput", action="store_true",
                         help="instead: measure DataLoader latents/s (from the page cache after the first pass)")
     parser.add_argument("--workers", type=int, default=2)
@@ -25,6 +35,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.report and args.throughput:
+        raise ValueError("--report and --throughput are two different measurements; pass one")
+    if args.report:
+        if args.images < 0:
+            raise ValueError(f"--images must be >= 0 (0: all), got {args.images}")
+        report = latent_report.latent_report(args.dataset_root, args.split, args.images or None)
+        out = latent_report.save_report(report, args.output or latent_report.default_report_path(args.dataset_root))
+        print(latent_report.format_report(report))
+        print(f"-> {out}")
+        return 0
     if args.throughput:
         dtype = args.dtype if args.dtype == "auto" else getattr(torch, args.dtype)
         ds = NestedLatentWiderFaceDataset(args.dataset_root, args.split, args.latent_type, dtype=dtype)

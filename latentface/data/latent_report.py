@@ -1,0 +1,463 @@
+"""What to look at first in a split's latents (``latentface stats --report``).
+
+Three questions, answered per rate from the files alone (no labels needed):
+
+1. **Luma vs chroma.** JPEG AI's latent (and both built-in codecs') has a luma part
+   (channels 0-159) and a chroma part (160-255) with different statistics: per part the
+   mean, std, value range, share of exact zeros, live channels (per-channel std above
+   :data:`LIVE_FRACTION` of the rate's rms channel std; the channels under the floor
+   ``latentface stats`` raises stds to are counted too) and the median per-channel std ratio
+   luma / chroma.
+2. **Skipped residuals** (values equal to the predicted mean). JPEG AI codes
+   ``r = round((y - mu) * g)`` and stores ``y_hat = mu + r / g``; where the predicted scale is
+   small the residual is skipped (``y_hat = mu``). Told exactly where the codec is known:
+   the ``learned`` built-in codec is re-run (analysis + hyperprior) on ``<split>/images``;
+   the ``dct`` codec predicts 0, so the share is that of exact zeros. For data without
+   ``codec.json`` only a proxy exists: how often values repeat exactly within a channel of
+   one image, next to how often they would repeat from float16 rounding alone (the same
+   values jittered by 1 % of the channel's std). ``mu`` varies per position, so skipped
+   positions are not a repeated value: when values repeat no more than rounding explains,
+   the report says the share cannot be told rather than give a number.
+3. **Are two rates of one image the same latent?** Per image and pair of rates, the
+   relative L2 difference ``||a - b|| / ||b||`` (``b`` the higher rate) and the per-channel
+   correlation; over images: identical (every value equal), near (relative difference under
+   :data:`NEAR_THRESHOLD`) or far.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentface.codec import entropy, learned
+from latentface.codec.learned import CHANNELS, LUMA_CHANNELS
+from latentface.data.dataset import load_latent, read_latent_header
+from latentface.data.layout import CODEC_FILE, image_path, read_codec_name
+from latentface.data.stats import STD_FLOOR_FRACTION
+from latentface.util.io import read_image, read_json, write_json
+
+REPORT_FILE = "latent_report.json"
+#: Two rates of one image are "near" when ``||a - b|| / ||b||`` is below this.
+NEAR_THRESHOLD = 0.05
+#: Images read by default (the first ones in key order).
+DEFAULT_IMAGES = 200
+#: The repeat baseline jitters each value by this fraction of its channel's std before rounding.
+JITTER_FRACTION = 0.01
+#: A channel is live when its std (over the split) is above this fraction of the rate's rms channel std.
+LIVE_FRACTION = 0.1
+#: Repeats this much above the rounding baseline (a share) mean the values lie on a grid.
+GRID_MARGIN = 0.01
+_RATE = re.compile(r"latent_(\d+)\.npy")
+
+
+def default_report_path(root: str | os.PathLike) -> Path:
+    return Path(root) / REPORT_FILE
+
+
+def find_samples(root: str | os.PathLike, split: str) -> dict[str, dict[int, Path]]:
+    """``{key: {rate: latent file}}`` of ``<root>/<split>/latent/<key>/latent_<rate>.npy``, keys sorted."""
+    folder = Path(root) / split / "latent"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no latent folder: {folder}")
+    samples = {}
+    for sample in sorted(p for p in folder.iterdir() if p.is_dir()):
+        rates = {int(m.group(1)): f for f in sample.iterdir() if (m := _RATE.fullmatch(f.name))}
+        if rates:
+            samples[sample.name] = dict(sorted(rates.items()))
+    if not samples:
+        raise FileNotFoundError(f"{folder}: no latent_<rate>.npy files")
+    return samples
+
+
+def parts(channels: int) -> dict[str, slice]:
+    """Luma 0-159 and chroma 160-255 for 256-channel latents; one part ``all`` otherwise."""
+    if channels == CHANNELS:
+        return {"luma": slice(0, LUMA_CHANNELS), "chroma": slice(LUMA_CHANNELS, channels)}
+    return {"all": slice(0, channels)}
+
+
+# ------------------------------------------------------------------ repeats within a channel
+
+
+def repeat_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``values`` [C, n]: how many values equal another value of the row, and how
+    many equal the row's most frequent value."""
+    c, n = values.shape
+    s = np.sort(values, axis=1)
+    eq = s[:, 1:] == s[:, :-1]
+    repeated = np.zeros(s.shape, dtype=bool)
+    repeated[:, 1:] |= eq
+    repeated[:, :-1] |= eq
+    run = np.cumsum(np.concatenate([np.ones((c, 1), dtype=bool), ~eq], axis=1), axis=1)  # run ids 1..n
+    flat = run + (n + 1) * np.arange(c)[:, None]
+    mode = np.bincount(flat.ravel(), minlength=c * (n + 1)).reshape(c, n + 1).max(axis=1)
+    return repeated.sum(axis=1), mode
+
+
+def jittered(values: np.ndarray, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    """``values`` [C, n] moved by N(0, (1 % of the channel's std)^2) and stored as ``dtype`` again:
+    values without a grid, rounded like the file's. A constant channel takes the std of the whole latent
+    (1 if that is 0 too), so its repeats count as repeats beyond rounding."""
+    std = values.std(axis=1)
+    scale = JITTER_FRACTION * np.where(std > 0, std, float(values.std()) or 1.0)
+    with np.errstate(over="ignore"):
+        return (values + rng.normal(size=values.shape) * scale[:, None]).astype(dtype)
+
+
+# ------------------------------------------------------------------ per-rate accumulation
+
+
+class _RateStats:
+    """Streaming per-channel sums of one rate's latents (float64)."""
+
+    def __init__(self, channels: int):
+        z = lambda: np.zeros(channels, dtype=np.float64)  # noqa: E731
+        self.sum, self.sq, self.zeros = z(), z(), z()
+        self.repeated, self.mode, self.repeated_base, self.mode_base = z(), z(), z(), z()
+        self.min = np.full(channels, np.inf)
+        self.max = np.full(channels, -np.inf)
+        self.cells = 0  # values per channel so far
+        self.images = 0
+
+    def add(self, latent: np.ndarray, dtype: np.dtype, rng: np.random.Generator) -> None:
+        v = latent.reshape(latent.shape[0], -1)
+        w = v.astype(np.float64)
+        self.sum += w.sum(axis=1)
+        self.sq += np.square(w).sum(axis=1)
+        self.zeros += (v == 0).sum(axis=1)
+        self.min = np.minimum(self.min, w.min(axis=1))
+        self.max = np.maximum(self.max, w.max(axis=1))
+        stored = v.astype(dtype)  # the file's values (float32 holds float16 exactly)
+        rep, mode = repeat_counts(stored)
+        rep_b, mode_b = repeat_counts(jittered(w, dtype, rng))
+        self.repeated += rep
+        self.mode += mode
+        self.repeated_base += rep_b
+        self.mode_base += mode_b
+        self.cells += v.shape[1]
+        self.images += 1
+
+    def channel_std(self) -> np.ndarray:
+        mean = self.sum / self.cells
+        return np.sqrt(np.maximum(self.sq / self.cells - np.square(mean), 0))
+
+    def summary(self) -> dict:
+        std_c = self.channel_std()
+        live = LIVE_FRACTION * float(np.sqrt(np.mean(np.square(std_c))))
+        floor = max(STD_FLOOR_FRACTION * float(np.median(std_c)), 1e-6)  # what `latentface stats` raises stds to
+        out: dict = {"images": self.images, "values_per_channel": self.cells, "live_floor": live,
+                     "normalisation_floor": floor, "parts": {}}
+        for name, sl in parts(len(std_c)).items():
+            n = self.cells * (sl.stop - sl.start)
+            mean = float(self.sum[sl].sum() / n)
+            out["parts"][name] = {
+                "channels": sl.stop - sl.start,
+                "channels_from": sl.start,
+                "mean": mean,
+                "std": float(np.sqrt(max(self.sq[sl].sum() / n - mean * mean, 0.0))),
+                "min": float(self.min[sl].min()),
+                "max": float(self.max[sl].max()),
+                "zero_share": float(self.zeros[sl].sum() / n),
+                "live_channels": int((std_c[sl] > live).sum()),
+                "floored_channels": int((std_c[sl] < floor).sum()),
+                "median_channel_std": float(np.median(std_c[sl])),
+                "repeated_share": float(self.repeated[sl].sum() / n),
+                "repeated_share_rounding": float(self.repeated_base[sl].sum() / n),
+                "mode_share": float(self.mode[sl].sum() / n),
+                "mode_share_rounding": float(self.mode_base[sl].sum() / n),
+            }
+        p = out["parts"]
+        if "luma" in p:
+            chroma = p["chroma"]["median_channel_std"]
+            out["luma_chroma_std_ratio"] = p["luma"]["median_channel_std"] / chroma if chroma > 0 else None
+        return out
+
+
+# ------------------------------------------------------------------ skipped residuals
+
+
+class LearnedSkips:
+    """Exact skipped shares of ``learned``-codec latents: the codec's analysis and hyperprior re-run
+    on each image give ``mu``, ``sigma`` and, per rate, the skip mask ``sigma * g < threshold``
+    (:func:`latentface.codec.entropy.gain_quantise`), from the model's own modules.
+
+    Per rate and part: ``skipped_share`` (the mask), ``equal_to_mean_share`` (stored values equal
+    to ``mu``: skipped, or coded with ``r = 0``) and ``reencode_match_share`` (stored values equal
+    to the re-encoded ``y_hat``: how far the first two describe these very files).
+    """
+
+    def __init__(self, model: learned.LearnedCodecModel | None = None):
+        self.model = model or learned.get_model()
+        self.acc: dict[int, dict] = {}
+
+    def add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
+        """One RGB uint8 image and its stored latents ``{rate: [C, H, W]}``."""
+        with torch.no_grad():
+            rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
+            y = self.model.analysis(learned.rgb_to_ycc(rgb))
+            mu, sigma, _ = self.model.hyper(y, "round")
+            for rate, stored in latents.items():
+                if rate not in learned.QUALITIES:
+                    continue
+                gain = self.model.gains(torch.tensor([learned.QUALITIES.index(rate)]))
+                y_hat, _, skipped = entropy.gain_quantise(y, mu, sigma, gain)
+                if tuple(y_hat.shape[1:]) != stored.shape:
+                    raise ValueError(f"latent_{rate}.npy has shape {list(stored.shape)}, its image encodes to "
+                                     f"{list(y_hat.shape[1:])}")
+                c = stored.shape[0]
+                a = self.acc.setdefault(rate, {"skipped": np.zeros(c), "equal": np.zeros(c), "match": np.zeros(c),
+                                               "cells": 0})
+                a["skipped"] += skipped[0].reshape(c, -1).sum(1).numpy()
+                a["equal"] += (stored == mu[0].numpy().astype(stored.dtype)).reshape(c, -1).sum(1)
+                a["match"] += (stored == y_hat[0].numpy().astype(stored.dtype)).reshape(c, -1).sum(1)
+                a["cells"] += stored.shape[1] * stored.shape[2]
+
+    def summary(self) -> dict[int, dict]:
+        out = {}
+        for rate, a in sorted(self.acc.items()):
+            out[rate] = {}
+            for name, sl in parts(len(a["skipped"])).items():
+                n = a["cells"] * (sl.stop - sl.start)
+                out[rate][name] = {"skipped_share": float(a["skipped"][sl].sum() / n),
+                                   "equal_to_mean_share": float(a["equal"][sl].sum() / n),
+                                   "reencode_match_share": float(a["match"][sl].sum() / n)}
+        return out
+
+
+def _proxy(rate: int, rate_summary: dict, pair_summaries: dict[tuple[int, int], dict]) -> dict:
+    """The honest stand-ins when the codec is unknown (see the module text): do values repeat
+    within a channel beyond float16 rounding (a grid)? Are values equal at two rates?"""
+    p = rate_summary["parts"]
+    n = sum(q["channels"] for q in p.values())
+    share = lambda k: sum(q[k] * q["channels"] for q in p.values()) / n  # noqa: E731
+    repeated, base = share("repeated_share"), share("repeated_share_rounding")
+    mode, mode_base = share("mode_share"), share("mode_share_rounding")
+    grid = repeated - base > GRID_MARGIN
+    if grid:
+        within = (f"a per-channel grid (within-channel repeats {repeated:.1%}, float16 rounding alone {base:.1%}; "
+                  f"the most frequent value per channel {mode:.1%})")
+    else:
+        within = f"no per-channel grid (within-channel repeats {repeated:.1%}, float16 rounding alone {base:.1%})"
+    out = {"method": "proxy", "grid": bool(grid), "repeated_share": repeated, "repeated_share_rounding": base,
+           "mode_share": mode, "mode_share_rounding": mode_base}
+    lower = [lo for lo, hi in pair_summaries if hi == rate]
+    higher = [hi for lo, hi in pair_summaries if lo == rate]
+    other = max(lower) if lower else (min(higher) if higher else None)
+    unequal = ""
+    if other is not None:
+        lo, hi = min(rate, other), max(rate, other)
+        if pair_summaries[(lo, hi)]["verdict"] == "identical":
+            out["text"] = f"cannot be told: rates {lo} and {hi} are identical files (section 3)"
+            return out
+        equal = pair_summaries[(lo, hi)]["equal_share"]
+        total = sum(equal[k] * p[k]["channels"] for k in equal) / n
+        bound = "about" if other < rate else "at least"
+        out["cross_rate"] = {"with_rate": other, "bound": bound, "parts": equal, "share": total}
+        if total > GRID_MARGIN:
+            shares = "  ".join(f"{k} {_pct(v)}" for k, v in equal.items())
+            out["parts"] = {k: {"equal_to_mean_share": v} for k, v in equal.items()}
+            out["text"] = f"proxy: {bound} {shares} (the values equal at rates {lo} and {hi}); {within}"
+            return out
+        unequal = f"no value is equal at rates {lo} and {hi}, and "
+    if grid:
+        out["text"] = (f"proxy: {unequal}values lie on {within}: the skipped share only if the prediction is "
+                       f"constant per channel")
+    else:
+        out["text"] = (f"cannot be told: {unequal}values repeat within a channel no more than float16 rounding "
+                       f"explains ({repeated:.1%}, rounding alone {base:.1%}); with y_hat = mu + r/g and mu varying "
+                       f"per position, skipped residuals are not a repeated value")
+    return out
+
+
+#: Printed under the skipped shares when a proxy stands in for them.
+PROXY_NOTE = (
+    "proxy: a value equal at two rates of one image is mu at both where the prediction mu does not depend on the "
+    "rate (one model, the rate set by the gain, as in the learned codec): 'about' reads rate r against the next "
+    "lower rate, 'at least' the lowest rate against the next higher. Within one channel y_hat = mu + r/g with mu "
+    "varying per position, so skipped residuals are not repeated values: repeats beyond float16 rounding (the same "
+    f"values jittered by {JITTER_FRACTION:.0%} of the channel std) only show that values lie on a grid.")
+
+
+# ------------------------------------------------------------------ rate pairs
+
+
+def compare_rates(a: np.ndarray, b: np.ndarray) -> dict:
+    """Latent ``a`` against ``b`` (the reference, [C, H, W]): identical?, ``||a - b|| / ||b||``,
+    the median per-channel correlation (channels constant in either left out; None if all are)
+    and per part the share of values exactly equal in both."""
+    a64, b64 = a.astype(np.float64).reshape(a.shape[0], -1), b.astype(np.float64).reshape(b.shape[0], -1)
+    equal = a64 == b64
+    identical = bool(np.array_equal(a64, b64))
+    nb = float(np.linalg.norm(b64))
+    diff = float(np.linalg.norm(a64 - b64))
+    rel = 0.0 if diff == 0 else (diff / nb if nb > 0 else float("inf"))
+    da, db = a64 - a64.mean(1, keepdims=True), b64 - b64.mean(1, keepdims=True)
+    sa, sb = np.sqrt((da * da).sum(1)), np.sqrt((db * db).sum(1))
+    ok = (sa > 0) & (sb > 0)
+    corr = (da[ok] * db[ok]).sum(1) / (sa[ok] * sb[ok])
+    return {"identical": identical, "relative_l2": rel, "channel_corr": float(np.median(corr)) if ok.any() else None,
+            "equal_share": {name: float(equal[sl].mean()) for name, sl in parts(a.shape[0]).items()}}
+
+
+def classify(comparison: dict, threshold: float = NEAR_THRESHOLD) -> str:
+    if comparison["identical"]:
+        return "identical"
+    return "near" if comparison["relative_l2"] < threshold else "far"
+
+
+def _pair_summary(rows: list[dict], threshold: float) -> dict:
+    kinds = [classify(r, threshold) for r in rows]
+    rel = np.array([r["relative_l2"] for r in rows])
+    corr = [r["channel_corr"] for r in rows if r["channel_corr"] is not None]
+    median_rel = float(np.median(rel))
+    verdict = "identical" if all(k == "identical" for k in kinds) else "near" if median_rel < threshold else "far"
+    return {"images": len(rows), "identical": kinds.count("identical"), "near": kinds.count("near"),
+            "far": kinds.count("far"), "median_relative_l2": median_rel, "max_relative_l2": float(rel.max()),
+            "median_channel_corr": float(np.median(corr)) if corr else None, "verdict": verdict,
+            "equal_share": {name: float(np.mean([r["equal_share"][name] for r in rows]))
+                            for name in rows[0]["equal_share"]}}
+
+
+# ------------------------------------------------------------------ the report
+
+
+def latent_report(root: str | os.PathLike, split: str = "train", images: int | None = DEFAULT_IMAGES,
+                  near_threshold: float = NEAR_THRESHOLD, model: learned.LearnedCodecModel | None = None) -> dict:
+    """The report of ``<root>/<split>`` over its first ``images`` samples (None: all); see the module text."""
+    root = Path(root)
+    samples = find_samples(root, split)
+    keys = list(samples)[: images if images is not None else None]
+    codec = read_codec_name(root)
+    skips, why_not = None, None
+    if codec == learned.NAME:
+        why_not = _learned_unusable(root, split, keys)
+        if why_not is None:
+            try:
+                skips = LearnedSkips(model)
+            except learned.CodecWeightsError as e:
+                why_not = f"the learned codec cannot be loaded ({e})"
+    rng = np.random.default_rng(0)
+    rates: dict[int, _RateStats] = {}
+    pairs: dict[tuple[int, int], list[dict]] = {}
+    shape = None
+    for key in keys:
+        latents = {}
+        for rate, path in samples[key].items():
+            dtype = read_latent_header(path)[1]
+            latent = load_latent(path, shape).numpy()
+            shape = shape or latent.shape
+            latents[rate] = latent.astype(dtype)
+            rates.setdefault(rate, _RateStats(latent.shape[0])).add(latent, dtype, rng)
+        for lo, hi in itertools.combinations(sorted(latents), 2):
+            pairs.setdefault((lo, hi), []).append(compare_rates(latents[lo], latents[hi]))
+        if skips is not None:
+            try:
+                skips.add(read_image(image_path(root, split, key)), latents)
+            except ValueError as e:
+                raise ValueError(f"{image_path(root, split, key)}: {e}") from None
+    summaries = {str(r): s.summary() for r, s in sorted(rates.items())}
+    if skips is not None:
+        skipped = {str(r): {"method": "exact", "parts": p,
+                            "text": "exact: the learned codec's analysis + hyperprior re-run on the split's images"}
+                   for r, p in skips.summary().items()}
+    elif why_not is not None:
+        skipped = {r: {"method": "none", "text": f"cannot be told: {why_not}"} for r in summaries}
+    elif codec == "dct":
+        skipped = {r: {"method": "exact", "parts": {n: {"skipped_share": q["zero_share"],
+                                                        "equal_to_mean_share": q["zero_share"]}
+                                                    for n, q in s["parts"].items()},
+                       "text": "exact: the dct codec predicts 0, so the values equal to the prediction are the "
+                               "exact zeros"} for r, s in summaries.items()}
+    else:
+        skipped = {}
+        pair_summaries = {pair: _pair_summary(rows, near_threshold) for pair, rows in pairs.items()}
+        for r, s in summaries.items():
+            skipped[r] = _proxy(int(r), s, pair_summaries)
+            if codec is not None:
+                skipped[r]["text"] = f"codec {codec!r} is not a built-in one; " + skipped[r]["text"]
+    return {"root": str(root), "split": split, "images": len(keys), "images_in_split": len(samples),
+            "codec": codec, "shape": list(shape), "near_threshold": near_threshold, "rates": summaries,
+            "skipped": skipped,
+            "rate_pairs": {f"{lo}-{hi}": _pair_summary(rows, near_threshold)
+                           for (lo, hi), rows in sorted(pairs.items())}}
+
+
+def _learned_unusable(root: Path, split: str, keys: list[str]) -> str | None:
+    """Why the learned codec cannot be re-run on these files, or None."""
+    missing = [k for k in keys if not image_path(root, split, k).is_file()]
+    if missing:
+        return f"no image for {len(missing)} of {len(keys)} latents (e.g. {image_path(root, split, missing[0])})"
+    digest = read_json(root / CODEC_FILE, "codec description").get("weights_sha256")
+    if digest is not None:
+        try:
+            ours = learned.weights_digest()
+        except learned.CodecWeightsError as e:
+            return str(e)
+        if digest != ours:
+            return f"{root / CODEC_FILE} names weights {digest[:12]}, the installed ones are {ours[:12]}"
+    return None
+
+
+def save_report(report: dict, path: str | os.PathLike) -> Path:
+    return write_json(path, report)
+
+
+# ------------------------------------------------------------------ the table
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def _ratio(ratio: float | None, row: int, rate_summary: dict) -> str:
+    if row or "luma" not in rate_summary["parts"]:
+        return ""
+    return "inf" if ratio is None else f"{ratio:.3g}"  # None: the chroma median channel std is 0
+
+
+def format_report(report: dict) -> str:
+    """The report as a readable table (what ``latentface stats --report`` prints)."""
+    codec = report["codec"] or "none (no codec.json: e.g. JPEG AI)"
+    lines = [f"latent report: {report['root']}/{report['split']}, {report['images']} of {report['images_in_split']} "
+             f"images, latents {report['shape']}, codec {codec}", "",
+             f"1. values per rate and part (live: channel std above {LIVE_FRACTION:.0%} of the rate's rms channel "
+             f"std; ch.std: median channel std; ratio: luma / chroma of it)",
+             f"{'rate':>4} {'part':<7}{'channels':>9}{'mean':>10}{'std':>10}{'min':>10}{'max':>10}{'zeros':>8}"
+             f"{'live':>6}{'ch.std':>10}{'ratio':>8}"]
+    for rate, s in report["rates"].items():
+        for i, (name, q) in enumerate(s["parts"].items()):
+            ratio = s.get("luma_chroma_std_ratio")
+            last = q["channels_from"] + q["channels"] - 1
+            lines.append(f"{rate if i == 0 else '':>4} {name:<7}{q['channels_from']:>4}-{last:<4}"
+                         f"{q['mean']:>10.4g}{q['std']:>10.4g}{q['min']:>10.4g}{q['max']:>10.4g}"
+                         f"{_pct(q['zero_share']):>8}{q['live_channels']:>6}{q['median_channel_std']:>10.3g}"
+                         f"{_ratio(ratio, i, s):>8}")
+    lines += ["", "2. skipped residuals (values equal to the predicted mean)"]
+    for rate, k in report["skipped"].items():
+        if "parts" in k:
+            if k["method"] == "proxy":
+                lines.append(f"{rate:>4}: {k['text']}")
+                continue
+            shares = "  ".join(f"{n} {_pct(q['skipped_share'])}" + (
+                f" (equal to mu {_pct(q['equal_to_mean_share'])}, re-encode match {_pct(q['reencode_match_share'])})"
+                if "reencode_match_share" in q else "") for n, q in k["parts"].items())
+            lines.append(f"{rate:>4}: {shares} -- {k['text']}")
+        else:
+            lines.append(f"{rate:>4}: {k['text']}")
+    if any(k["method"] == "proxy" for k in report["skipped"].values()):
+        lines += textwrap.wrap(PROXY_NOTE, 110, initial_indent="  ", subsequent_indent="  ")
+    lines += ["", f"3. rate pairs: ||a - b|| / ||b||, b the higher rate; identical = every value equal, near = "
+              f"median under {report['near_threshold']:.0%}, else far"]
+    if not report["rate_pairs"]:
+        lines.append("  (one rate per image: nothing to compare)")
+    for pair, p in report["rate_pairs"].items():
+        corr = "-" if p["median_channel_corr"] is None else f"{p['median_channel_corr']:.3f}"
+        lines.append(f"{pair:>7}: {p['verdict']:<9} identical {p['identical']}, near {p['near']}, far {p['far']} "
+                     f"of {p['images']}; median {_pct(p['median_relative_l2'])}, max {_pct(p['max_relative_l2'])}, "
+                     f"median channel corr {corr}")
+    return "\n".join(lines)
