@@ -103,9 +103,10 @@ class CodecBridge(nn.Module):
     ``decode`` (1x1 conv + PixelShuffle(4)) starts as the built-in ``dct`` codec's inverse
     transform whenever the latent has that codec's 256 channels: on the codec's own latents the
     network then sees the pixel layout of every cell from the first step instead of having to
-    learn it. JPEG AI latents also have 256 channels; for them this basis is only a starting
-    point (a fixed orthogonal per-cell synthesis) that training replaces, and other channel
-    counts start random. A 3x3 conv over the 4x4
+    learn it. Other channel counts start random. For latents of any other codec the basis means
+    nothing; training replaces it (:mod:`latentface.training.bridge_init`) by a ridge fit of the
+    same pixel layout on training images (:mod:`latentface.model.warm_start`), or by a random
+    start where there are none. A 3x3 conv over the 4x4
     pixel patches (12x12 pixels, across cell borders) and a 1x1 conv give layer1's shape
     (~1.44 GMACs for R50, ~1.02 for R18/34).
     """
@@ -121,6 +122,25 @@ class CodecBridge(nn.Module):
             with torch.no_grad():
                 self.decode.weight.copy_(basis.reshape_as(self.decode.weight))
                 self.decode.bias.zero_()
+
+    @torch.no_grad()
+    def set_decode(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """``decode``'s weights: weight [768, in_channels] on the latent as the bridge sees it, bias [768]."""
+        self.decode.weight.copy_(weight.reshape_as(self.decode.weight).to(self.decode.weight))
+        self.decode.bias.copy_(bias.reshape_as(self.decode.bias).to(self.decode.bias))
+
+    @torch.no_grad()
+    def set_dct_synthesis(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """``decode`` = the ``dct`` codec's inverse transform of the raw latent, for inputs normalised by mean/std."""
+        basis = dct_synthesis_basis(self.decode.in_channels)
+        if basis is None:
+            raise ValueError(f"the dct synthesis needs {dct.CHANNELS} latent channels, not {self.decode.in_channels}")
+        self.set_decode(basis, torch.zeros(basis.shape[0]))
+        self.renormalize(torch.zeros_like(mean), torch.ones_like(std), mean, std)
+
+    def reset_decode(self) -> None:
+        """``decode`` back to PyTorch's random initialisation."""
+        self.decode.reset_parameters()
 
     @torch.no_grad()
     def renormalize(self, old_mean: torch.Tensor, old_std: torch.Tensor, new_mean: torch.Tensor,

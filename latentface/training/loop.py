@@ -32,6 +32,7 @@ from latentface.inference.postprocessing import postprocess
 from latentface.loss import MultiBoxLoss
 from latentface.metrics.wider import wider_ap
 from latentface.model import build_model
+from latentface.training.bridge_init import initialise_bridge
 from latentface.training.config import TrainConfig, TrainingError, merge_for_resume, resolved
 from latentface.training.data import build_datasets, build_loaders
 from latentface.training.distributed import (
@@ -99,6 +100,7 @@ class _Run:
             self._check_architecture(payload["config"], model.config, source)
             load_weights(model, payload["model"], source)
             self.stats = None
+            self.bridge_init = payload.get("bridge_init")
         else:
             self.stats = self._stats(in_channels)
             if start is not None:
@@ -107,6 +109,11 @@ class _Run:
                 self.log(f"starting from the weights of {config.weight}")
             if self.stats is not None:
                 model.set_normalization(self.stats["mean"], self.stats["std"])
+            if start is not None:
+                self.bridge_init = f"from {config.weight}"
+            else:
+                self.bridge_init = initialise_bridge(model, self.train_set, self.log, procs.broadcast, procs.is_main,
+                                                     seed=config.seed)
         if config.freeze:
             model.freeze_backbone()
         model.to(self.device)
@@ -225,7 +232,7 @@ class _Run:
         if self.procs.is_main:
             enabled, why_off = Tracker.wanted(cfg.no_wandb)
             self.tracker = Tracker(enabled, why_off, cfg.wandb_project, self.run_dir.name, self.run_dir,
-                                   cfg.to_dict(), self.wandb_id, log=self.log)
+                                   cfg.to_dict() | {"bridge_init": self.bridge_init}, self.wandb_id, log=self.log)
             self.wandb_id = self.tracker.run_id
         try:
             with StopSignals(self.log) as signals:
@@ -431,6 +438,7 @@ class _Run:
             "model": self.raw_model.state_dict(), "config": self.raw_model.config,
             "epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step,
             "metrics": list(self.history), "train_config": self.config.to_dict(), "best": self.best,
+            "bridge_init": self.bridge_init,
         }
 
     def _save_weights(self, path: Path) -> None:
