@@ -148,7 +148,9 @@ display(Markdown("\n".join(lines)))
 # learned 1×1 + PixelShuffle, cheaper still and below even the plain `pixelshuffle` bridge (its 3×3
 # conv narrows 256 channels to 128 before the wide 1×1), with a 3×3-cell receptive field that
 # `pixelshuffle` lacks; `context_dw` adds a cheap depthwise conv across cell borders at stride 4.
-# Real JPEG AI latents do not share the built-in codec's transform: on them `codec` starts from a
-# wrong guess and `context` is the one to compare against. The short CPU training above is too
-# short to separate the accuracy of the bridges reliably; where it disagrees with the longer
+# Other codecs' latents (JPEG AI) do not share the built-in codec's transform: training then fits
+# the same pixel layout to them by ridge least squares when the training images are at hand
+# (`latentface.model.warm_start`) and starts `codec` at random when they are not (JPEG AI latents
+# as downloaded), where `context` is the one to compare against. The short CPU training above is
+# too short to separate the accuracy of the bridges reliably; where it disagrees with the longer
 # study, trust `docs/BENCHMARKS.md` (`latentface bench`).
