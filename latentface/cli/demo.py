@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from latentface.cli.args import add_device, add_progress, flag
+from latentface.cli.synth import add_codec
 from latentface.tools.demo import AP_TARGET, REPORT_FILE, read_summary, run_demo, summary_line
 
 
@@ -16,9 +17,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="a real dataset in the retina-modify layout (default: the synthetic one)")
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument(*flag("--synthetic_root"), dest="synthetic_root", default=None, metavar="DIR",
-                        help="where the synthetic dataset is made or reused (default data/synthetic-demo, "
-                             "data/synthetic-demo-quick with --quick)")
+                        help="where the synthetic dataset is made or reused (default data/synthetic-demo-<codec>, "
+                             "data/synthetic-demo-quick-<codec> with --quick)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: seconds, not a meaningful AP")
+    add_codec(parser, default=None)  # None: dct, or with --dataset_root the dataset's own codec
     parser.add_argument(*flag("--latent_type"), dest="latent_type", default="latent_75.npy",
                         help="latent file with --dataset_root (default latent_75.npy)")
     parser.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")
@@ -36,9 +38,8 @@ def run(args: argparse.Namespace) -> int:
     if args.summary:
         print(summary_line(read_summary(args.out)))
         return 0
-    synthetic_root = args.synthetic_root or ("data/synthetic-demo-quick" if args.quick else "data/synthetic-demo")
-    summary = run_demo(args.out, args.dataset_root, synthetic_root, args.quick, args.latent_type,
-                       progress=not args.no_progress, processes=args.processes, epochs=args.epochs,
+    summary = run_demo(args.out, args.dataset_root, args.synthetic_root, args.quick, args.latent_type,
+                       progress=not args.no_progress, processes=args.processes, codec=args.codec, epochs=args.epochs,
                        time_budget=args.time_budget, device=args.device)
     ev = summary["evaluation"]
     met = "met" if summary["targets"]["ap_met"] else "NOT met"

@@ -3,9 +3,13 @@
 So that a user without the Kaggle dataset can still train on real faces (for example
 the official WIDER FACE release): every labelled image is resized to ``size`` x
 ``size`` (stretched like retina-modify, or letterboxed: scaled to fit and centred on
-black), encoded with the built-in ``dct`` codec at every chosen rate, and its labels
-rescaled to the new image. Boxes are then clipped to the image and empty ones dropped
-(:func:`latentface.data.labels.sanitize`), counted in the summary.
+black), encoded with a built-in codec (``dct``, the default, or ``learned``) at every chosen
+rate, and its labels rescaled to the new image. Boxes are then clipped to the image and empty
+ones dropped (:func:`latentface.data.labels.sanitize`), counted in the summary.
+
+:func:`encode_rates` is the one place an image becomes its latents at several rates, here and
+in :mod:`latentface.data.synth`: each codec's transform runs once per image and only the
+quantisation runs per rate.
 """
 from __future__ import annotations
 
@@ -15,16 +19,73 @@ import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from latentface import LATENT_STRIDE
-from latentface.codec import dct
+from latentface.codec import dct, entropy, get_codec, learned
 from latentface.data.labels import FaceRecord, read_labels, sanitize, write_retinaface, write_wider
-from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, write_codec_description, write_sample
+from latentface.data.layout import (
+    CODEC_FILE,
+    LABELS_FILE,
+    LANDMARKS_FILE,
+    codec_identity,
+    read_codec_description,
+    write_codec_description,
+    write_sample,
+)
 from latentface.util.io import read_image
+
+
+def check_rates(codec: ModuleType, rates: Sequence[int]) -> tuple[int, ...]:
+    """``rates`` as a tuple of ints, each one of ``codec.QUALITIES`` (else a ValueError naming them)."""
+    rates = tuple(int(q) for q in rates)
+    if not rates or any(q not in codec.QUALITIES for q in rates):
+        raise ValueError(f"rates must be among {codec.QUALITIES} (the {codec.NAME} codec's), got {list(rates)}")
+    return rates
+
+
+def encode_rates(codec: ModuleType, image: np.ndarray, rates: Sequence[int]) -> dict[int, np.ndarray]:
+    """The float16 latents [1, 256, H/16, W/16] of an RGB uint8 image at each rate, byte for byte
+    ``codec.encode(image, rate)``, the transform computed once: the ``dct`` block DCT, or the
+    ``learned`` codec's analysis and hyperprior (the rates differ only in their gain vectors).
+    The learned codec runs on torch's current threads (:func:`one_thread` makes it reproducible)."""
+    if codec is dct:
+        coefficients = dct.transform(image)
+        return {q: dct.quantise(coefficients, q) for q in rates}
+    if codec is learned:
+        model = learned.get_model()
+        with torch.no_grad():
+            rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
+            y = model.analysis(learned.rgb_to_ycc(rgb))
+            mu, sigma, _ = model.hyper(y, "round")
+            out = {}
+            for q in rates:
+                gain = model.gains(torch.tensor([learned.QUALITIES.index(q)]))
+                y_hat = entropy.gain_quantise(y, mu, sigma, gain, mode="round")[0]
+                out[q] = y_hat.numpy().astype(np.float16)
+        return out
+    return {q: codec.encode(image, q) for q in rates}
+
+
+class one_thread:
+    """``with one_thread():`` torch computes on one thread, then goes back to its previous count.
+
+    A learned codec's float results can depend on how a reduction is split over threads, so
+    ``latentface synth`` encodes on one thread per process: the same seed gives the same bytes
+    whatever ``--workers`` and the machine's core count (more speed comes from more workers)."""
+
+    def __enter__(self):
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        torch.set_num_threads(self.before)
 
 
 def resize_geometry(width: int, height: int, size: int, letterbox: bool) -> tuple[float, float, int, int, int, int]:
@@ -65,34 +126,51 @@ def _find_image(images_dir: Path, name: str) -> Path | None:
     return None
 
 
+def _check_same_codec(root: Path, split: str, codec: str) -> None:
+    """Every split of a root comes from one codec (``codec.json`` names one): encoding ``split`` with another
+    codec, or other weights, while another split holds latents is an error."""
+    saved = read_codec_description(root)
+    if saved is None:
+        return
+    wanted = codec_identity(codec)
+    if {k: saved.get(k) for k in wanted} == wanted:
+        return
+    others = [p.name for p in root.iterdir() if p.is_dir() and p.name != split and (p / "latent").is_dir()]
+    if others:
+        made = saved["codec"] + (" (other weights)" if saved["codec"] == codec else "")
+        raise ValueError(f"{root / CODEC_FILE}: the split(s) {', '.join(sorted(others))} were encoded with the {made} "
+                         f"codec; encode {split} with --codec {saved['codec']} or into another root")
+
+
 def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root: str | os.PathLike,
                   split: str = "train", size: int = 640, letterbox: bool = False,
                   rates: Sequence[int] = dct.QUALITIES, progress: bool = True, on_missing: str = "raise",
-                  limit: int | None = None, overwrite: bool = False) -> dict:
-    """Encode the images named in ``labels`` (found under ``images_dir``) into ``<root>/<split>``.
+                  limit: int | None = None, overwrite: bool = False, codec: str = "dct") -> dict:
+    """Encode the images named in ``labels`` (found under ``images_dir``) into ``<root>/<split>``
+    with the built-in codec ``codec`` (``dct`` or ``learned``; ``codec.json`` names it).
 
     ``on_missing``: "raise" (a missing or unreadable image is an error naming it) or
     "skip" (counted in the summary). Returns counts and images/s.
     """
+    coder = get_codec(codec)
     if size <= 0 or size % LATENT_STRIDE:
         raise ValueError(f"size must be a positive multiple of {LATENT_STRIDE}, got {size}")
     if on_missing not in ("raise", "skip"):
         raise ValueError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}")
-    rates = tuple(int(q) for q in rates)
-    if not rates or any(q not in dct.QUALITIES for q in rates):
-        raise ValueError(f"rates must be among {dct.QUALITIES}, got {list(rates)}")
+    rates = check_rates(coder, rates)
     images_dir, root = Path(images_dir), Path(root)
     if not images_dir.is_dir():
         raise FileNotFoundError(f"image folder not found: {images_dir}")
     records = list(read_labels(labels).values())[:limit]
     out_dir = root / split
+    _check_same_codec(root, split, coder.NAME)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise FileExistsError(f"{out_dir} already exists and is not empty; pass overwrite (--overwrite) to replace it")
         shutil.rmtree(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "latent").mkdir(parents=True, exist_ok=True)
-    write_codec_description(root, dct.NAME, size=size, rates=list(rates), letterbox=letterbox,
+    write_codec_description(root, coder.NAME, size=size, rates=list(rates), letterbox=letterbox,
                             generator="latentface encode")
 
     written: list[FaceRecord] = []
@@ -113,13 +191,13 @@ def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root
         canvas, (sx, sy, ox, oy, _, _) = resize_image(image, size, letterbox)
         clean, n = sanitize(rescale_record(rec, sx, sy, ox, oy), size, size)
         dropped += n
-        coefficients = dct.transform(canvas)
-        write_sample(root, split, rec.key, canvas, {q: dct.quantise(coefficients, q) for q in rates})
+        write_sample(root, split, rec.key, canvas, encode_rates(coder, canvas, rates))
         written.append(clean)
     seconds = time.perf_counter() - start
     write_wider(written, out_dir / LABELS_FILE)
     if any(r.has_landmarks.any() for r in written):
         write_retinaface(written, out_dir / LANDMARKS_FILE)
-    return {"split_dir": str(out_dir), "images": len(written), "faces": sum(len(r) for r in written),
+    return {"split_dir": str(out_dir), "codec": coder.NAME, "images": len(written),
+            "faces": sum(len(r) for r in written),
             "missing_images": len(missing), "boxes_dropped": dropped, "seconds": seconds,
             "images_per_s": len(written) / seconds if seconds > 0 else float("inf")}

@@ -6,7 +6,8 @@
     <root>/<split>/labels_landmarks.txt              optional, RetinaFace landmark format
     <root>/<split>/latent/<key>/latent_<rate>.npy    [1,C,H,W] or [C,H,W], float16/32/64
     <root>/<split>/images/<key>.png                  optional RGB images (synth / encode)
-    <root>/codec.json                                optional, {"codec": "dct", ...} (synth / encode)
+    <root>/codec.json                                optional, {"codec": "dct" | "learned", ...} (synth / encode);
+                                                     "learned" also names its weights: "weights_digest"
 """
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
+from latentface.codec import get_codec
 from latentface.codec.dct import QUALITIES
+from latentface.errors import LatentfaceError
 from latentface.util.io import IMAGE_SUFFIXES, read_json, write_image, write_json
 
 LABELS_FILE = "labels.txt"
@@ -61,20 +65,69 @@ def latent_path(root: str | os.PathLike, split: str, key: str, latent_type: str 
     return Path(root) / split / "latent" / key / rate_file(latent_type)
 
 
-def read_codec_name(root: str | os.PathLike) -> str | None:
-    """The built-in codec that wrote ``root`` (from ``codec.json``), or None (e.g. real JPEG AI data)."""
+class CodecMismatchError(LatentfaceError, ValueError):
+    """A dataset's latents were written with other codec weights than the installed ones."""
+
+
+def read_codec_description(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The whole ``codec.json`` of ``root`` (``codec``, for ``learned`` its ``weights_digest``, and how
+    the latents were made: size, rates, seed, generator...), or None when there is none (e.g. JPEG AI data)."""
     path = Path(root) / CODEC_FILE
     if not path.is_file():
         return None
-    try:
-        return read_json(path, "codec description")["codec"]
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a codec description ({type(e).__name__}: {e})") from None
+    description = read_json(path, "codec description")
+    if not isinstance(description, dict) or not isinstance(description.get("codec"), str):
+        raise ValueError(f"{path}: not a codec description (no \"codec\" name)")
+    return description
+
+
+def read_codec_name(root: str | os.PathLike) -> str | None:
+    """The built-in codec that wrote ``root`` (from ``codec.json``), or None (e.g. real JPEG AI data)."""
+    description = read_codec_description(root)
+    return None if description is None else description["codec"]
+
+
+def codec_identity(codec: str) -> dict[str, str]:
+    """What names a codec exactly in ``codec.json``: ``{"codec": name}``, plus ``weights_digest`` (sha256 of
+    the weights file) for a codec with weights (``learned``). An unknown name is a ValueError."""
+    module = get_codec(codec)
+    identity = {"codec": module.NAME}
+    if hasattr(module, "weights_digest"):
+        identity["weights_digest"] = module.weights_digest()
+    return identity
 
 
 def write_codec_description(root: str | os.PathLike, codec: str, **details: Any) -> Path:
-    """``<root>/codec.json``: the built-in codec that wrote the latents, and how (size, rates, ...)."""
-    return write_json(Path(root) / CODEC_FILE, {"codec": codec, **details})
+    """``<root>/codec.json``: the built-in codec that wrote the latents (:func:`codec_identity`), and how
+    (size, rates, ...)."""
+    return write_json(Path(root) / CODEC_FILE, {**codec_identity(codec), **details})
+
+
+def check_codec_weights(description: Mapping[str, Any], where: str | os.PathLike) -> ModuleType:
+    """The codec module of a ``codec.json`` description, after checking that a codec with weights has
+    the weights that wrote the latents (the digests match). A mismatch, or a description of such a
+    codec without a digest, raises :class:`CodecMismatchError`: decoding would silently give the image
+    of another codec. ``where`` names the description in the message."""
+    module = get_codec(description["codec"])
+    digest = getattr(module, "weights_digest", None)
+    if digest is None:
+        return module
+    recorded, installed = description.get("weights_digest"), digest()
+    if recorded != installed:
+        wrote = f"weights with sha256 {recorded}" if recorded else "weights it does not name (no weights_digest)"
+        raise CodecMismatchError(
+            f"{where}: the latents were written by the {module.NAME} codec with {wrote}, but the installed "
+            f"weights {getattr(module, 'WEIGHTS_FILE', '')} have sha256 {installed}; refusing to decode them "
+            f"with other weights (re-encode the dataset with `--codec {module.NAME}`, or draw without decoding: "
+            "--background image or latent)")
+    return module
+
+
+def dataset_codec(root: str | os.PathLike) -> ModuleType | None:
+    """The codec module that decodes ``root``'s latents, as its ``codec.json`` names it (weights checked by
+    :func:`check_codec_weights`), or None when the dataset has no ``codec.json``."""
+    description = read_codec_description(root)
+    return None if description is None else check_codec_weights(description, Path(root) / CODEC_FILE)
 
 
 def write_sample(root: str | os.PathLike, split: str, key: str, image: np.ndarray,

@@ -2,7 +2,7 @@
 
 Why: the real data (WIDER FACE encoded with JPEG AI) is not available offline, yet
 training, evaluation and every test must run. Images are drawn with OpenCV and
-encoded with the built-in ``dct`` codec at every requested rate.
+encoded with a built-in codec (``dct``, the default, or ``learned``) at every requested rate.
 
 What makes detection non-trivial: a WIDER-like face-size distribution (most faces
 8-32 px high, a few up to 400), 0-20 faces per image, varied skin tones, hair,
@@ -14,8 +14,9 @@ centres, nose tip, mouth corners); faces with a landmark outside the image are
 labelled without landmarks.
 
 Each image has its own random generator seeded by (seed, split, index), so the
-output is a pure function of the arguments: same seed, same bytes; a larger
-``n_train`` extends a smaller one.
+output is a pure function of the arguments: same seed, same bytes (whatever the number of
+worker processes; the ``learned`` codec encodes on one thread per process for that, see
+:class:`latentface.data.encode.one_thread`); a larger ``n_train`` extends a smaller one.
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from latentface import LATENT_STRIDE
-from latentface.codec import dct
+from latentface.codec import dct, get_codec
+from latentface.data.encode import check_rates, encode_rates, one_thread
 from latentface.data.labels import FaceRecord, write_retinaface, write_wider
 from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, write_codec_description, write_sample
 
@@ -288,32 +291,36 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> float:
 
 def _make_one(job: tuple) -> FaceRecord:
     """Draw, encode and write one image; returns its label record."""
-    root, split, split_id, index, size, rates, seed = job
+    root, split, split_id, index, size, rates, seed, codec = job
     rng = np.random.default_rng([seed, split_id, index])
     img, faces = draw_image(rng, size)
     key = image_key(index)
-    coefficients = dct.transform(img)
-    write_sample(root, split, key, img, {q: dct.quantise(coefficients, q) for q in rates})
+    write_sample(root, split, key, img, encode_rates(get_codec(codec), img, rates))
     return FaceRecord(key, f"{EVENT}/{key}.jpg", faces["boxes"], faces["landmarks"], faces["has_landmarks"],
                       faces["attributes"][:, 3] != 0, faces["attributes"])
 
 
+def _worker_start() -> None:
+    """Each worker process encodes on one thread (see :class:`latentface.data.encode.one_thread`)."""
+    torch.set_num_threads(1)
+
+
 def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Sequence[int] = dct.QUALITIES,
-                     seed: int = 0, progress: bool = True, overwrite: bool = False, workers: int = 1) -> dict:
+                     seed: int = 0, progress: bool = True, overwrite: bool = False, workers: int = 1,
+                     codec: str = "dct") -> dict:
     """Write ``n_train`` + ``n_val`` synthetic images in the retina-modify layout under ``root``.
 
     Per split: ``labels.txt`` (WIDER bbx), ``labels_landmarks.txt`` (RetinaFace),
-    ``latent/<key>/latent_<q>.npy`` for every rate, ``images/<key>.png``; plus
-    ``root/codec.json``. Val keys continue the train numbering, so keys are unique.
+    ``latent/<key>/latent_<q>.npy`` for every rate (encoded with the built-in ``codec``:
+    ``dct`` or ``learned``), ``images/<key>.png``; plus ``root/codec.json`` (the codec, the
+    learned codec's weights digest, size, rates, seed). Val keys continue the train numbering, so keys are unique.
     An existing split folder is an error unless ``overwrite`` (which deletes it first).
     Returns counts and the measured images/s.
     """
+    coder = get_codec(codec)
     if size <= 0 or size % LATENT_STRIDE:
         raise ValueError(f"size must be a positive multiple of {LATENT_STRIDE}, got {size}")
-    rates = tuple(int(q) for q in rates)
-    bad = [q for q in rates if q not in dct.QUALITIES]
-    if bad or not rates:
-        raise ValueError(f"rates must be among {dct.QUALITIES}, got {list(rates)}")
+    rates = check_rates(coder, rates)
     root = Path(root)
     counts = {"train": n_train, "val": n_val}
     for split in SPLITS:
@@ -323,7 +330,7 @@ def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Seq
                 raise FileExistsError(f"{folder} already exists and is not empty; pass overwrite (--overwrite) to replace it")
             shutil.rmtree(folder)
     root.mkdir(parents=True, exist_ok=True)
-    write_codec_description(root, dct.NAME, size=size, rates=list(rates), seed=seed, generator="latentface synth")
+    write_codec_description(root, coder.NAME, size=size, rates=list(rates), seed=seed, generator="latentface synth")
 
     jobs = []
     offset = 0
@@ -331,20 +338,21 @@ def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Seq
         if counts[split]:
             (root / split / "images").mkdir(parents=True, exist_ok=True)
             (root / split / "latent").mkdir(parents=True, exist_ok=True)
-        jobs += [(root, split, split_id, offset + i, size, rates, seed) for i in range(counts[split])]
+        jobs += [(root, split, split_id, offset + i, size, rates, seed, coder.NAME) for i in range(counts[split])]
         offset += counts[split]
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     records = []
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=_worker_start) as pool:
             for rec in pool.map(_make_one, jobs, chunksize=8):
                 records.append(rec)
                 bar.update()
     else:
-        for job in jobs:
-            records.append(_make_one(job))
-            bar.update()
+        with one_thread():
+            for job in jobs:
+                records.append(_make_one(job))
+                bar.update()
     bar.close()
     seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu_start
 
@@ -355,7 +363,8 @@ def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Seq
             write_wider(recs, root / split / LABELS_FILE)
             write_retinaface(recs, root / split / LANDMARKS_FILE)
         faces += sum(len(r) for r in recs)
-    return {"root": str(root), "images": len(jobs), "faces": faces, "size": size, "rates": list(rates),
+    return {"root": str(root), "codec": coder.NAME, "images": len(jobs), "faces": faces, "size": size,
+            "rates": list(rates),
             "seconds": seconds, "images_per_s": len(jobs) / seconds if seconds > 0 else float("inf"),
             "images_per_cpu_s": len(jobs) / cpu if cpu > 0 else float("inf")}
 

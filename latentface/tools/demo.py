@@ -6,6 +6,9 @@ draw the faces over the decoded image and over a false-colour view of the latent
 a report with every number and picture (``report.md``; every number also in ``demo.json``,
 from which :func:`summary_line` writes the one-line summary the README quotes).
 ``--dataset_root`` runs the same steps on a real dataset in the retina-modify layout.
+``--codec learned`` makes the synthetic latents with the learned codec instead of ``dct``; the
+synthetic folder's name carries the codec (``data/synthetic-demo-<codec>``) so the two never mix,
+and ``demo.json`` records the codec (and the learned codec's weights digest).
 
 The data and training settings are the ``demo`` and ``demo-quick`` entries of
 :data:`latentface.training.recipes.RECIPES`, chosen by measurement on 2 CPU cores (see the README).
@@ -28,7 +31,7 @@ import torch
 from latentface import viz
 from latentface.checkpoint import RunDir, load_checkpoint
 from latentface.data.dataset import NestedLatentWiderFaceDataset
-from latentface.data.layout import CODEC_FILE
+from latentface.data.layout import CODEC_FILE, codec_identity, read_codec_description, read_codec_name
 from latentface.data.synth import generate_dataset
 from latentface.formats.detections import detection_record, write_detections
 from latentface.inference.detector import Detector
@@ -58,10 +61,16 @@ TRAIN_RUN = "train"
 # ---------------------------------------------------------------------------- steps
 
 
-def synthetic_dataset(root: str | Path, recipe: Recipe, progress: bool = True) -> tuple[Path, bool]:
-    """(root, reused): the synthetic dataset of ``recipe``, generated unless ``root`` already holds it."""
+def default_synthetic_root(quick: bool = False, codec: str = "dct") -> Path:
+    """Where the demo makes or reuses its synthetic dataset: one folder per recipe and codec."""
+    return Path("data") / f"synthetic-demo{'-quick' if quick else ''}-{codec}"
+
+
+def synthetic_dataset(root: str | Path, recipe: Recipe, progress: bool = True, codec: str = "dct") -> tuple[Path, bool]:
+    """(root, reused): the synthetic dataset of ``recipe`` encoded with ``codec``, generated unless ``root``
+    already holds it (same size, rates, seed, codec and, for ``learned``, the same weights)."""
     root = Path(root)
-    wanted = {"size": recipe.size, "rates": list(recipe.rates), "seed": recipe.seed}
+    wanted = {"size": recipe.size, "rates": list(recipe.rates), "seed": recipe.seed, **codec_identity(codec)}
     marker = root / CODEC_FILE
     if marker.is_file():
         try:
@@ -73,7 +82,7 @@ def synthetic_dataset(root: str | Path, recipe: Recipe, progress: bool = True) -
                   for split, folder in folders.items()}
         if {k: saved.get(k) for k in wanted} == wanted and counts == {"train": recipe.n_train, "val": recipe.n_val}:
             return root, True
-    generate_dataset(root, **recipe.data(), progress=progress, overwrite=True, workers=2)
+    generate_dataset(root, **recipe.data(), progress=progress, overwrite=True, workers=2, codec=codec)
     return root, False
 
 
@@ -175,6 +184,8 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
     by_size = ev["ap_by_size"]
     target = summary["targets"]["ap"]
     origin = ("synthetic, " + ("reused" if data["reused"] else "generated")) if data["synthetic"] else "given"
+    codec = summary.get("codec") or {}
+    origin += f", {codec['codec']} codec" if codec.get("codec") else ", codec unknown"
     lines = [
         "# latentface demo",
         "",
@@ -261,18 +272,28 @@ def read_summary(out: str | Path = "runs/demo") -> dict[str, Any]:
 
 
 def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = None,
-             synthetic_root: str | Path = "data/synthetic-demo", quick: bool = False,
+             synthetic_root: str | Path | None = None, quick: bool = False,
              latent_type: str = "latent_75.npy", progress: bool = True, processes: int | None = None,
-             **train_overrides) -> dict[str, Any]:
+             codec: str | None = None, **train_overrides) -> dict[str, Any]:
     """Run every step and return the summary that ``demo.json`` holds.
 
     ``quick`` uses the ``demo-quick`` recipe instead of ``demo``; ``processes`` trains in that
-    many DDP processes (default: :func:`training_processes`, one with ``quick``).
+    many DDP processes (default: :func:`training_processes`, one with ``quick``). ``codec``
+    (default ``dct``) encodes the synthetic dataset (in ``synthetic_root``, default
+    :func:`default_synthetic_root`); with ``dataset_root`` the dataset's own ``codec.json`` names
+    its codec, and a ``codec`` that contradicts it is an error.
     """
     name = QUICK_RECIPE if quick else RECIPE
     recipe = RECIPES[name]
     if processes is not None and processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
+    if dataset_root is not None and codec is not None:
+        made_by = read_codec_name(dataset_root)
+        if made_by != codec:
+            raise ValueError(f"{dataset_root}: its latents were written by the {made_by or 'unknown'} codec "
+                             f"({CODEC_FILE}), not {codec}; leave out --codec with --dataset_root")
+    codec = codec or "dct"
+    codec_identity(codec)  # an unknown codec fails here, before any step
     torch.set_num_threads(1)  # see training_processes: one thread per process is robust on a shared CPU
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -285,7 +306,8 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
 
     t0 = time.perf_counter()
     if dataset_root is None:
-        root, reused = synthetic_dataset(synthetic_root, recipe, progress)
+        root, reused = synthetic_dataset(synthetic_root or default_synthetic_root(quick, codec), recipe, progress,
+                                         codec)
         latent_type = f"latent_{recipe.rates[0]}.npy"
     else:
         root, reused = Path(dataset_root), True
@@ -320,6 +342,7 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
         "recipe": name,
         "device": str(torch.device("cuda" if torch.cuda.is_available() and train_config["device"] != "cpu" else "cpu")),
         "training_processes": processes,
+        "codec": read_codec_description(root),
         "dataset": {"root": str(root), "synthetic": dataset_root is None, "reused": reused,
                     "train_images": len(NestedLatentWiderFaceDataset(root, "train", latent_type)),
                     "val_images": len(val), "image_size": val.image_size[0],

@@ -2,6 +2,7 @@
 budget (``accuracy``) and AP at every rate (``rates``)."""
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Sequence
@@ -12,11 +13,17 @@ import torch
 from torch import nn
 
 from latentface.checkpoint import RunDir, load_checkpoint
-from latentface.codec import get_codec
 from latentface.data.dataset import NestedLatentWiderFaceDataset, load_latent
 from latentface.data.images import RGBWiderFaceDataset
 from latentface.data.labels import read_labels
-from latentface.data.layout import CODEC_FILE, LABELS_FILE, LANDMARKS_FILE, latent_path, read_codec_name
+from latentface.data.layout import (
+    CODEC_FILE,
+    LABELS_FILE,
+    LANDMARKS_FILE,
+    dataset_codec,
+    latent_path,
+    read_codec_description,
+)
 from latentface.data.synth import generate_dataset
 from latentface.inference.detector import Detector, predict_dataset
 from latentface.metrics.report import evaluation_report
@@ -51,12 +58,19 @@ def prepare_data(root: Path, profile: Profile, log=print) -> Path:
 
 
 def decoded_root(root: Path, rate: int) -> Path:
-    """A copy of ``root``'s labels with ``images/`` holding each latent at ``rate`` decoded: the RGB
-    baseline then sees exactly the information the latent model sees."""
+    """A copy of ``root``'s labels with ``images/`` holding each latent at ``rate`` decoded with the codec
+    ``root/codec.json`` names (``dct`` or ``learned``): the RGB baseline then sees exactly the information
+    the latent model sees."""
     out = root.parent / f"{root.name}-decoded{rate}"
-    if (out / "done").is_file():
+    codec = dataset_codec(root)  # the codec that wrote the latents, its weights checked
+    if codec is None:
+        raise ValueError(f"{root}: no {CODEC_FILE}, so the codec that decodes its latents for the RGB baseline "
+                         "is unknown")
+    source = read_codec_description(root)
+    done = out / "done"  # holds the codec.json the images were decoded from: reused only while it matches
+    if done.is_file() and done.read_text() == json.dumps(source, sort_keys=True):
         return out
-    codec = get_codec(read_codec_name(root) or "dct")
+    shutil.rmtree(out, ignore_errors=True)
     for split in ("train", "val"):
         (out / split / "images").mkdir(parents=True, exist_ok=True)
         for name in (LABELS_FILE, LANDMARKS_FILE):
@@ -65,7 +79,7 @@ def decoded_root(root: Path, rate: int) -> Path:
         for key in read_labels(root / split / LABELS_FILE):
             latent = load_latent(latent_path(root, split, key, rate)).numpy()
             write_image(out / split / "images" / f"{key}.png", codec.decode(latent))
-    (out / "done").write_text("")
+    done.write_text(json.dumps(source, sort_keys=True))
     return out
 
 
