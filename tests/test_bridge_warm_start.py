@@ -175,13 +175,15 @@ def test_images_of_another_size_pair_with_their_latents(dataset_copy):
 
     path = dataset_copy / "train" / "images"
     first = sorted(path.iterdir())[0]
-    write_image(first, read_image(first)[:124, :120])  # one cell short: encoded with padding
+    write_image(first, read_image(first)[:124, :120])  # less than a cell short: encoded with padding
+    third = sorted(path.iterdir())[2]
+    write_image(third, read_image(third)[:98])  # two cells short (a codec padding to 64 pixels)
     second = sorted(path.iterdir())[1]
     image = read_image(second)
     write_image(second, np.concatenate([image, image], 1))  # another size: resized to the latent's
     dataset = NestedLatentWiderFaceDataset(dataset_copy, "train")
     shapes = {tuple(lat.shape[1:]): tuple(img.shape[1:]) for lat, img in pairs(dataset, 12)}
-    assert shapes == {(8, 8): (128, 128), (7, 7): (112, 112)}
+    assert shapes == {(8, 8): (128, 128), (7, 7): (112, 112), (6, 8): (96, 128)}
 
 
 def test_a_training_run_logs_and_records_its_bridge_start(synthetic_dataset, tmp_path, capsys):

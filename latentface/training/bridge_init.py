@@ -26,6 +26,9 @@ from latentface.util.io import read_image
 
 #: Training images the ridge fit reads at most (each 640x640 image gives 1600 latent cells).
 MAX_IMAGES = 256
+#: An image up to this many pixels short of its latent's extent was padded for encoding (a codec pads to its
+#: coarsest stride, 64 for the built-in learned codec's hyperprior); it pairs with the cells it covers.
+PADDING = 64
 LOG_PREFIX = "codec bridge: "
 
 
@@ -33,8 +36,9 @@ def pairs(dataset: NestedLatentWiderFaceDataset, max_images: int = MAX_IMAGES, s
     """Up to ``max_images`` (latent [C, h, w], RGB image [3, 16h, 16w] float) pairs of ``dataset``'s samples
     that have an image, in a seeded random order; rates taken in turn when several are read.
 
-    An image one cell short of its latent (encoded with padding) pairs with the cells it covers;
-    an image of another size is resized to its latent's (encoded from a resized copy).
+    An image up to :data:`PADDING` pixels short of its latent's extent (encoded with padding) pairs
+    with the cells it covers; an image of another size is resized to its latent's (encoded from a
+    resized copy).
     """
     order = np.random.default_rng(seed).permutation(len(dataset))
     images_dir = dataset.root / dataset.split / "images"
@@ -58,8 +62,7 @@ def pairs(dataset: NestedLatentWiderFaceDataset, max_images: int = MAX_IMAGES, s
         h, w = latent.shape[1:]
         height, width = image.shape[:2]
         if (height, width) != (h * LATENT_STRIDE, w * LATENT_STRIDE):
-            if h * LATENT_STRIDE - LATENT_STRIDE < height <= h * LATENT_STRIDE and \
-                    w * LATENT_STRIDE - LATENT_STRIDE < width <= w * LATENT_STRIDE:
+            if 0 <= h * LATENT_STRIDE - height < PADDING and 0 <= w * LATENT_STRIDE - width < PADDING:
                 h, w = height // LATENT_STRIDE, width // LATENT_STRIDE
                 if h == 0 or w == 0:
                     continue
