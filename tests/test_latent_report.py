@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from latentface.cli import main
 from latentface.data import latent_report as lr
@@ -163,15 +164,20 @@ def test_learned_dataset_skipped_share_is_exact(tmp_path, learned_codec):
 
     rng = np.random.default_rng(3)
     expected = {12: [], 100: []}
-    for key in ("a", "b"):
-        image, _ = draw_image(rng, 64)
-        latents = {}
-        for rate in expected:
-            out = learned_codec.estimate(image, rate)
-            latents[rate] = out["latent"]
-            expected[rate].append(out["skipped"])
-        write_sample(tmp_path, "val", key, image, latents)
-    write_codec_description(tmp_path, "learned", weights_sha256=learned_codec.weights_digest())
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the dataset writers encode
+    try:
+        for key in ("a", "b"):
+            image, _ = draw_image(rng, 64)
+            latents = {}
+            for rate in expected:
+                out = learned_codec.estimate(image, rate)
+                latents[rate] = out["latent"]
+                expected[rate].append(out["skipped"])
+            write_sample(tmp_path, "val", key, image, latents)
+    finally:
+        torch.set_num_threads(threads)
+    write_codec_description(tmp_path, "learned", weights_digest=learned_codec.weights_digest())
     report = lr.latent_report(tmp_path, "val")
     for rate, shares in expected.items():
         k = report["skipped"][str(rate)]
@@ -183,6 +189,11 @@ def test_learned_dataset_skipped_share_is_exact(tmp_path, learned_codec):
     # higher gain -> fewer skipped residuals
     assert report["skipped"]["12"]["parts"]["luma"]["skipped_share"] > report["skipped"]["100"]["parts"]["luma"][
         "skipped_share"]
+    # latents of other weights: not re-run with the installed ones
+    write_codec_description(tmp_path, "learned", weights_digest="0" * 64)
+    k = lr.latent_report(tmp_path, "val")["skipped"]["12"]
+    assert k["method"] == "none" and "names weights with sha256 000000000000" in k["text"]
+    write_codec_description(tmp_path, "learned", weights_digest=learned_codec.weights_digest())
     # without the images there is nothing to re-run the codec on
     for png in (tmp_path / "val" / "images").iterdir():
         png.unlink()

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         if args.images < 0:
             raise ValueError(f"--images must be >= 0 (0: all), got {args.images}")
-        report = latent_report.latent_report(args.dataset_root, args.split, args.images or None)
+        report = latent_report.latent_report(args.dataset_root, args.split, args.images or None, progress=True)
         out = latent_report.save_report(report, args.output or latent_report.default_report_path(args.dataset_root))
         print(latent_report.format_report(report))
         print(f"-> {out}")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from latentface.codec import entropy, learned
 from latentface.codec.learned import CHANNELS, LUMA_CHANNELS
@@ -196,7 +197,16 @@ class LearnedSkips:
         self.acc: dict[int, dict] = {}
 
     def add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
-        """One RGB uint8 image and its stored latents ``{rate: [C, H, W]}``."""
+        """One RGB uint8 image and its stored latents ``{rate: [C, H, W]}``. Runs on one thread, as the
+        dataset writers encode (a float reduction split over threads can round differently)."""
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            self._add(image, latents)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
         with torch.no_grad():
             rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
             y = self.model.analysis(learned.rgb_to_ycc(rgb))
@@ -286,22 +296,31 @@ PROXY_NOTE = (
 # ------------------------------------------------------------------ rate pairs
 
 
-def compare_rates(a: np.ndarray, b: np.ndarray) -> dict:
+class _Prepared:
+    """One latent [C, H, W] as float64 rows, centred per channel, with its norms: computed once per rate,
+    used by every pair it is in."""
+
+    def __init__(self, latent: np.ndarray):
+        self.flat = latent.reshape(latent.shape[0], -1).astype(np.float64)
+        self.centred = self.flat - self.flat.mean(axis=1, keepdims=True)
+        self.norm = float(np.linalg.norm(self.flat))
+        self.channel_norm = np.sqrt(np.einsum("ij,ij->i", self.centred, self.centred))
+
+
+def compare_rates(a: np.ndarray | _Prepared, b: np.ndarray | _Prepared) -> dict:
     """Latent ``a`` against ``b`` (the reference, [C, H, W]): identical?, ``||a - b|| / ||b||``,
     the median per-channel correlation (channels constant in either left out; None if all are)
     and per part the share of values exactly equal in both."""
-    a64, b64 = a.astype(np.float64).reshape(a.shape[0], -1), b.astype(np.float64).reshape(b.shape[0], -1)
-    equal = a64 == b64
-    identical = bool(np.array_equal(a64, b64))
-    nb = float(np.linalg.norm(b64))
-    diff = float(np.linalg.norm(a64 - b64))
-    rel = 0.0 if diff == 0 else (diff / nb if nb > 0 else float("inf"))
-    da, db = a64 - a64.mean(1, keepdims=True), b64 - b64.mean(1, keepdims=True)
-    sa, sb = np.sqrt((da * da).sum(1)), np.sqrt((db * db).sum(1))
-    ok = (sa > 0) & (sb > 0)
-    corr = (da[ok] * db[ok]).sum(1) / (sa[ok] * sb[ok])
+    a = a if isinstance(a, _Prepared) else _Prepared(a)
+    b = b if isinstance(b, _Prepared) else _Prepared(b)
+    equal = a.flat == b.flat
+    identical = bool(equal.all())
+    diff = float(np.linalg.norm(a.flat - b.flat))
+    rel = 0.0 if diff == 0 else (diff / b.norm if b.norm > 0 else float("inf"))
+    ok = (a.channel_norm > 0) & (b.channel_norm > 0)
+    corr = np.einsum("ij,ij->i", a.centred[ok], b.centred[ok]) / (a.channel_norm[ok] * b.channel_norm[ok])
     return {"identical": identical, "relative_l2": rel, "channel_corr": float(np.median(corr)) if ok.any() else None,
-            "equal_share": {name: float(equal[sl].mean()) for name, sl in parts(a.shape[0]).items()}}
+            "equal_share": {name: float(equal[sl].mean()) for name, sl in parts(len(equal)).items()}}
 
 
 def classify(comparison: dict, threshold: float = NEAR_THRESHOLD) -> str:
@@ -327,7 +346,8 @@ def _pair_summary(rows: list[dict], threshold: float) -> dict:
 
 
 def latent_report(root: str | os.PathLike, split: str = "train", images: int | None = DEFAULT_IMAGES,
-                  near_threshold: float = NEAR_THRESHOLD, model: learned.LearnedCodecModel | None = None) -> dict:
+                  near_threshold: float = NEAR_THRESHOLD, model: learned.LearnedCodecModel | None = None,
+                  progress: bool = False) -> dict:
     """The report of ``<root>/<split>`` over its first ``images`` samples (None: all); see the module text."""
     root = Path(root)
     samples = find_samples(root, split)
@@ -344,17 +364,28 @@ def latent_report(root: str | os.PathLike, split: str = "train", images: int | N
     rng = np.random.default_rng(0)
     rates: dict[int, _RateStats] = {}
     pairs: dict[tuple[int, int], list[dict]] = {}
-    shape = None
-    for key in keys:
+    shape, first, sizes_seen = None, None, set()
+    for key in tqdm(keys, desc=f"report {root.name}/{split}", unit="image", disable=not progress):
         latents = {}
         for rate, path in samples[key].items():
             dtype = read_latent_header(path)[1]
-            latent = load_latent(path, shape).numpy()
-            shape = shape or latent.shape
+            latent = load_latent(path).numpy()  # checked: dtype, shape, finite
+            if shape is not None and latent.shape[0] != shape[0]:
+                raise ValueError(f"{path}: {latent.shape[0]} channels, {first} has {shape[0]}")
+            if shape is None:
+                shape, first = latent.shape, path
+            sizes_seen.add(latent.shape[1:])
+            if dtype == np.float64:  # load_latent gives float32: the repeats are counted on the file's values
+                latent = np.load(path, allow_pickle=False).reshape(latent.shape)
             latents[rate] = latent.astype(dtype)
             rates.setdefault(rate, _RateStats(latent.shape[0])).add(latent, dtype, rng)
+        sizes = {latent.shape for latent in latents.values()}
+        if len(sizes) > 1:
+            raise ValueError(f"{Path(samples[key][min(latents)]).parent}: its rates have different shapes "
+                             f"{sorted(map(list, sizes))}")
+        prepared = {rate: _Prepared(latent) for rate, latent in latents.items()}
         for lo, hi in itertools.combinations(sorted(latents), 2):
-            pairs.setdefault((lo, hi), []).append(compare_rates(latents[lo], latents[hi]))
+            pairs.setdefault((lo, hi), []).append(compare_rates(prepared[lo], prepared[hi]))
         if skips is not None:
             try:
                 skips.add(read_image(image_path(root, split, key)), latents)
@@ -381,7 +412,8 @@ def latent_report(root: str | os.PathLike, split: str = "train", images: int | N
             if codec is not None:
                 skipped[r]["text"] = f"codec {codec!r} is not a built-in one; " + skipped[r]["text"]
     return {"root": str(root), "split": split, "images": len(keys), "images_in_split": len(samples),
-            "codec": codec, "shape": list(shape), "near_threshold": near_threshold, "rates": summaries,
+            "codec": codec, "shape": list(shape), "sizes": sorted(map(list, sizes_seen)),
+            "near_threshold": near_threshold, "rates": summaries,
             "skipped": skipped,
             "rate_pairs": {f"{lo}-{hi}": _pair_summary(rows, near_threshold)
                            for (lo, hi), rows in sorted(pairs.items())}}
@@ -392,14 +424,16 @@ def _learned_unusable(root: Path, split: str, keys: list[str]) -> str | None:
     missing = [k for k in keys if not image_path(root, split, k).is_file()]
     if missing:
         return f"no image for {len(missing)} of {len(keys)} latents (e.g. {image_path(root, split, missing[0])})"
-    digest = read_json(root / CODEC_FILE, "codec description").get("weights_sha256")
+    description = read_json(root / CODEC_FILE, "codec description")
+    digest = description.get("weights_digest") if isinstance(description, dict) else None
     if digest is not None:
         try:
             ours = learned.weights_digest()
         except learned.CodecWeightsError as e:
             return str(e)
         if digest != ours:
-            return f"{root / CODEC_FILE} names weights {digest[:12]}, the installed ones are {ours[:12]}"
+            return (f"{root / CODEC_FILE} names weights with sha256 {digest[:12]}..., the installed ones "
+                    f"{learned.WEIGHTS_FILE} have {ours[:12]}...")
     return None
 
 
