@@ -99,12 +99,9 @@ def _max_difference(ours: Iterable, reference: Iterable[torch.Tensor]) -> float:
     return max(float(np.abs(np.asarray(a) - b.numpy()).max()) for a, b in zip(ours, reference))
 
 
-def onnx_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: Sequence[Sequence[int]],
-                batch: int = 2, seed: int = 0) -> dict[str, float]:
-    """Max absolute difference between onnxruntime and PyTorch outputs, per ``"BxCxHxW"`` input."""
-    import onnxruntime as ort  # optional dependency (the export extra)
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+def _parity(model: torch.nn.Module, run, latent_sizes: Sequence[Sequence[int]], batch: int, seed: int,
+            ) -> dict[str, float]:
+    """Max absolute difference between ``run(x)`` (the exported model's outputs) and PyTorch's, per input size."""
     generator = torch.Generator().manual_seed(seed)
     channels = int(model.input_mean.numel())
     result = {}
@@ -112,9 +109,17 @@ def onnx_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: S
         x = torch.randn(batch, channels, int(h), int(w), generator=generator)
         with torch.no_grad():
             reference = model.eval()(x)
-        outputs = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()})
-        result[f"{batch}x{channels}x{h}x{w}"] = _max_difference(outputs, reference)
+        result[f"{batch}x{channels}x{h}x{w}"] = _max_difference(run(x), reference)
     return result
+
+
+def onnx_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: Sequence[Sequence[int]],
+                batch: int = 2, seed: int = 0) -> dict[str, float]:
+    """Max absolute difference between onnxruntime and PyTorch outputs, per ``"BxCxHxW"`` input."""
+    import onnxruntime as ort  # optional dependency (the export extra)
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return _parity(model, lambda x: session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()}), latent_sizes, batch, seed)
 
 
 def torchscript_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: Sequence[Sequence[int]],
@@ -122,15 +127,12 @@ def torchscript_parity(model: torch.nn.Module, path: str | os.PathLike, latent_s
     """As :func:`onnx_parity`, for a TorchScript file."""
     with _quiet_tracing():
         loaded = torch.jit.load(str(path), map_location="cpu")
-    generator = torch.Generator().manual_seed(seed)
-    channels = int(model.input_mean.numel())
-    result = {}
-    for h, w in latent_sizes:
-        x = torch.randn(batch, channels, int(h), int(w), generator=generator)
+
+    def run(x):
         with torch.no_grad():
-            reference, outputs = model.eval()(x), loaded(x)
-        result[f"{batch}x{channels}x{h}x{w}"] = _max_difference([o.numpy() for o in outputs], reference)
-    return result
+            return [o.numpy() for o in loaded(x)]
+
+    return _parity(model, run, latent_sizes, batch, seed)
 
 
 def model_card(model: torch.nn.Module, fmt: str, checkpoint: str | os.PathLike | None = None,
