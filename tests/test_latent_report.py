@@ -66,6 +66,8 @@ def test_hand_built_luma_chroma_statistics_are_exact(hand_built):
     assert chroma["live_channels"] == 90 and chroma["floored_channels"] == 6
     # per-channel std over both images: luma sqrt(12.5 - 2.25), chroma sqrt((9.25 + 37) / 2 - 4.5^2)
     assert r["luma_chroma_std_ratio"] == pytest.approx(np.sqrt(10.25) / np.sqrt(23.125 - 20.25))
+    assert r["live_luma_chroma_std_ratio"] == r["luma_chroma_std_ratio"]  # the 6 dead channels are not the median
+    assert chroma["median_live_channel_std"] == pytest.approx(np.sqrt(23.125 - 20.25))
     same = lambda parts: {p: {k: v for k, v in q.items() if not k.endswith("_rounding")} for p, q in parts.items()}  # noqa: E731
     assert same(report["rates"]["50"]["parts"]) == same(r["parts"])  # rate 50 is a copy (the baseline is random)
 

@@ -167,6 +167,8 @@ class _RateStats:
                 "live_channels": int((std_c[sl] > live).sum()),
                 "floored_channels": int((std_c[sl] < floor).sum()),
                 "median_channel_std": float(np.median(std_c[sl])),
+                "median_live_channel_std": float(np.median(live_std)) if (live_std := std_c[sl][std_c[sl] > live]).size
+                else 0.0,
                 "repeated_share": float(self.repeated[sl].sum() / n),
                 "repeated_share_rounding": float(self.repeated_base[sl].sum() / n),
                 "mode_share": float(self.mode[sl].sum() / n),
@@ -174,8 +176,10 @@ class _RateStats:
             }
         p = out["parts"]
         if "luma" in p:
-            chroma = p["chroma"]["median_channel_std"]
-            out["luma_chroma_std_ratio"] = p["luma"]["median_channel_std"] / chroma if chroma > 0 else None
+            for key, stat in (("luma_chroma_std_ratio", "median_channel_std"),
+                              ("live_luma_chroma_std_ratio", "median_live_channel_std")):
+                chroma = p["chroma"][stat]
+                out[key] = p["luma"][stat] / chroma if chroma > 0 else None
         return out
 
 
@@ -451,7 +455,7 @@ def _pct(x: float | None) -> str:
 def _ratio(ratio: float | None, row: int, rate_summary: dict) -> str:
     if row or "luma" not in rate_summary["parts"]:
         return ""
-    return "inf" if ratio is None else f"{ratio:.3g}"  # None: the chroma median channel std is 0
+    return "inf" if ratio is None else f"{ratio:.3g}"  # None: the chroma median is 0
 
 
 def format_report(report: dict) -> str:
@@ -460,17 +464,17 @@ def format_report(report: dict) -> str:
     lines = [f"latent report: {report['root']}/{report['split']}, {report['images']} of {report['images_in_split']} "
              f"images, latents {report['shape']}, codec {codec}", "",
              f"1. values per rate and part (live: channel std above {LIVE_FRACTION:.0%} of the rate's rms channel "
-             f"std; ch.std: median channel std; ratio: luma / chroma of it)",
+             f"std; ch.std: median channel std, of all / of the live channels; ratio: luma / chroma of it)",
              f"{'rate':>4} {'part':<7}{'channels':>9}{'mean':>10}{'std':>10}{'min':>10}{'max':>10}{'zeros':>8}"
-             f"{'live':>6}{'ch.std':>10}{'ratio':>8}"]
+             f"{'live':>6}{'ch.std':>10}{'ratio':>8}{'live std':>10}{'ratio':>8}"]
     for rate, s in report["rates"].items():
         for i, (name, q) in enumerate(s["parts"].items()):
-            ratio = s.get("luma_chroma_std_ratio")
             last = q["channels_from"] + q["channels"] - 1
             lines.append(f"{rate if i == 0 else '':>4} {name:<7}{q['channels_from']:>4}-{last:<4}"
                          f"{q['mean']:>10.4g}{q['std']:>10.4g}{q['min']:>10.4g}{q['max']:>10.4g}"
                          f"{_pct(q['zero_share']):>8}{q['live_channels']:>6}{q['median_channel_std']:>10.3g}"
-                         f"{_ratio(ratio, i, s):>8}")
+                         f"{_ratio(s.get('luma_chroma_std_ratio'), i, s):>8}{q['median_live_channel_std']:>10.3g}"
+                         f"{_ratio(s.get('live_luma_chroma_std_ratio'), i, s):>8}")
     lines += ["", "2. skipped residuals (values equal to the predicted mean)"]
     for rate, k in report["skipped"].items():
         if "parts" in k:
