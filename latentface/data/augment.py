@@ -7,8 +7,10 @@ so only two geometric ones are offered:
   mouth-corner landmarks swapped. A mirrored latent is not by itself the latent of the
   mirrored image: inside each cell the content must mirror too. For the built-in
   ``dct`` codec that is a sign flip of the odd horizontal frequencies, so passing
-  ``channel_signs="dct"`` makes the flip exact. For JPEG AI latents no such map is
-  known and the plain mirror is used (the network then learns mirrored cells too).
+  ``channel_signs="dct"`` makes the flip exact. For JPEG AI latents and the built-in
+  ``learned`` codec no such map is known (``hflip_signs()`` is None) and the plain mirror
+  is used (the network then learns mirrored cells too). Training passes the codec that
+  the dataset's ``codec.json`` names, never ``dct`` by default.
 - a crop on the latent grid (offsets in whole cells = multiples of the stride):
   boxes shifted and clipped, dropped when their centre leaves the crop.
 
