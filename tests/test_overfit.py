@@ -8,14 +8,7 @@ from latentface.inference.postprocessing import postprocess
 from latentface.loss import MultiBoxLoss
 from latentface.model import LatentRetinaFace
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """A tiny model on a shared CPU: one thread is fastest and does not stall when other processes load it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_tiny_model_overfits_two_latents():

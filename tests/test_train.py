@@ -20,14 +20,7 @@ from latentface.training.config import read_config_file
 from latentface.training.loop import warmup_cosine
 from latentface.util.device import DeviceError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared CPU: one thread is the fastest and keeps runs bitwise reproducible."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

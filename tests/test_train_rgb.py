@@ -16,13 +16,7 @@ from latentface.train import TrainConfig, train
 from latentface.training.records import Tracker, draw_boxes
 from latentface.viz import DETECTION_COLOUR, TRUTH_COLOUR
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
