@@ -31,9 +31,11 @@ _RGB_TO_CENTRED_YCBCR = torch.from_numpy(dct._RGB_TO_CENTRED_YCBCR).double()  # 
 
 
 def rgb_to_centred_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB pixels (0..255) [N, 3, H, W] -> centred YCbCr [N, 3, H, W] (float64), as the ``dct`` codec converts."""
-    m = _RGB_TO_CENTRED_YCBCR.to(rgb.device)
-    return torch.einsum("pc,nchw->nphw", m[:, :3], rgb.double()) + m[:, 3][None, :, None, None]
+    """RGB pixels (0..255) [N, 3, H, W] -> centred YCbCr [N, 3, H, W], as the ``dct`` codec converts
+    (float32, or float64 for float64 input; the fit sums in float64 either way)."""
+    dtype = torch.float64 if rgb.dtype == torch.float64 else torch.float32
+    m = _RGB_TO_CENTRED_YCBCR.to(rgb.device, dtype)
+    return torch.einsum("pc,nchw->nphw", m[:, :3], rgb.to(dtype)) + m[:, 3][None, :, None, None]
 
 
 def decode_target(ycbcr: torch.Tensor) -> torch.Tensor:
@@ -46,7 +48,7 @@ def decode_target(ycbcr: torch.Tensor) -> torch.Tensor:
     if ycbcr.ndim != 4 or ycbcr.shape[1] != 3 or ycbcr.shape[2] % CELL or ycbcr.shape[3] % CELL:
         raise ValueError(f"expected YCbCr planes [N, 3, H, W] with H, W multiples of {CELL}, got {list(ycbcr.shape)}")
     luma, chroma = ycbcr[:, :1], ycbcr[:, 1:]
-    chroma = F.avg_pool2d(chroma, 2).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    chroma = F.interpolate(F.avg_pool2d(chroma, 2), scale_factor=2, mode="nearest")
     planes = torch.cat([luma, chroma], 1) / PIXEL_SCALE
     return F.pixel_unshuffle(F.pixel_unshuffle(planes, SHUFFLE), SHUFFLE)
 
