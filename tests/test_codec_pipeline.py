@@ -34,15 +34,7 @@ from latentface.training.recipes import RECIPES
 from latentface.util.io import read_image
 
 SIZE = 64  # latents [256, 4, 4]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared CPU: one thread is the fastest."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tree_bytes(root):
