@@ -201,3 +201,29 @@ def test_learned_dataset_skipped_share_is_exact(tmp_path, learned_codec):
         png.unlink()
     k = lr.latent_report(tmp_path, "val")["skipped"]["12"]
     assert k["method"] == "none" and k["text"].startswith("cannot be told: no image")
+
+
+@pytest.mark.parametrize("gain", [3.7, 4.0])
+def test_cross_rate_proxy_finds_the_values_equal_to_mu_of_a_gain_coded_latent(tmp_path, gain):
+    """Without codec.json: y_hat = mu + r/g with mu real-valued and shared by the rates (one model, the
+    rate set by the gain): the values equal at two rates are the ones equal to mu at the higher rate, plus
+    values coded alike at both (which a gain ratio of 4 makes: r = 1 at gain 1 and r = 4 at gain 4)."""
+    rng = np.random.default_rng(2)
+    truth = []
+    for key in ("a", "b", "c"):
+        mu = rng.normal(size=(256, 8, 8))
+        sigma = rng.uniform(0.01, 1.0, size=mu.shape)
+        y = mu + rng.normal(size=mu.shape) * sigma
+        for rate, g in ((25, 1.0), (75, gain)):
+            r = np.where(sigma * g < 0.25, 0, np.round((y - mu) * g))
+            _write(tmp_path, key, rate, (mu + r / g).astype(np.float16))
+            if rate == 75:
+                truth.append((r == 0).mean())
+    k = lr.latent_report(tmp_path, "val")["skipped"]["75"]
+    assert k["method"] == "proxy" and not k["grid"] and k["cross_rate"]["bound"] == "at most"
+    assert k["text"].startswith("proxy: at most")
+    share = (160 * k["parts"]["luma"]["equal_to_mean_share"] + 96 * k["parts"]["chroma"]["equal_to_mean_share"]) / 256
+    if gain == 4.0:
+        assert share > np.mean(truth) + 0.03
+    else:
+        assert share == pytest.approx(np.mean(truth), abs=0.005)

@@ -13,11 +13,14 @@ Three questions, answered per rate from the files alone (no labels needed):
    small the residual is skipped (``y_hat = mu``). Told exactly where the codec is known:
    the ``learned`` built-in codec is re-run (analysis + hyperprior) on ``<split>/images``;
    the ``dct`` codec predicts 0, so the share is that of exact zeros. For data without
-   ``codec.json`` only a proxy exists: how often values repeat exactly within a channel of
-   one image, next to how often they would repeat from float16 rounding alone (the same
-   values jittered by 1 % of the channel's std). ``mu`` varies per position, so skipped
-   positions are not a repeated value: when values repeat no more than rounding explains,
-   the report says the share cannot be told rather than give a number.
+   ``codec.json`` only proxies exist, labelled as such. Where ``mu`` does not depend on the rate
+   (one model, the rate set by the gain), a value equal to ``mu`` at a rate is ``mu`` at every
+   lower rate too, so the share of values equal at a rate and the next lower one bounds the
+   share equal to ``mu`` from above (exact unless coded values coincide). Within one channel,
+   ``mu`` varies per position, so skipped positions are not a repeated value: how often values
+   repeat, next to how often float16 rounding alone makes them repeat (the same values jittered
+   by 1 % of the channel's std), only shows whether values lie on a grid. When neither proxy
+   holds, the report says the share cannot be told rather than give a number.
 3. **Are two rates of one image the same latent?** Per image and pair of rates, the
    relative L2 difference ``||a - b|| / ||b||`` (``b`` the higher rate) and the per-channel
    correlation; over images: identical (every value equal), near (relative difference under
@@ -124,6 +127,7 @@ class _RateStats:
         self.max = np.full(channels, -np.inf)
         self.cells = 0  # values per channel so far
         self.images = 0
+        self.dtypes: set[str] = set()
 
     def add(self, latent: np.ndarray, dtype: np.dtype, rng: np.random.Generator) -> None:
         v = latent.reshape(latent.shape[0], -1)
@@ -142,6 +146,7 @@ class _RateStats:
         self.mode_base += mode_b
         self.cells += v.shape[1]
         self.images += 1
+        self.dtypes.add(np.dtype(dtype).name)
 
     def channel_std(self) -> np.ndarray:
         mean = self.sum / self.cells
@@ -151,7 +156,8 @@ class _RateStats:
         std_c = self.channel_std()
         live = LIVE_FRACTION * float(np.sqrt(np.mean(np.square(std_c))))
         floor = max(STD_FLOOR_FRACTION * float(np.median(std_c)), 1e-6)  # what `latentface stats` raises stds to
-        out: dict = {"images": self.images, "values_per_channel": self.cells, "live_floor": live,
+        out: dict = {"images": self.images, "values_per_channel": self.cells, "dtype": "/".join(sorted(self.dtypes)),
+                     "live_floor": live,
                      "normalisation_floor": floor, "parts": {}}
         for name, sl in parts(len(std_c)).items():
             n = self.cells * (sl.stop - sl.start)
@@ -252,11 +258,12 @@ def _proxy(rate: int, rate_summary: dict, pair_summaries: dict[tuple[int, int], 
     repeated, base = share("repeated_share"), share("repeated_share_rounding")
     mode, mode_base = share("mode_share"), share("mode_share_rounding")
     grid = repeated - base > GRID_MARGIN
+    rounding = f"{rate_summary['dtype']} rounding"
     if grid:
-        within = (f"a per-channel grid (within-channel repeats {repeated:.1%}, float16 rounding alone {base:.1%}; "
+        within = (f"a per-channel grid (within-channel repeats {repeated:.1%}, {rounding} alone {base:.1%}; "
                   f"the most frequent value per channel {mode:.1%})")
     else:
-        within = f"no per-channel grid (within-channel repeats {repeated:.1%}, float16 rounding alone {base:.1%})"
+        within = f"no per-channel grid (within-channel repeats {repeated:.1%}, {rounding} alone {base:.1%})"
     out = {"method": "proxy", "grid": bool(grid), "repeated_share": repeated, "repeated_share_rounding": base,
            "mode_share": mode, "mode_share_rounding": mode_base}
     lower = [lo for lo, hi in pair_summaries if hi == rate]
@@ -270,19 +277,19 @@ def _proxy(rate: int, rate_summary: dict, pair_summaries: dict[tuple[int, int], 
             return out
         equal = pair_summaries[(lo, hi)]["equal_share"]
         total = sum(equal[k] * p[k]["channels"] for k in equal) / n
-        bound = "about" if other < rate else "at least"
+        bound = "at most" if other < rate else "at least"
         out["cross_rate"] = {"with_rate": other, "bound": bound, "parts": equal, "share": total}
         if total > GRID_MARGIN:
             shares = "  ".join(f"{k} {_pct(v)}" for k, v in equal.items())
             out["parts"] = {k: {"equal_to_mean_share": v} for k, v in equal.items()}
             out["text"] = f"proxy: {bound} {shares} (the values equal at rates {lo} and {hi}); {within}"
             return out
-        unequal = f"no value is equal at rates {lo} and {hi}, and "
+        unequal = f"hardly any value is equal at rates {lo} and {hi} ({total:.1%}), and "
     if grid:
         out["text"] = (f"proxy: {unequal}values lie on {within}: the skipped share only if the prediction is "
                        f"constant per channel")
     else:
-        out["text"] = (f"cannot be told: {unequal}values repeat within a channel no more than float16 rounding "
+        out["text"] = (f"cannot be told: {unequal}values repeat within a channel no more than {rounding} "
                        f"explains ({repeated:.1%}, rounding alone {base:.1%}); with y_hat = mu + r/g and mu varying "
                        f"per position, skipped residuals are not a repeated value")
     return out
@@ -290,11 +297,14 @@ def _proxy(rate: int, rate_summary: dict, pair_summaries: dict[tuple[int, int], 
 
 #: Printed under the skipped shares when a proxy stands in for them.
 PROXY_NOTE = (
-    "proxy: a value equal at two rates of one image is mu at both where the prediction mu does not depend on the "
-    "rate (one model, the rate set by the gain, as in the learned codec): 'about' reads rate r against the next "
-    "lower rate, 'at least' the lowest rate against the next higher. Within one channel y_hat = mu + r/g with mu "
-    "varying per position, so skipped residuals are not repeated values: repeats beyond float16 rounding (the same "
-    f"values jittered by {JITTER_FRACTION:.0%} of the channel std) only show that values lie on a grid.")
+    "proxy: where the prediction mu does not depend on the rate (one model, the rate set by a gain that grows with "
+    "the rate, as in the learned codec), every value equal to mu at rate r is also mu at any lower rate, so the "
+    "values equal at rate r and the next lower rate are the ones equal to mu at r plus the values coded alike at "
+    "both ('at most'; exact when the gains' ratio is no simple fraction); the lowest rate is read against the next "
+    "higher rate, whose share it has at least. Within one channel y_hat = mu + r/g with mu "
+    "varying per position, so skipped residuals are not repeated values: repeats beyond rounding to the file's "
+    f"precision (the same values jittered by {JITTER_FRACTION:.0%} of the channel std) only show that values lie on "
+    "a grid.")
 
 
 # ------------------------------------------------------------------ rate pairs
