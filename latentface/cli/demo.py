@@ -20,7 +20,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="where the synthetic dataset is made or reused (default data/synthetic-demo-<codec>, "
                              "data/synthetic-demo-quick-<codec> with --quick)")
     parser.add_argument("--quick", action="store_true", help="a tiny smoke run: seconds, not a meaningful AP")
-    add_codec(parser, default=None)  # None: dct, or with --dataset_root the dataset's own codec
+    add_codec(parser, default=None,  # None: dct, or with --dataset_root the dataset's own codec
+              note="; with --dataset_root the dataset's codec.json names it")
     parser.add_argument(*flag("--latent_type"), dest="latent_type", default="latent_75.npy",
                         help="latent file with --dataset_root (default latent_75.npy)")
     parser.add_argument("--epochs", type=int, default=None, help="override the demo's epochs")

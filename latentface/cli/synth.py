@@ -16,12 +16,12 @@ def rates_list(text: str) -> list[int]:
         raise ValueError(f"--rates must be comma-separated integers, got {text!r}") from None
 
 
-def add_codec(parser: argparse.ArgumentParser, default: str | None = "dct") -> None:
+def add_codec(parser: argparse.ArgumentParser, default: str | None = "dct", note: str = "") -> None:
     """``--codec``: the built-in codec that writes the latents. Checked by the library (an unknown name is
     one error line naming the known ones), so it takes no argparse ``choices``."""
     parser.add_argument("--codec", default=default, metavar="NAME",
                         help="built-in codec of the latents: dct (default; the block DCT) or learned "
-                             "(the small learned codec; codec.json records its weights' digest)")
+                             "(the small learned codec; codec.json records its weights' digest)" + note)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
