@@ -406,31 +406,34 @@ def latent_report(root: str | os.PathLike, split: str = "train", images: int | N
             except ValueError as e:
                 raise ValueError(f"{image_path(root, split, key)}: {e}") from None
     summaries = {str(r): s.summary() for r, s in sorted(rates.items())}
-    if skips is not None:
-        skipped = {str(r): {"method": "exact", "parts": p,
-                            "text": "exact: the learned codec's analysis + hyperprior re-run on the split's images"}
-                   for r, p in skips.summary().items()}
-    elif why_not is not None:
-        skipped = {r: {"method": "none", "text": f"cannot be told: {why_not}"} for r in summaries}
-    elif codec == "dct":
-        skipped = {r: {"method": "exact", "parts": {n: {"skipped_share": q["zero_share"],
-                                                        "equal_to_mean_share": q["zero_share"]}
-                                                    for n, q in s["parts"].items()},
-                       "text": "exact: the dct codec predicts 0, so the values equal to the prediction are the "
-                               "exact zeros"} for r, s in summaries.items()}
-    else:
-        skipped = {}
-        pair_summaries = {pair: _pair_summary(rows, near_threshold) for pair, rows in pairs.items()}
-        for r, s in summaries.items():
-            skipped[r] = _proxy(int(r), s, pair_summaries)
-            if codec is not None:
-                skipped[r]["text"] = f"codec {codec!r} is not a built-in one; " + skipped[r]["text"]
+    pair_summaries = {pair: _pair_summary(rows, near_threshold) for pair, rows in sorted(pairs.items())}
     return {"root": str(root), "split": split, "images": len(keys), "images_in_split": len(samples),
             "codec": codec, "shape": list(shape), "sizes": sorted(map(list, sizes_seen)),
             "near_threshold": near_threshold, "rates": summaries,
-            "skipped": skipped,
-            "rate_pairs": {f"{lo}-{hi}": _pair_summary(rows, near_threshold)
-                           for (lo, hi), rows in sorted(pairs.items())}}
+            "skipped": _skipped(codec, summaries, pair_summaries, skips, why_not),
+            "rate_pairs": {f"{lo}-{hi}": p for (lo, hi), p in pair_summaries.items()}}
+
+
+def _skipped(codec: str | None, summaries: dict, pair_summaries: dict, skips: LearnedSkips | None,
+             why_not: str | None) -> dict:
+    """Section 2 of the report: exact shares, a labelled proxy, or why they cannot be told."""
+    if skips is not None:
+        return {str(r): {"method": "exact", "parts": p,
+                         "text": "exact: the learned codec's analysis + hyperprior re-run on the split's images"}
+                for r, p in skips.summary().items()}
+    if why_not is not None:
+        return {r: {"method": "none", "text": f"cannot be told: {why_not}"} for r in summaries}
+    if codec == "dct":
+        return {r: {"method": "exact", "parts": {n: {"skipped_share": q["zero_share"],
+                                                     "equal_to_mean_share": q["zero_share"]}
+                                                 for n, q in s["parts"].items()},
+                    "text": "exact: the dct codec predicts 0, so the values equal to the prediction are the exact "
+                            "zeros"} for r, s in summaries.items()}
+    out = {r: _proxy(int(r), s, pair_summaries) for r, s in summaries.items()}
+    for k in out.values():
+        if codec is not None:
+            k["text"] = f"codec {codec!r} is not a built-in one; " + k["text"]
+    return out
 
 
 def _learned_unusable(root: Path, split: str, keys: list[str]) -> str | None:
@@ -452,7 +455,7 @@ def _learned_unusable(root: Path, split: str, keys: list[str]) -> str | None:
 
 
 def save_report(report: dict, path: str | os.PathLike) -> Path:
-    return write_json(path, report)
+    return write_json(path, report)  # atomic
 
 
 # ------------------------------------------------------------------ the table
@@ -487,16 +490,13 @@ def format_report(report: dict) -> str:
                          f"{_ratio(s.get('live_luma_chroma_std_ratio'), i, s):>8}")
     lines += ["", "2. skipped residuals (values equal to the predicted mean)"]
     for rate, k in report["skipped"].items():
-        if "parts" in k:
-            if k["method"] == "proxy":
-                lines.append(f"{rate:>4}: {k['text']}")
-                continue
-            shares = "  ".join(f"{n} {_pct(q['skipped_share'])}" + (
-                f" (equal to mu {_pct(q['equal_to_mean_share'])}, re-encode match {_pct(q['reencode_match_share'])})"
-                if "reencode_match_share" in q else "") for n, q in k["parts"].items())
-            lines.append(f"{rate:>4}: {shares} -- {k['text']}")
-        else:
+        if k["method"] != "exact":
             lines.append(f"{rate:>4}: {k['text']}")
+            continue
+        shares = "  ".join(f"{n} {_pct(q['skipped_share'])}" + (
+            f" (equal to mu {_pct(q['equal_to_mean_share'])}, re-encode match {_pct(q['reencode_match_share'])})"
+            if "reencode_match_share" in q else "") for n, q in k["parts"].items())
+        lines.append(f"{rate:>4}: {shares} -- {k['text']}")
     if any(k["method"] == "proxy" for k in report["skipped"].values()):
         lines += textwrap.wrap(PROXY_NOTE, 110, initial_indent="  ", subsequent_indent="  ")
     lines += ["", f"3. rate pairs: ||a - b|| / ||b||, b the higher rate; identical = every value equal, near = "
