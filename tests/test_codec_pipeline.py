@@ -12,7 +12,7 @@ from latentface.cli import main
 from latentface.codec import dct, learned
 from latentface.data.augment import RandomHorizontalFlip, hflip
 from latentface.data.dataset import NestedLatentWiderFaceDataset
-from latentface.data.encode import encode_rates
+from latentface.data.encode import encode_folder, encode_rates
 from latentface.data.labels import read_labels
 from latentface.data.layout import (
     CodecMismatchError,
@@ -22,7 +22,7 @@ from latentface.data.layout import (
     read_codec_description,
     read_codec_name,
 )
-from latentface.data.synth import generate_dataset, image_key
+from latentface.data.synth import draw_image, generate_dataset, image_key
 from latentface.inference import Detector, picture_background
 from latentface.model import LatentRetinaFace
 from latentface.tools.bench.accuracy import decoded_root
@@ -122,6 +122,24 @@ def test_encode_with_the_learned_codec(root, tmp_path):
     assert main(["encode", "--codec", "dct", "--images", str(images), "--labels", str(tmp_path / "labels.txt"),
                  "--root", str(out), "--split", "train", "--size", str(SIZE), "--no_progress"]) == 2
     assert read_codec_name(out) == "learned"
+
+
+def test_encode_gives_the_same_bytes_whatever_torch_threads(tmp_path):
+    """At 640x640 the learned codec's floats depend on the thread split: encode runs on one thread."""
+    image = draw_image(np.random.default_rng(0), 640)[0]
+    (tmp_path / "img").mkdir()
+    cv2.imwrite(str(tmp_path / "img" / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    (tmp_path / "labels.txt").write_text("0--A/a.png\n1\n10 10 20 20 0 0 0 0 0 0\n")
+    expected = encode_rates(learned, image, learned.QUALITIES)  # on one thread (the module's fixture)
+    torch.set_num_threads(2)
+    try:
+        encode_folder(tmp_path / "img", tmp_path / "labels.txt", tmp_path / "out", size=640, progress=False,
+                      codec="learned")
+        assert torch.get_num_threads() == 2  # given back
+    finally:
+        torch.set_num_threads(1)
+    for q in learned.QUALITIES:
+        assert np.array_equal(np.load(latent_path(tmp_path / "out", "train", "a", q)), expected[q])
 
 
 def test_the_dataset_loads_and_flips_learned_latents_plainly(root):
