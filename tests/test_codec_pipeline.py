@@ -118,6 +118,10 @@ def test_encode_with_the_learned_codec(root, tmp_path):
         assert np.array_equal(np.load(latent_path(out, "val", key, 75)), np.load(latent_path(root, "val", key, 75)))
     ds = NestedLatentWiderFaceDataset(out, "val", 75)
     assert ds.codec == "learned" and len(ds) == 2
+    assert main(["encode", "--codec", "learned", "--images", str(images), "--labels", str(tmp_path / "labels.txt"),
+                 "--root", str(tmp_path / "two"), "--split", "val", "--size", str(SIZE), "--rates", "75",
+                 "--workers", "2", "--no_progress"]) == 0
+    assert tree_bytes(tmp_path / "two") == tree_bytes(out)  # the same bytes from two processes
     # one root, one codec: another split with the dct codec would mix the two under one codec.json
     assert main(["encode", "--codec", "dct", "--images", str(images), "--labels", str(tmp_path / "labels.txt"),
                  "--root", str(out), "--split", "train", "--size", str(SIZE), "--no_progress"]) == 2

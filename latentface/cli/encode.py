@@ -20,6 +20,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add_codec(parser)
     parser.add_argument("--rates", default=",".join(map(str, dct.QUALITIES)))
     parser.add_argument("--limit", type=int, default=None, help="only the first N labelled images")
+    parser.add_argument("--workers", type=int, default=1, help="processes encoding images (output is identical)")
     parser.add_argument(*flag("--on_missing"), dest="on_missing", choices=("raise", "skip"), default="raise")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing <root>/<split>")
     add_progress(parser)
@@ -28,7 +29,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     s = encode_folder(args.images, args.labels, args.root, split=args.split, size=args.size,
                       letterbox=args.letterbox, rates=rates_list(args.rates), progress=not args.no_progress,
-                      on_missing=args.on_missing, limit=args.limit, overwrite=args.overwrite, codec=args.codec)
+                      on_missing=args.on_missing, limit=args.limit, overwrite=args.overwrite, codec=args.codec,
+                      workers=args.workers)
     print(f"wrote {s['images']} images ({s['faces']} faces) to {s['split_dir']} with the {s['codec']} codec "
           f"in {s['seconds']:.1f} s "
           f"({s['images_per_s']:.1f} images/s); {s['missing_images']} missing images skipped, "

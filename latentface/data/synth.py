@@ -30,12 +30,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from latentface import LATENT_STRIDE
 from latentface.codec import dct, get_codec
-from latentface.data.encode import check_rates, encode_rates, one_thread
+from latentface.data.encode import check_rates, encode_rates, one_thread, worker_start
 from latentface.data.labels import FaceRecord, write_retinaface, write_wider
 from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, write_codec_description, write_sample
 
@@ -300,11 +299,6 @@ def _make_one(job: tuple) -> FaceRecord:
                       faces["attributes"][:, 3] != 0, faces["attributes"])
 
 
-def _worker_start() -> None:
-    """Each worker process encodes on one thread (see :class:`latentface.data.encode.one_thread`)."""
-    torch.set_num_threads(1)
-
-
 def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Sequence[int] = dct.QUALITIES,
                      seed: int = 0, progress: bool = True, overwrite: bool = False, workers: int = 1,
                      codec: str = "dct") -> dict:
@@ -344,7 +338,7 @@ def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Seq
     bar = tqdm(total=len(jobs), desc="synth", unit="img", disable=not progress)
     records = []
     if workers > 1:
-        with ProcessPoolExecutor(workers, initializer=_worker_start) as pool:
+        with ProcessPoolExecutor(workers, initializer=worker_start) as pool:
             for rec in pool.map(_make_one, jobs, chunksize=8):
                 records.append(rec)
                 bar.update()
