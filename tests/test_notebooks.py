@@ -208,3 +208,19 @@ def test_recipe_dataset_is_the_recipes_synthetic_data(tmp_path):
 def test_markdown_table():
     table = notebooks.markdown_table([{"a": 1, "b": 0.123456}, {"a": "x", "b": 2.0}], digits=2)
     assert table == "| a | b |\n|---|---|\n| 1 | 0.12 |\n| x | 2 |"
+
+
+def test_pair_check_of_make_lint_finds_what_is_out_of_step(tmp_path, capsys):
+    for path in NOTEBOOKS[:1]:
+        shutil.copy(path, tmp_path / path.name)
+        shutil.copy(path.with_suffix(".ipynb"), tmp_path / path.with_suffix(".ipynb").name)
+    copy = tmp_path / NOTEBOOKS[0].name
+    assert notebooks.unpaired([copy]) == []
+    assert notebooks.main(["--check-pairs", str(copy)]) == 0 and "1 notebook pairs in step" in capsys.readouterr().out
+    copy.write_text(copy.read_text() + "\n# %%\nprint('a new cell')\n")
+    problems = notebooks.unpaired([copy])
+    assert len(problems) == 1 and "differ in their code cells" in problems[0]
+    assert notebooks.main(["--check-pairs", str(copy)]) == 1
+    copy.with_suffix(".ipynb").rename(tmp_path / "99_orphan.ipynb")
+    found = notebooks.unpaired([copy])
+    assert any("missing" in p for p in found) and any("99_orphan.ipynb: has no paired .py" in p for p in found)

@@ -179,13 +179,41 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
     return nb
 
 
+def unpaired(paths: list[Path]) -> list[str]:
+    """What is out of step among the jupytext pairs of ``paths`` (.py files): a missing .ipynb, code cells that
+    differ, an .ipynb without its .py. Empty when every pair is in step (``make lint`` runs this)."""
+    import jupytext  # the notebooks extra
+    import nbformat
+
+    def code(nb) -> list[str]:
+        return [cell.source for cell in nb.cells if cell.cell_type == "code"]
+
+    problems = []
+    for path in paths:
+        ipynb = path.with_suffix(".ipynb")
+        if not ipynb.is_file():
+            problems.append(f"{ipynb}: missing (run `jupytext --sync {path}`)")
+        elif code(jupytext.read(path)) != code(nbformat.read(ipynb, as_version=4)):
+            problems.append(f"{path} and {ipynb.name} differ in their code cells (run `jupytext --sync {path}`)")
+    folders = {path.parent for path in paths}
+    problems += [f"{nb}: has no paired .py" for folder in sorted(folders) for nb in sorted(folder.glob("*.ipynb"))
+                 if nb.with_suffix(".py") not in paths and nb.stem[:1].isdigit()]
+    return problems
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m latentface.tools.notebooks", description=__doc__.splitlines()[0])
     parser.add_argument("notebooks", nargs="*", help="notebook .py files (default: notebooks/*.py)")
     parser.add_argument("--smoke", action="store_true", help="the small configuration (as the tests run it)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell (default 1200)")
+    parser.add_argument("--check-pairs", "--check_pairs", dest="check_pairs", action="store_true",
+                        help="execute nothing: check that every .py/.ipynb pair has the same code cells")
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.notebooks] or sorted((repo_root() / "notebooks").glob("[0-9]*.py"))
+    if args.check_pairs:
+        problems = unpaired(paths)
+        print("\n".join(problems) or f"{len(paths)} notebook pairs in step")
+        return 1 if problems else 0
     for path in paths:
         start = time.perf_counter()
         execute(path, smoke_run=args.smoke, timeout=args.timeout)
