@@ -3,6 +3,7 @@
 An anchor is (cx, cy, w, h) in input-image pixels. The order is (level, y, x, anchor),
 the order in which :mod:`latentface.model.heads` flattens its outputs.
 """
+
 from __future__ import annotations
 
 import math
@@ -61,25 +62,35 @@ class AnchorLayout:
 
     def to_dict(self) -> dict[str, Any]:
         """The layout written out (lists of plain numbers), as model configs and checkpoints store it."""
-        return {"levels": list(self.levels), "strides": list(self.strides), "sizes": [list(s) for s in self.sizes],
-                "ratios": list(self.ratios), "variances": list(self.variances)}
+        return {
+            "levels": list(self.levels),
+            "strides": list(self.strides),
+            "sizes": [list(s) for s in self.sizes],
+            "ratios": list(self.ratios),
+            "variances": list(self.variances),
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "AnchorLayout":
+    def from_dict(cls, data: Mapping[str, Any]) -> AnchorLayout:
         """Inverse of :meth:`to_dict`; ``strides`` (optional) must be ``2 ** level`` of each level."""
         unknown = set(data) - {"levels", "strides", "sizes", "ratios", "variances"}
         if unknown or "levels" not in data or "sizes" not in data:
-            raise ValueError(f"not an anchor layout (needs levels and sizes; unknown keys {sorted(unknown)}): {dict(data)}")
+            raise ValueError(
+                f"not an anchor layout (needs levels and sizes; unknown keys {sorted(unknown)}): {dict(data)}"
+            )
         try:
-            layout = cls(levels=tuple(int(v) for v in data["levels"]),
-                         sizes=tuple(tuple(float(v) for v in s) for s in data["sizes"]),
-                         ratios=tuple(float(v) for v in data.get("ratios", (1.0,))),
-                         variances=tuple(float(v) for v in data.get("variances", VARIANCES)))
+            layout = cls(
+                levels=tuple(int(v) for v in data["levels"]),
+                sizes=tuple(tuple(float(v) for v in s) for s in data["sizes"]),
+                ratios=tuple(float(v) for v in data.get("ratios", (1.0,))),
+                variances=tuple(float(v) for v in data.get("variances", VARIANCES)),
+            )
         except TypeError as exc:
             raise ValueError(f"not an anchor layout ({exc}): {dict(data)}") from None
         if "strides" in data and list(data["strides"]) != list(layout.strides):
-            raise ValueError(f"anchor layout: strides {list(data['strides'])} are not 2**level of levels "
-                             f"{list(layout.levels)}")
+            raise ValueError(
+                f"anchor layout: strides {list(data['strides'])} are not 2**level of levels {list(layout.levels)}"
+            )
         return layout
 
 
@@ -89,10 +100,12 @@ def _octaves(base: float) -> tuple[float, ...]:
 
 PRESETS: dict[str, AnchorLayout] = {
     # The RetinaFace paper: P2..P6, sizes 16*2^(l-2) x {2^0, 2^(1/3), 2^(2/3)}, ratio 1.
-    "default": AnchorLayout(levels=(2, 3, 4, 5, 6), sizes=tuple(_octaves(16 * 2 ** (l - 2)) for l in range(2, 7))),
+    "default": AnchorLayout(
+        levels=(2, 3, 4, 5, 6), sizes=tuple(_octaves(16 * 2 ** (level - 2)) for level in range(2, 7))
+    ),
     # Six per location: base 8, three octave scales, width/height ratios 0.5 and 1.
     "six": AnchorLayout(
-        levels=(2, 3, 4, 5, 6), sizes=tuple(_octaves(8 * 2 ** (l - 2)) for l in range(2, 7)), ratios=(0.5, 1.0)
+        levels=(2, 3, 4, 5, 6), sizes=tuple(_octaves(8 * 2 ** (level - 2)) for level in range(2, 7)), ratios=(0.5, 1.0)
     ),
     # The common public RetinaFace configuration: P3..P5 with two square anchors each.
     "three_level": AnchorLayout(levels=(3, 4, 5), sizes=((16.0, 32.0), (64.0, 128.0), (256.0, 512.0))),

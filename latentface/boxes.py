@@ -7,6 +7,7 @@ The coding (one implementation for the loss, post-processing and tests): offsets
 to the anchor (cx, cy, w, h): centre offsets / (0.1 * anchor size), log size ratios / 0.2 --
 RetinaFace's variances.
 """
+
 from __future__ import annotations
 
 import numpy as np

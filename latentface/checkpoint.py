@@ -13,6 +13,7 @@ dict), ``config`` (``model.config``: enough to rebuild the model, see
 
 :class:`RunDir` names the files of a training run directory.
 """
+
 from __future__ import annotations
 
 import os
@@ -156,8 +157,10 @@ def upgrade_payload(payload: dict[str, Any], source: str | os.PathLike) -> dict[
     """A checkpoint payload of any known format in the current one (see the module docstring)."""
     version = payload.get("format_version", 1)
     if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise CheckpointError(f"{source}: checkpoint format {version!r}; this version of latentface reads formats "
-                              f"1 to {FORMAT_VERSION} (a newer latentface wrote it?)")
+        raise CheckpointError(
+            f"{source}: checkpoint format {version!r}; this version of latentface reads formats "
+            f"1 to {FORMAT_VERSION} (a newer latentface wrote it?)"
+        )
     config = payload["config"]
     if not isinstance(config, dict):
         raise CheckpointError(f"{source}: its model config is {type(config).__name__}, not a dict")
@@ -186,5 +189,6 @@ def load_weights(model: torch.nn.Module, state: dict, source: str | os.PathLike)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0:3]
         raise CheckpointError(
-            f"{source}: weights do not fit the model {getattr(model, 'config', type(model).__name__)}: {' '.join(first)}"
+            f"{source}: weights do not fit the model {getattr(model, 'config', type(model).__name__)}: "
+            f"{' '.join(first)}"
         ) from exc

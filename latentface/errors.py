@@ -3,6 +3,7 @@
 The command line turns any of them into one line ``latentface <command>: error: <message>``
 and exit status 2; anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 

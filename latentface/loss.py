@@ -1,4 +1,5 @@
 """Anchor matching and RetinaFace's multi-task loss."""
+
 from __future__ import annotations
 
 import torch
@@ -18,7 +19,10 @@ def valid_faces(boxes: torch.Tensor) -> torch.Tensor:
 
 
 def match_anchors(
-    boxes: torch.Tensor, anchors: torch.Tensor, positive_iou: float = POSITIVE_IOU, best_min_iou: float = BEST_ANCHOR_MIN_IOU
+    boxes: torch.Tensor,
+    anchors: torch.Tensor,
+    positive_iou: float = POSITIVE_IOU,
+    best_min_iou: float = BEST_ANCHOR_MIN_IOU,
 ) -> torch.Tensor:
     """Index of the face each anchor is assigned to, or -1 for background.
 

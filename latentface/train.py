@@ -3,6 +3,7 @@
 The command itself is :mod:`latentface.cli.train`; the Python API is :class:`TrainConfig`
 and :func:`train`, re-exported here.
 """
+
 from __future__ import annotations
 
 import argparse

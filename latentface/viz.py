@@ -6,6 +6,7 @@ the result is upsampled to the image size: regions the latent codes alike get al
 colours. Each latent cell becomes a 16x16 block (nearest-neighbour upsampling), so
 the picture shows the resolution the detector actually sees.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -57,8 +58,16 @@ def draw_detections(
         for point, colour in zip(() if landmarks is None else landmarks[i] * scale, LANDMARK_COLOURS):
             cv2.circle(out, tuple(map(round, point)), thick + 1, colour, -1, cv2.LINE_AA)
         if p2[1] - p1[1] >= 12:  # no label on faces too small to read it beside
-            cv2.putText(out, f"{scores[i]:.2f}", (round(p1[0]), max(10, round(p1[1]) - 3)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35 * thick, DETECTION_COLOUR, thick, cv2.LINE_8)
+            cv2.putText(
+                out,
+                f"{scores[i]:.2f}",
+                (round(p1[0]), max(10, round(p1[1]) - 3)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.35 * thick,
+                DETECTION_COLOUR,
+                thick,
+                cv2.LINE_8,
+            )
     return out
 
 

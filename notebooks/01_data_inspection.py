@@ -38,15 +38,18 @@ from latentface.tools import inspection, notebooks
 
 notebooks.setup()
 if dataset_root is None:
-    root = notebooks.synthetic_dataset(notebooks.work_dir("data") / f"synth{image_size}-{n_train}-{n_val}",
-                                       n_train, n_val, image_size)
+    root = notebooks.synthetic_dataset(
+        notebooks.work_dir("data") / f"synth{image_size}-{n_train}-{n_val}", n_train, n_val, image_size
+    )
 else:
     root = Path(dataset_root)
 splits = {split: NestedLatentWiderFaceDataset(root, split) for split in ("train", "val")}
 for split, ds in splits.items():
     s = ds.summary()
-    print(f"{split}: {s['samples']} images, {s['faces']} faces, {s['images_without_faces']} images without faces; "
-          f"label/latent mismatches: {inspection.dataset_problems(s) or 'none'}")
+    print(
+        f"{split}: {s['samples']} images, {s['faces']} faces, {s['images_without_faces']} images without faces; "
+        f"label/latent mismatches: {inspection.dataset_problems(s) or 'none'}"
+    )
 
 # %% [markdown]
 # ## Faces
@@ -61,11 +64,23 @@ for split, summary in summaries.items():
     notebooks.show(inspection.plot_label_summary(summary, title=f"{root.name} / {split}"))
 
 # %%
-display(Markdown(notebooks.markdown_table(
-    [{"split": split, "images": s["images"], "faces": int(s["faces_per_image"].sum()),
-      "ignored": int(s["ignore"].sum()), **s["bucket_counts"],
-      "with landmarks": f"{s['has_landmarks'].mean():.0%}" if len(s["has_landmarks"]) else "-"}
-     for split, s in summaries.items()])))
+display(
+    Markdown(
+        notebooks.markdown_table(
+            [
+                {
+                    "split": split,
+                    "images": s["images"],
+                    "faces": int(s["faces_per_image"].sum()),
+                    "ignored": int(s["ignore"].sum()),
+                    **s["bucket_counts"],
+                    "with landmarks": f"{s['has_landmarks'].mean():.0%}" if len(s["has_landmarks"]) else "-",
+                }
+                for split, s in summaries.items()
+            ]
+        )
+    )
+)
 
 # %% [markdown]
 # ## Latent channels, per rate

@@ -44,8 +44,13 @@ from latentface.tools import bench, inspection, notebooks
 notebooks.setup()
 torch.manual_seed(0)
 default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
-print("bridges:", ", ".join(BRIDGES), f"| default preset: {default_bridge} |",
-      "the original design (preset 'seed'):", LatentRetinaFace.PRESETS["seed"]["bridge"])
+print(
+    "bridges:",
+    ", ".join(BRIDGES),
+    f"| default preset: {default_bridge} |",
+    "the original design (preset 'seed'):",
+    LatentRetinaFace.PRESETS["seed"]["bridge"],
+)
 
 # %% [markdown]
 # ## Cost: shapes, parameters, multiply-adds, CPU latency
@@ -57,10 +62,25 @@ print("bridges:", ", ".join(BRIDGES), f"| default preset: {default_bridge} |",
 # %%
 costs = inspection.bridge_costs(list(BRIDGES), backbone=backbone, image=cost_image, repeats=latency_repeats)
 stem = costs[0]
-display(Markdown(notebooks.markdown_table([
-    {"": r["name"], "input": "x".join(map(str, r["input"])), "output": "x".join(map(str, r["output"])),
-     "params (M)": r["params"] / 1e6, "GMACs": r["macs"] / 1e9, "x stem+layer1 MACs": r["macs"] / stem["macs"],
-     "CPU ms": r["cpu_ms"]} for r in costs], digits=3)))
+display(
+    Markdown(
+        notebooks.markdown_table(
+            [
+                {
+                    "": r["name"],
+                    "input": "x".join(map(str, r["input"])),
+                    "output": "x".join(map(str, r["output"])),
+                    "params (M)": r["params"] / 1e6,
+                    "GMACs": r["macs"] / 1e9,
+                    "x stem+layer1 MACs": r["macs"] / stem["macs"],
+                    "CPU ms": r["cpu_ms"],
+                }
+                for r in costs
+            ],
+            digits=3,
+        )
+    )
+)
 print(f"{cost_image}x{cost_image} image, {backbone} widths, CPU latency with {torch.get_num_threads()} thread(s)")
 
 # %% [markdown]
@@ -73,8 +93,10 @@ print(f"{cost_image}x{cost_image} image, {backbone} widths, CPU latency with {to
 # neighbouring cells for little cost, because it runs on the small 40×40 grid.
 
 # %%
-erfs = {name: bench.effective_receptive_field(build_bridge(name, 256, costs[1]["output"][0]), cells=erf_cells)
-        for name in BRIDGES}
+erfs = {
+    name: bench.effective_receptive_field(build_bridge(name, 256, costs[1]["output"][0]), cells=erf_cells)
+    for name in BRIDGES
+}
 notebooks.show(inspection.plot_erfs(erfs))
 extents = {name: (inspection.erf_extent(erf, 0.5), inspection.erf_extent(erf, 0.9)) for name, erf in erfs.items()}
 
@@ -88,22 +110,40 @@ extents = {name: (inspection.erf_extent(erf, 0.5), inspection.erf_extent(erf, 0.
 
 # %%
 base = bench.PROFILES["quick" if train_profile == "quick" else "cpu"]
-profile = dataclasses.replace(base, name=train_profile, **train_overrides,
-                              bridges=tuple(BRIDGES) if train_profile != "quick" else base.bridges)
+profile = dataclasses.replace(
+    base, name=train_profile, **train_overrides, bridges=tuple(BRIDGES) if train_profile != "quick" else base.bridges
+)
 work = notebooks.work_dir("bridges") / profile.name
 data_root = bench.prepare_data(work / "data", profile, log=print)
 variants = [v for v in bench.accuracy_variants(profile) if v.name in {f"latent_{b}" for b in profile.bridges}]
 trained = bench.bridge_comparison(profile, data_root, work, torch.device("cpu"), variants=variants, log=print)
 
 # %%
-display(Markdown(notebooks.markdown_table([
-    {"bridge": name.removeprefix("latent_"), "AP@0.5": r["ap"], "AP tiny": r["ap_by_size"]["tiny"]["ap"],
-     "AP small": r["ap_by_size"]["small"]["ap"], "AP medium": r["ap_by_size"]["medium"]["ap"],
-     "final train loss": r["train_loss"], "steps": r["steps"], "train s": r["wall_s"]}
-    for name, r in trained.items()], digits=3)))
-print(f"{profile.n_train} training / {profile.n_val} validation images at {profile.data_size} px, "
-      f"{profile.epochs} epochs of batch {profile.batch_size}, {profile.backbone} with a "
-      f"{profile.out_channels}-wide neck")
+display(
+    Markdown(
+        notebooks.markdown_table(
+            [
+                {
+                    "bridge": name.removeprefix("latent_"),
+                    "AP@0.5": r["ap"],
+                    "AP tiny": r["ap_by_size"]["tiny"]["ap"],
+                    "AP small": r["ap_by_size"]["small"]["ap"],
+                    "AP medium": r["ap_by_size"]["medium"]["ap"],
+                    "final train loss": r["train_loss"],
+                    "steps": r["steps"],
+                    "train s": r["wall_s"],
+                }
+                for name, r in trained.items()
+            ],
+            digits=3,
+        )
+    )
+)
+print(
+    f"{profile.n_train} training / {profile.n_val} validation images at {profile.data_size} px, "
+    f"{profile.epochs} epochs of batch {profile.batch_size}, {profile.backbone} with a "
+    f"{profile.out_channels}-wide neck"
+)
 
 # %% [markdown]
 # The longer study, when `latentface bench` has been run (its CPU profile trains every variant on
@@ -113,9 +153,23 @@ print(f"{profile.n_train} training / {profile.n_val} validation images at {profi
 study = notebooks.repo_root() / "docs" / "benchmarks.json"
 accuracy = json.loads(study.read_text()).get("accuracy", {}) if study.is_file() else {}
 if accuracy:
-    display(Markdown(notebooks.markdown_table([
-        {"variant": name, "AP@0.5": r["ap"], "COCO mAP": r["coco_map"], "GMACs at 640": r["macs_640"] / 1e9,
-         "steps": r["steps"]} for name, r in accuracy.items()], digits=3)))
+    display(
+        Markdown(
+            notebooks.markdown_table(
+                [
+                    {
+                        "variant": name,
+                        "AP@0.5": r["ap"],
+                        "COCO mAP": r["coco_map"],
+                        "GMACs at 640": r["macs_640"] / 1e9,
+                        "steps": r["steps"],
+                    }
+                    for name, r in accuracy.items()
+                ],
+                digits=3,
+            )
+        )
+    )
 else:
     print("no bench accuracy results yet (docs/benchmarks.json): run `latentface bench`")
 
@@ -130,10 +184,12 @@ ap = {name.removeprefix("latent_"): r["ap"] for name, r in trained.items()}
 lines = []
 for name in BRIDGES:
     r = rows[name]
-    lines.append(f"- **{name}**{' (default)' if name == default_bridge else ''}: {r['macs'] / 1e9:.2f} GMACs "
-                 f"= {r['macs'] / stem['macs']:.2f}x the stem+layer1 it replaces, {r['params'] / 1e6:.2f} M params, "
-                 f"{r['cpu_ms']:.1f} ms on CPU; reads {extents[name][1]}x{extents[name][1]} latent cells (90 % of "
-                 f"its gradient)" + (f"; AP@0.5 after the short training {ap[name]:.3f}" if name in ap else ""))
+    lines.append(
+        f"- **{name}**{' (default)' if name == default_bridge else ''}: {r['macs'] / 1e9:.2f} GMACs "
+        f"= {r['macs'] / stem['macs']:.2f}x the stem+layer1 it replaces, {r['params'] / 1e6:.2f} M params, "
+        f"{r['cpu_ms']:.1f} ms on CPU; reads {extents[name][1]}x{extents[name][1]} latent cells (90 % of "
+        f"its gradient)" + (f"; AP@0.5 after the short training {ap[name]:.3f}" if name in ap else "")
+    )
 display(Markdown("\n".join(lines)))
 
 # %% [markdown]

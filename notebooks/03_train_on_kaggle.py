@@ -83,8 +83,7 @@ print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\nrun: {RUN_DI
 
 # %%
 SETTINGS = lk.train_settings(TRAIN, ROOT)  # off Kaggle: the small (or smoke) settings over TRAIN
-ARGS = lk.train_arguments(SETTINGS, DATASET, RUN_DIR.parent, RUN_NAME, resume=RESUME,
-                          time_budget=TIME_BUDGET_H * 3600)
+ARGS = lk.train_arguments(SETTINGS, DATASET, RUN_DIR.parent, RUN_NAME, resume=RESUME, time_budget=TIME_BUDGET_H * 3600)
 lk.run_logged(lk.train_command(len(GPUS), ARGS), WORKING / "train.log")
 
 # %% [markdown]

@@ -56,9 +56,18 @@ torch.manual_seed(0)
 recipe = get_recipe(recipe)
 root = notebooks.recipe_dataset(recipe) if dataset_root is None else Path(dataset_root)
 if checkpoint is None:
-    config = TrainConfig(dataset_root=str(root), latent_type=rate, device="cpu", workers=1, no_wandb=True,
-                         progress=False, out=str(notebooks.work_dir("runs")), name=f"detector{recipe.size}",
-                         val_every=100, **recipe.train)
+    config = TrainConfig(
+        dataset_root=str(root),
+        latent_type=rate,
+        device="cpu",
+        workers=1,
+        no_wandb=True,
+        progress=False,
+        out=str(notebooks.work_dir("runs")),
+        name=f"detector{recipe.size}",
+        val_every=100,
+        **recipe.train,
+    )
     checkpoint = notebooks.trained_weights(config)
 detector = Detector.from_checkpoint(checkpoint, device="cpu", conf=DISPLAY_CONF)
 print(f"{checkpoint}: {detector.model.config}")
@@ -82,9 +91,15 @@ panels = []
 for i, det in zip(indices, detections):
     picture, what = picture_background(val.latent_files(i)[0], val[i][0], background)
     key = val.keys[i]
-    panels.append({"image": picture, "detections": det, "truth": val.records[key].boxes,
-                   "input_size": detector.model.image_size(val[i][0]),
-                   "title": f"{key}\n{len(det['scores'])} found, {len(val.records[key])} faces ({what})"})
+    panels.append(
+        {
+            "image": picture,
+            "detections": det,
+            "truth": val.records[key].boxes,
+            "input_size": detector.model.image_size(val[i][0]),
+            "title": f"{key}\n{len(det['scores'])} found, {len(val.records[key])} faces ({what})",
+        }
+    )
 notebooks.show(inspection.plot_detections(panels), jpeg=True)
 
 # %% [markdown]
@@ -99,11 +114,21 @@ notebooks.show(inspection.plot_detections(panels), jpeg=True)
 latent, det = latents[0], detections[0]
 size = detector.model.image_size(latent)
 truth = val.records[val.keys[example]].boxes
-views = {"decoded": panels[0]["image"], "latent, PCA false colour": viz.latent_pca_image(latent.numpy()),
-         "channel 0 (luma DC)": inspection.channel_image(latent, 0),
-         "channel 160 (chroma DC)": inspection.channel_image(latent, 160)}
-notebooks.show(inspection.plot_detections([{"image": image, "detections": det, "truth": truth, "input_size": size,
-                                            "title": name} for name, image in views.items()]), jpeg=True)
+views = {
+    "decoded": panels[0]["image"],
+    "latent, PCA false colour": viz.latent_pca_image(latent.numpy()),
+    "channel 0 (luma DC)": inspection.channel_image(latent, 0),
+    "channel 160 (chroma DC)": inspection.channel_image(latent, 160),
+}
+notebooks.show(
+    inspection.plot_detections(
+        [
+            {"image": image, "detections": det, "truth": truth, "input_size": size, "title": name}
+            for name, image in views.items()
+        ]
+    ),
+    jpeg=True,
+)
 
 # %% [markdown]
 # ## Pyramid levels
@@ -135,9 +160,20 @@ tuner.set(rate=rate, image=example)
 sweep = tuner.sweep()
 best = max(sweep, key=lambda m: (m["f1"], m["conf"]))
 print(f"model ran on {len(tuner.keys[rate])} images at {rate} in {tuner.detection_seconds[rate]:.1f} s")
-display(Markdown(notebooks.markdown_table(
-    [{k: m[k] for k in ("conf", "precision", "recall", "f1", "true_positives", "false_positives", "detections")}
-     for m in sweep[::10] + [best]], digits=3)))
+display(
+    Markdown(
+        notebooks.markdown_table(
+            [
+                {
+                    k: m[k]
+                    for k in ("conf", "precision", "recall", "f1", "true_positives", "false_positives", "detections")
+                }
+                for m in sweep[::10] + [best]
+            ],
+            digits=3,
+        )
+    )
+)
 tuner.set(conf=best["conf"])
 notebooks.show(tuner.plot(), jpeg=True)
 
@@ -149,12 +185,22 @@ notebooks.show(tuner.plot(), jpeg=True)
 rows = []
 for r in rates:
     m = tuner.metrics(rate=r)
-    rows.append({"rate": r, "AP (WIDER)": voc_ap(m["recall_curve"], m["precision_curve"]), "precision": m["precision"],
-                 "recall": m["recall"], "F1": m["f1"], "detections": m["detections"]})
+    rows.append(
+        {
+            "rate": r,
+            "AP (WIDER)": voc_ap(m["recall_curve"], m["precision_curve"]),
+            "precision": m["precision"],
+            "recall": m["recall"],
+            "F1": m["f1"],
+            "detections": m["detections"],
+        }
+    )
 display(Markdown(notebooks.markdown_table(rows, digits=3)))
 path = tuner.save(thresholds_file or Path(checkpoint).with_name("thresholds.json"))
-print(f"saved {tuner.thresholds()} to {path}\n"
-      f"use it: latentface detect --weight {checkpoint} --thresholds {path} --latent <file or folder>")
+print(
+    f"saved {tuner.thresholds()} to {path}\n"
+    f"use it: latentface detect --weight {checkpoint} --thresholds {path} --latent <file or folder>"
+)
 
 # %% [markdown]
 # ## Interactive

@@ -52,8 +52,12 @@ def internal_imports(path: Path):
     source = path.read_text(encoding="utf-8")
     lines = source.splitlines()
     tree = ast.parse(source)
-    type_only = {id(n) for node in tree.body if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-                 for n in ast.walk(node)}
+    type_only = {
+        id(n)
+        for node in tree.body
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     top_level = {id(node) for node in tree.body}
     top_level |= {id(n) for node in tree.body if isinstance(node, ast.If) for n in ast.walk(node)}
     for node in ast.walk(tree):
@@ -63,8 +67,11 @@ def internal_imports(path: Path):
             names = [node.module]
             if node.module.startswith("latentface"):
                 # `from latentface import viz` imports a submodule
-                names += [f"{node.module}.{a.name}" for a in node.names if (PACKAGE.parent / (
-                    f"{node.module}.{a.name}".replace(".", "/") + ".py")).exists()]
+                names += [
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if (PACKAGE.parent / (f"{node.module}.{a.name}".replace(".", "/") + ".py")).exists()
+                ]
         elif isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         else:
@@ -82,8 +89,10 @@ def test_no_module_imports_a_layer_above_its_own():
     for name, path in MODULES.items():
         for imported, line, _, _ in internal_imports(path):
             if layer(imported) > layer(name):
-                wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line}: {name} (layer {layer(name)}) "
-                             f"imports {imported} (layer {layer(imported)})")
+                wrong.append(
+                    f"{path.relative_to(PACKAGE.parent)}:{line}: {name} (layer {layer(name)}) "
+                    f"imports {imported} (layer {layer(imported)})"
+                )
     assert not wrong, "\n".join(wrong)
 
 
@@ -104,7 +113,7 @@ def test_no_import_cycle_even_through_function_bodies():
         stack.append(node)
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(stack[stack.index(nxt):] + [nxt]))
+                cycles.append(" -> ".join(stack[stack.index(nxt) :] + [nxt]))
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -117,9 +126,13 @@ def test_no_import_cycle_even_through_function_bodies():
 
 
 def test_libraries_never_import_the_command_line():
-    wrong = [f"{path.relative_to(PACKAGE.parent)}:{line}"
-             for name, path in MODULES.items() if layer(name) < layer("latentface.tools")
-             for imported, line, _, _ in internal_imports(path) if imported.startswith("latentface.cli")]
+    wrong = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for name, path in MODULES.items()
+        if layer(name) < layer("latentface.tools")
+        for imported, line, _, _ in internal_imports(path)
+        if imported.startswith("latentface.cli")
+    ]
     assert not wrong, wrong
 
 
@@ -127,9 +140,9 @@ def test_imports_inside_functions_say_why():
     """An internal import inside a function dodges a cycle unless it names its reason (optional
     dependency, start-up time) in a comment on its line or the line above."""
     unexplained = []
-    for name, path in MODULES.items():
+    for path in MODULES.values():
         lines = path.read_text(encoding="utf-8").splitlines()
-        for imported, line, top, text in internal_imports(path):
+        for _, line, top, text in internal_imports(path):
             if top:
                 continue
             above = lines[line - 2] if line >= 2 else ""

@@ -103,8 +103,20 @@ def _table(md: str, heading: str) -> list[list[str]]:
 
 @pytest.mark.slow  # builds and times every cost row: half a minute on 2 cores
 def test_quick_cost_section_reports_measured_ratios(tmp_path, capsys):
-    args = _args("--sections", "cost", "--quick", "--out", str(tmp_path), "--runs", str(tmp_path / "runs"),
-                 "--device", "cpu", "--threads", "1", "--fresh")
+    args = _args(
+        "--sections",
+        "cost",
+        "--quick",
+        "--out",
+        str(tmp_path),
+        "--runs",
+        str(tmp_path / "runs"),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--fresh",
+    )
     assert bench_cli.run(args) == 0
     md = (tmp_path / "BENCHMARKS.md").read_text()
     stored = json.loads((tmp_path / "benchmarks.json").read_text())
@@ -130,24 +142,49 @@ def test_quick_cost_section_reports_measured_ratios(tmp_path, capsys):
     assert rows["latent_r50_default"][head.index("CPU ms b2 @64")] != "—"
     assert rows["latent_r18"][head.index("CPU ms b2 @64")] == "—"
     # The RGB stem + layer1 of a ResNet-50 is what the bridges are measured against.
-    assert base["input_stage_macs"] == bench.macs(build_model({"kind": "rgb", "backbone": "resnet50"}).stem,
-                                                  torch.zeros(1, 3, 64, 64))
+    assert base["input_stage_macs"] == bench.macs(
+        build_model({"kind": "rgb", "backbone": "resnet50"}).stem, torch.zeros(1, 3, 64, 64)
+    )
 
 
 def _fake_results() -> dict:
     def acc(ap):
-        return {"ap": ap, "ap_by_size": {k: {"ap": ap, "faces": 3} for k in ("tiny", "small", "medium", "large")},
-                "coco_map": ap / 2, "faces": 12, "steps": 10, "wall_s": 5.0, "macs_640": 5e9, "description": "d"}
+        return {
+            "ap": ap,
+            "ap_by_size": {k: {"ap": ap, "faces": 3} for k in ("tiny", "small", "medium", "large")},
+            "coco_map": ap / 2,
+            "faces": 12,
+            "steps": 10,
+            "wall_s": 5.0,
+            "macs_640": 5e9,
+            "description": "d",
+        }
 
-    rows = {name: {"description": name, "params": 1e6, "macs": m, "input_stage_macs": s, "activation_bytes": 2**20,
-                   "latency_b1": lat, "latency_b1_all": [lat, 2 * lat]}
-            for name, m, s, lat in [("rgb_r50", 76e9, 6.4e9, 1.0), ("rgb_r50_3level", 44e9, 6.4e9, 0.8),
-                                    ("latent_r50_seed", 85e9, 15e9, 1.2), ("latent_r50_default", 71e9, 1.3e9, 0.9),
-                                    ("fast", 9e9, 0.7e9, 0.2)]}
-    return {"profile": "cpu", "machine": bench.machine(),
-            "cost": {"rows": rows, "image": 640, "batches": [1], "repeats": 2, "device": "cpu", "threads": 1},
-            "accuracy": {"rgb": acc(0.80), "latent_bilinear": acc(0.70), "latent_codec": acc(0.695), "fast": acc(0.60)},
-            "rates": {"rates": [50, 75], "curves": {"latent": {"50": 0.5, "75": 0.7}}}}
+    rows = {
+        name: {
+            "description": name,
+            "params": 1e6,
+            "macs": m,
+            "input_stage_macs": s,
+            "activation_bytes": 2**20,
+            "latency_b1": lat,
+            "latency_b1_all": [lat, 2 * lat],
+        }
+        for name, m, s, lat in [
+            ("rgb_r50", 76e9, 6.4e9, 1.0),
+            ("rgb_r50_3level", 44e9, 6.4e9, 0.8),
+            ("latent_r50_seed", 85e9, 15e9, 1.2),
+            ("latent_r50_default", 71e9, 1.3e9, 0.9),
+            ("fast", 9e9, 0.7e9, 0.2),
+        ]
+    }
+    return {
+        "profile": "cpu",
+        "machine": bench.machine(),
+        "cost": {"rows": rows, "image": 640, "batches": [1], "repeats": 2, "device": "cpu", "threads": 1},
+        "accuracy": {"rgb": acc(0.80), "latent_bilinear": acc(0.70), "latent_codec": acc(0.695), "fast": acc(0.60)},
+        "rates": {"rates": [50, 75], "curves": {"latent": {"50": 0.5, "75": 0.7}}},
+    }
 
 
 def test_targets_and_report_from_numbers(tmp_path):
@@ -181,7 +218,9 @@ def test_latent_vs_rgb_target_also_compares_the_six_anchor_pair():
     assert bench.targets({"accuracy": acc})[-1][1:] == ("0.800 vs 0.900 (-0.100)", "**not met**")
     acc |= {"latent_codec_six": ap(0.945), "rgb_six": ap(0.95)}
     assert bench.targets({"accuracy": acc})[-1][1:] == (
-        "0.800 vs 0.900 (-0.100); both with 'six' anchors 0.945 vs 0.950 (-0.005)", "met")  # one pair within a point
+        "0.800 vs 0.900 (-0.100); both with 'six' anchors 0.945 vs 0.950 (-0.005)",
+        "met",
+    )  # one pair within a point
 
 
 def test_report_only_rerenders_the_stored_results_without_measuring(tmp_path, capsys):

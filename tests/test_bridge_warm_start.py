@@ -1,4 +1,5 @@
 """The codec bridge's warm start: the ridge fit of its linear decode, and which start a dataset gets."""
+
 import shutil
 
 import numpy as np
@@ -62,8 +63,12 @@ def _codec_pixels(latent: np.ndarray) -> torch.Tensor:
     coef = latent / dct._STORE_SCALE[:, None, None]
     y = dct._block_idct(coef[: dct.LUMA_CHANNELS], dct._D16, dct._LUMA_FLAT)
     n = dct.CHROMA_CHANNELS_EACH
-    chroma = [dct._block_idct(coef[dct.LUMA_CHANNELS + i * n: dct.LUMA_CHANNELS + (i + 1) * n], dct._D8,
-                              dct._CHROMA_FLAT).repeat(2, 0).repeat(2, 1) for i in range(2)]
+    chroma = [
+        dct._block_idct(coef[dct.LUMA_CHANNELS + i * n : dct.LUMA_CHANNELS + (i + 1) * n], dct._D8, dct._CHROMA_FLAT)
+        .repeat(2, 0)
+        .repeat(2, 1)
+        for i in range(2)
+    ]
     return torch.from_numpy(np.stack([y, *chroma])).double()
 
 
@@ -71,8 +76,9 @@ def test_on_dct_latents_the_ridge_fit_is_the_dct_synthesis_the_bridge_starts_fro
     """The key check: target layout, cell order and the folded normalisation all agree with the dct start."""
     rng = np.random.default_rng(0)
     # Latents in stored units with the codec's spread (DC ~ +-100, AC smaller): 6 x 8 x 8 cells, > 257 unknowns.
-    scale = np.concatenate([[60.0], np.full(dct.LUMA_CHANNELS - 1, 4.0), [30.0], np.full(47, 2.0), [30.0],
-                            np.full(47, 2.0)])
+    scale = np.concatenate(
+        [[60.0], np.full(dct.LUMA_CHANNELS - 1, 4.0), [30.0], np.full(47, 2.0), [30.0], np.full(47, 2.0)]
+    )
     latents = [(rng.standard_normal((256, 8, 8)) * scale[:, None, None]).astype(np.float32) for _ in range(6)]
     targets = torch.stack([decode_target(_codec_pixels(lat)[None])[0] for lat in latents])
     raw = torch.from_numpy(np.stack(latents)).double()
@@ -86,8 +92,11 @@ def test_on_dct_latents_the_ridge_fit_is_the_dct_synthesis_the_bridge_starts_fro
         assert float((w - expected_w).abs().max()) < tolerance * float(expected_w.abs().max())
         assert float((b - expected_b).abs().max()) < tolerance * float(expected_b.abs().max())
     # The dct start itself: the basis on the raw latent, bias zero, whatever the normalisation.
-    assert torch.allclose(model.bridge.decode(model.normalize(raw.float())).double(),
-                          torch.einsum("kc,nchw->nkhw", dct_synthesis_basis().double(), raw), atol=1e-3)
+    assert torch.allclose(
+        model.bridge.decode(model.normalize(raw.float())).double(),
+        torch.einsum("kc,nchw->nkhw", dct_synthesis_basis().double(), raw),
+        atol=1e-3,
+    )
     assert torch.allclose(model.bridge.decode(model.normalize(raw.float())).double(), targets, atol=1e-3)
 
 
@@ -137,12 +146,15 @@ def test_initialisation_by_codec_and_images(dataset_copy):
     (root / "codec.json").unlink()
     model = _model(**stats)
     assert initialise_bridge(model, NestedLatentWiderFaceDataset(root, "train"), lines.append).startswith(
-        "ridge fit on 12 training images (codec unnamed")
+        "ridge fit on 12 training images (codec unnamed"
+    )
     shutil.rmtree(root / "train" / "images")
     model = _model(**stats)
     before = model.bridge.decode.weight.detach().clone()
-    assert initialise_bridge(model, NestedLatentWiderFaceDataset(root, "train"), lines.append) == \
-        "random (no training images)"
+    assert (
+        initialise_bridge(model, NestedLatentWiderFaceDataset(root, "train"), lines.append)
+        == "random (no training images)"
+    )
     assert not torch.equal(before, model.bridge.decode.weight)  # the dct basis is gone
     assert lines[0] == "codec bridge: dct synthesis"
     assert lines[1] == "codec bridge: ridge fit on 8 training images (codec learned)"
@@ -195,9 +207,21 @@ def test_a_training_run_logs_and_records_its_bridge_start(synthetic_dataset, tmp
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run = train(TrainConfig(dataset_root=str(root), preset="fast", out_channels=16, batch_size=4, epochs=1,
-                                workers=0, out=str(tmp_path / "runs"), name="run", no_wandb=True, progress=False,
-                                max_steps=1))
+        run = train(
+            TrainConfig(
+                dataset_root=str(root),
+                preset="fast",
+                out_channels=16,
+                batch_size=4,
+                epochs=1,
+                workers=0,
+                out=str(tmp_path / "runs"),
+                name="run",
+                no_wandb=True,
+                progress=False,
+                max_steps=1,
+            )
+        )
     finally:
         torch.set_num_threads(before)
     assert "codec bridge: ridge fit on 8 training images (codec learned)" in capsys.readouterr().err

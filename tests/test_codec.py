@@ -1,4 +1,5 @@
 """The built-in dct codec: layout, shapes, errors, rate-distortion, exact flip."""
+
 import cv2
 import numpy as np
 import pytest

@@ -1,5 +1,6 @@
 """The whole pipeline with the ``learned`` codec: synth, encode, dataset, training, detection pictures,
 the tuner, the RGB baseline's decoded images, the demo; codec.json names the codec and its weights."""
+
 import json
 import shutil
 
@@ -45,17 +46,49 @@ def tree_bytes(root):
 def root(tmp_path_factory):
     """2 training + 2 validation images of 64 px, written by `latentface synth --codec learned` at rates 12 and 75."""
     out = tmp_path_factory.mktemp("learned") / "synth"
-    assert main(["synth", "--codec", "learned", "--root", str(out), "--train", "2", "--val", "2", "--size", str(SIZE),
-                 "--rates", "12,75", "--seed", "5", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--codec",
+                "learned",
+                "--root",
+                str(out),
+                "--train",
+                "2",
+                "--val",
+                "2",
+                "--size",
+                str(SIZE),
+                "--rates",
+                "12,75",
+                "--seed",
+                "5",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def weights(root, tmp_path_factory):
     """A 2-step training run on the learned latents: its final weights."""
-    config = TrainConfig(dataset_root=str(root), preset="fast", out_channels=16, batch_size=2, epochs=2, lr=0.01,
-                         workers=0, out=str(tmp_path_factory.mktemp("runs")), name="learned", no_wandb=True,
-                         progress=False, deterministic=True)
+    config = TrainConfig(
+        dataset_root=str(root),
+        preset="fast",
+        out_channels=16,
+        batch_size=2,
+        epochs=2,
+        lr=0.01,
+        workers=0,
+        out=str(tmp_path_factory.mktemp("runs")),
+        name="learned",
+        no_wandb=True,
+        progress=False,
+        deterministic=True,
+    )
     run_dir = train(config)
     return run_dir / "weight_final.pth"
 
@@ -73,8 +106,14 @@ def with_other_weights(root, tmp_path):
 
 def test_synth_writes_learned_latents_and_names_the_weights(root):
     description = read_codec_description(root)
-    assert description == {"codec": "learned", "weights_digest": learned.weights_digest(), "size": SIZE,
-                           "rates": [12, 75], "seed": 5, "generator": "latentface synth"}
+    assert description == {
+        "codec": "learned",
+        "weights_digest": learned.weights_digest(),
+        "size": SIZE,
+        "rates": [12, 75],
+        "seed": 5,
+        "generator": "latentface synth",
+    }
     assert read_codec_name(root) == "learned" and dataset_codec(root) is learned
     for split, keys in (("train", [image_key(0), image_key(1)]), ("val", [image_key(2), image_key(3)])):
         assert list(read_labels(root / split / "labels.txt")) == keys
@@ -96,8 +135,9 @@ def test_every_rate_from_one_analysis_equals_the_codec(root):
 
 
 def test_same_seed_same_bytes_with_two_workers(root, tmp_path):
-    generate_dataset(tmp_path / "two", 2, 2, size=SIZE, rates=(12, 75), seed=5, progress=False, workers=2,
-                     codec="learned")
+    generate_dataset(
+        tmp_path / "two", 2, 2, size=SIZE, rates=(12, 75), seed=5, progress=False, workers=2, codec="learned"
+    )
     first, second = tree_bytes(root), tree_bytes(tmp_path / "two")
     assert list(first) == list(second) and all(first[k] == second[k] for k in first)
 
@@ -110,21 +150,83 @@ def test_encode_with_the_learned_codec(root, tmp_path):
     labels = (root / "val" / "labels.txt").read_text().replace(".jpg", ".png")
     (tmp_path / "labels.txt").write_text(labels)
     out = tmp_path / "encoded"
-    assert main(["encode", "--codec", "learned", "--images", str(images), "--labels", str(tmp_path / "labels.txt"),
-                 "--root", str(out), "--split", "val", "--size", str(SIZE), "--rates", "75", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--codec",
+                "learned",
+                "--images",
+                str(images),
+                "--labels",
+                str(tmp_path / "labels.txt"),
+                "--root",
+                str(out),
+                "--split",
+                "val",
+                "--size",
+                str(SIZE),
+                "--rates",
+                "75",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     description = read_codec_description(out)
     assert description["codec"] == "learned" and description["weights_digest"] == learned.weights_digest()
     for key in (image_key(2), image_key(3)):
         assert np.array_equal(np.load(latent_path(out, "val", key, 75)), np.load(latent_path(root, "val", key, 75)))
     ds = NestedLatentWiderFaceDataset(out, "val", 75)
     assert ds.codec == "learned" and len(ds) == 2
-    assert main(["encode", "--codec", "learned", "--images", str(images), "--labels", str(tmp_path / "labels.txt"),
-                 "--root", str(tmp_path / "two"), "--split", "val", "--size", str(SIZE), "--rates", "75",
-                 "--workers", "2", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--codec",
+                "learned",
+                "--images",
+                str(images),
+                "--labels",
+                str(tmp_path / "labels.txt"),
+                "--root",
+                str(tmp_path / "two"),
+                "--split",
+                "val",
+                "--size",
+                str(SIZE),
+                "--rates",
+                "75",
+                "--workers",
+                "2",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert tree_bytes(tmp_path / "two") == tree_bytes(out)  # the same bytes from two processes
     # one root, one codec: another split with the dct codec would mix the two under one codec.json
-    assert main(["encode", "--codec", "dct", "--images", str(images), "--labels", str(tmp_path / "labels.txt"),
-                 "--root", str(out), "--split", "train", "--size", str(SIZE), "--no_progress"]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                "--codec",
+                "dct",
+                "--images",
+                str(images),
+                "--labels",
+                str(tmp_path / "labels.txt"),
+                "--root",
+                str(out),
+                "--split",
+                "train",
+                "--size",
+                str(SIZE),
+                "--no_progress",
+            ]
+        )
+        == 2
+    )
     assert read_codec_name(out) == "learned"
 
 
@@ -137,8 +239,9 @@ def test_encode_gives_the_same_bytes_whatever_torch_threads(tmp_path):
     expected = encode_rates(learned, image, learned.QUALITIES)  # on one thread (the module's fixture)
     torch.set_num_threads(2)
     try:
-        encode_folder(tmp_path / "img", tmp_path / "labels.txt", tmp_path / "out", size=640, progress=False,
-                      codec="learned")
+        encode_folder(
+            tmp_path / "img", tmp_path / "labels.txt", tmp_path / "out", size=640, progress=False, codec="learned"
+        )
         assert torch.get_num_threads() == 2  # given back
     finally:
         torch.set_num_threads(1)
@@ -163,8 +266,23 @@ def test_the_dataset_loads_and_flips_learned_latents_plainly(root):
 def test_two_training_steps_then_detection_pictures_over_the_decoded_image(root, weights, tmp_path, capsys):
     assert weights.is_file()
     out = tmp_path / "detect"
-    assert main(["detect", "--latent", str(root / "val"), "--weight", str(weights), "--output", str(out),
-                 "--background", "decoded", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "--latent",
+                str(root / "val"),
+                "--weight",
+                str(weights),
+                "--output",
+                str(out),
+                "--background",
+                "decoded",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (out / "pictures").iterdir()) == [f"{image_key(2)}.png", f"{image_key(3)}.png"]
     file = latent_path(root, "val", image_key(2), 75)
     latent = np.load(file)[0]
@@ -181,8 +299,23 @@ def test_other_weights_are_refused_not_decoded(root, weights, tmp_path, capsys):
         with pytest.raises(CodecMismatchError, match="sha256 0000.*refusing to decode them with other weights"):
             picture_background(file, latent, background)
     assert picture_background(file, latent, "latent")[1].startswith("latent")  # drawing without decoding still works
-    assert main(["detect", "--latent", str(copy / "val"), "--weight", str(weights), "--output", str(tmp_path / "d"),
-                 "--background", "decoded", "--no_progress"]) == 2
+    assert (
+        main(
+            [
+                "detect",
+                "--latent",
+                str(copy / "val"),
+                "--weight",
+                str(weights),
+                "--output",
+                str(tmp_path / "d"),
+                "--background",
+                "decoded",
+                "--no_progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("latentface detect: error:") and "other weights" in err[0]
     with pytest.raises(CodecMismatchError):
@@ -208,14 +341,32 @@ def test_the_tuner_runs_on_learned_latents(root):
 
 
 def test_an_unknown_codec_is_one_error_line(tmp_path, capsys):
-    assert main(["synth", "--codec", "jpegai", "--root", str(tmp_path / "x"), "--train", "1", "--val", "0",
-                 "--size", str(SIZE), "--no_progress"]) == 2
+    assert (
+        main(
+            [
+                "synth",
+                "--codec",
+                "jpegai",
+                "--root",
+                str(tmp_path / "x"),
+                "--train",
+                "1",
+                "--val",
+                "0",
+                "--size",
+                str(SIZE),
+                "--no_progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["latentface synth: error: unknown codec 'jpegai'; available: ['dct', 'learned']"]
     assert not (tmp_path / "x").exists()  # refused before anything is written
     assert main(["demo", "--quick", "--codec", "jpegai", "--out", str(tmp_path / "demo"), "--no_progress"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "latentface demo: error: unknown codec 'jpegai'; available: ['dct', 'learned']"]
+        "latentface demo: error: unknown codec 'jpegai'; available: ['dct', 'learned']"
+    ]
 
 
 def test_the_demo_keeps_one_synthetic_folder_per_codec(tmp_path):
@@ -231,8 +382,12 @@ def test_the_demo_keeps_one_synthetic_folder_per_codec(tmp_path):
 
 def test_quick_demo_with_the_learned_codec_records_it(tmp_path, capsys):
     out, data = tmp_path / "demo", tmp_path / "synthetic"
-    assert main(["demo", "--quick", "--codec", "learned", "--out", str(out), "--synthetic_root", str(data),
-                 "--no_progress"]) == 0
+    assert (
+        main(
+            ["demo", "--quick", "--codec", "learned", "--out", str(out), "--synthetic_root", str(data), "--no_progress"]
+        )
+        == 0
+    )
     summary = json.loads((out / "demo.json").read_text())
     assert summary["codec"]["codec"] == "learned" and summary["codec"]["weights_digest"] == learned.weights_digest()
     assert summary["detections"]["background"] == ["decoded"]  # drawn over the learned codec's decoded image
@@ -240,7 +395,21 @@ def test_quick_demo_with_the_learned_codec_records_it(tmp_path, capsys):
 
 
 def test_a_given_dataset_keeps_its_own_codec(root, tmp_path, capsys):
-    assert main(["demo", "--quick", "--codec", "dct", "--dataset_root", str(root), "--out", str(tmp_path / "demo"),
-                 "--no_progress"]) == 2
+    assert (
+        main(
+            [
+                "demo",
+                "--quick",
+                "--codec",
+                "dct",
+                "--dataset_root",
+                str(root),
+                "--out",
+                str(tmp_path / "demo"),
+                "--no_progress",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "written by the learned codec" in err[0]

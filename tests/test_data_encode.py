@@ -1,4 +1,5 @@
 """`latentface encode`: real images + WIDER labels -> retina-modify layout, labels rescaled by hand-computed factors."""
+
 import re
 
 import cv2
@@ -70,38 +71,77 @@ def test_stretch(source):
 
 def test_letterbox_with_landmarks(source):
     out = source / "out"
-    encode_folder(source / "img", source / "retina.txt", out, "val", size=64, letterbox=True, rates=(75,),
-                  progress=False)
+    encode_folder(
+        source / "img", source / "retina.txt", out, "val", size=64, letterbox=True, rates=(75,), progress=False
+    )
     a = read_labels(out / "val" / "labels_landmarks.txt")["a"]
     # scale 0.64, offset (0, 16)
     np.testing.assert_allclose(a.boxes, [[6.4, 19.2, 19.2, 25.6], [57.6, 41.6, 64, 54.4]], atol=1e-4)
-    np.testing.assert_allclose(a.landmarks[0], [[7.68, 20.48], [17.92, 20.48], [12.8, 22.4], [8.96, 24.32],
-                                                [16.64, 24.32]], atol=1e-4)
+    np.testing.assert_allclose(
+        a.landmarks[0], [[7.68, 20.48], [17.92, 20.48], [12.8, 22.4], [8.96, 24.32], [16.64, 24.32]], atol=1e-4
+    )
     assert a.has_landmarks.tolist() == [True, False] and np.all(a.landmarks[1] == -1)
     img = cv2.imread(str(image_path(out, "val", "a")))
-    assert img[:16].max() == 0 and img[48:].max() == 0 and img[16:48].max() > 0  # black bars above and below the 64x32 image
+    assert (
+        img[:16].max() == 0 and img[48:].max() == 0 and img[16:48].max() > 0
+    )  # black bars above and below the 64x32 image
 
 
 def test_missing_images(source):
     (source / "img" / "1--B" / "b.png").unlink()
     with pytest.raises(FileNotFoundError, match=r"wider.txt: image '1--B/b.png' is missing or unreadable"):
         encode_folder(source / "img", source / "wider.txt", source / "o1", size=64, rates=(75,), progress=False)
-    s = encode_folder(source / "img", source / "wider.txt", source / "o2", size=64, rates=(75,), progress=False,
-                      on_missing="skip")
+    s = encode_folder(
+        source / "img", source / "wider.txt", source / "o2", size=64, rates=(75,), progress=False, on_missing="skip"
+    )
     assert s["images"] == 1 and s["missing_images"] == 1
 
 
 def test_cli(source, capsys):
-    assert main(["encode", "--images", str(source / "img"), "--labels", str(source / "wider.txt"),
-                 "--root", str(source / "o"), "--size", "32", "--rates", "12", "--limit", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "encode",
+                "--images",
+                str(source / "img"),
+                "--labels",
+                str(source / "wider.txt"),
+                "--root",
+                str(source / "o"),
+                "--size",
+                "32",
+                "--rates",
+                "12",
+                "--limit",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "wrote 1 images (2 faces)" in capsys.readouterr().out
-    assert main(["encode", "--images", str(source / "img"), "--labels", str(source / "wider.txt"),
-                 "--root", str(source / "p"), "--size", "30"]) == 2
+    assert (
+        main(
+            [
+                "encode",
+                "--images",
+                str(source / "img"),
+                "--labels",
+                str(source / "wider.txt"),
+                "--root",
+                str(source / "p"),
+                "--size",
+                "30",
+            ]
+        )
+        == 2
+    )
     assert re.search(r"latentface encode: error: .*multiple of 16", capsys.readouterr().err)
 
 
 def test_a_failed_image_write_is_an_error_naming_the_file(source, monkeypatch):
     monkeypatch.setattr(cv2, "imwrite", lambda *args, **kwargs: False)  # as on a full disk
     with pytest.raises(OSError, match=r"o3/train/images/a.png: could not write the image"):
-        encode_folder(source / "img", source / "wider.txt", source / "o3", size=64, rates=(75,), progress=False,
-                      on_missing="skip")
+        encode_folder(
+            source / "img", source / "wider.txt", source / "o3", size=64, rates=(75,), progress=False, on_missing="skip"
+        )

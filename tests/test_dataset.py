@@ -1,4 +1,5 @@
 """The latent dataset over tiny hand-made layouts: mismatches, bad latents, targets, augmentations, stats."""
+
 import json
 import logging
 import re
@@ -52,7 +53,7 @@ def layout(tmp_path):
     records = [
         face_record("k_f16", [[10, 10, 20, 20], [30, 5, 40, 30]], np.concatenate([LMS, np.full((1, 5, 2), -1)])),
         face_record("k_f32", [[-5, 10, 10, 20], [20, 20, 20, 30], [70, 0, 80, 10]]),  # clipped, zero-width, outside
-        face_record("k_f64", []),   # an image with no faces
+        face_record("k_f64", []),  # an image with no faces
         face_record("k_nan", [[1, 1, 5, 5]]),
         face_record("k_shape", [[1, 1, 5, 5]]),
         face_record("k_norate", [[1, 1, 5, 5]]),
@@ -103,8 +104,13 @@ def test_summary_counts_and_single_report(layout, caplog):
     warnings = [r for r in caplog.records if r.name == "latentface.data"]
     assert len(warnings) == 1  # one report with every count
     msg = warnings[0].getMessage()
-    for part in ["1 labelled images have no latent folder (k_nofolder)", "1 latent folders have no labels (k_unlabelled)",
-                 "1 latent folders lack latent_75.npy", "2 boxes extend outside the 64x48 image", "2 empty boxes dropped"]:
+    for part in [
+        "1 labelled images have no latent folder (k_nofolder)",
+        "1 latent folders have no labels (k_unlabelled)",
+        "1 latent folders lack latent_75.npy",
+        "2 boxes extend outside the 64x48 image",
+        "2 empty boxes dropped",
+    ]:
         assert part in msg, msg
 
 
@@ -125,11 +131,14 @@ def test_latent_forms_and_targets(layout):
     assert set(ds.records) == set(ds.keys) and len(ds.records["k_f32"]) == 1
 
 
-@pytest.mark.parametrize("key,path_key,words", [
-    ("k_nan", "nan_path", "latent has 1 non-finite values"),
-    ("k_shape", "shape_path", "latent shape [1, 8, 4, 4], expected [C,H,W] = [8, 3, 4]"),
-    ("k_garbage", "garbage_path", "cannot read latent"),
-])
+@pytest.mark.parametrize(
+    "key,path_key,words",
+    [
+        ("k_nan", "nan_path", "latent has 1 non-finite values"),
+        ("k_shape", "shape_path", "latent shape [1, 8, 4, 4], expected [C,H,W] = [8, 3, 4]"),
+        ("k_garbage", "garbage_path", "cannot read latent"),
+    ],
+)
 def test_bad_latents_raise_naming_the_file(layout, key, path_key, words):
     ds = NestedLatentWiderFaceDataset(layout["root"], "train")
     with pytest.raises(BadLatentError) as err:
@@ -153,8 +162,11 @@ def test_float16_transport_is_exact_and_checked(layout, tmp_path):
     x[0, 0, 0, :2] = [70000.0, -1e6]  # beyond float16's 65504
     np.save(tmp_path / "big.npy", x)
     assert load_latent(tmp_path / "big.npy").dtype == torch.float32  # fine as float32
-    with pytest.raises(BadLatentError, match=r"big.npy: latent has 2 non-finite values \(NaN/inf\) once converted "
-                                             "to float16"):
+    with pytest.raises(
+        BadLatentError,
+        match=r"big.npy: latent has 2 non-finite values \(NaN/inf\) once converted "
+        "to float16",
+    ):
         load_latent(tmp_path / "big.npy", dtype=torch.float16)
     h = np.zeros((C, H, W), np.float16)
     h.flat[[0, 5, 9]] = [np.inf, -np.inf, np.nan]
@@ -164,8 +176,10 @@ def test_float16_transport_is_exact_and_checked(layout, tmp_path):
             load_latent(tmp_path / "h.npy", dtype=dtype)
     h.flat[[0, 5, 9]] = [65504, -65504, 6e-8]  # the largest and a subnormal value are finite
     np.save(tmp_path / "h.npy", h)
-    assert load_latent(tmp_path / "h.npy", dtype=torch.float16).numpy().view(np.uint16).tolist() == \
-        h.view(np.uint16).tolist()
+    assert (
+        load_latent(tmp_path / "h.npy", dtype=torch.float16).numpy().view(np.uint16).tolist()
+        == h.view(np.uint16).tolist()
+    )
     with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float16, got torch.float64"):
         load_latent(tmp_path / "h.npy", dtype=torch.float64)
     with pytest.raises(ValueError, match="dtype must be torch.float32 or torch.float16"):
@@ -212,14 +226,20 @@ def test_missing_labels_and_folders(tmp_path):
     with pytest.raises(FileNotFoundError, match="latent folder not found"):
         NestedLatentWiderFaceDataset(tmp_path, "train")
     save(tmp_path, "a", "latent_12.npy", np.zeros((C, H, W), np.float32))
-    with pytest.raises(ValueError, match="no labelled image has a latent folder with latent_75.npy .*1 folders without"):
+    with pytest.raises(
+        ValueError, match="no labelled image has a latent folder with latent_75.npy .*1 folders without"
+    ):
         NestedLatentWiderFaceDataset(tmp_path, "train")
 
 
 def test_paths_and_rate_names(tmp_path):
     assert rate_file(75) == rate_file("75") == rate_file("latent_75") == rate_file("latent_75.npy") == "latent_75.npy"
     assert resolve_latent_types("mixed")[0] == "latent_12.npy" and resolve_latent_types(100) == ["latent_100.npy"]
-    assert resolve_latent_types("12, latent_75.npy") == resolve_latent_types([12, 75]) == ["latent_12.npy", "latent_75.npy"]
+    assert (
+        resolve_latent_types("12, latent_75.npy")
+        == resolve_latent_types([12, 75])
+        == ["latent_12.npy", "latent_75.npy"]
+    )
     with pytest.raises(ValueError, match="empty"):
         resolve_latent_types([])
     assert image_path(tmp_path, "val", "k") == tmp_path / "val" / "images" / "k.png"
@@ -241,8 +261,11 @@ def target(boxes, landmarks=None, has=None):
 
 
 def test_collate_variable_face_counts():
-    batch = [(torch.ones(C, H, W), target([[0, 0, 5, 5]])), (torch.zeros(C, H, W), target([])),
-             (torch.full((C, H, W), 2.0), target([[1, 1, 2, 2], [3, 3, 4, 4]]))]
+    batch = [
+        (torch.ones(C, H, W), target([[0, 0, 5, 5]])),
+        (torch.zeros(C, H, W), target([])),
+        (torch.full((C, H, W), 2.0), target([[1, 1, 2, 2], [3, 3, 4, 4]])),
+    ]
     latents, targets = collate_faces(batch)
     assert latents.shape == (3, C, H, W) and latents[2, 0, 0, 0] == 2
     assert [len(t["boxes"]) for t in targets] == [1, 0, 2]
@@ -286,10 +309,15 @@ def test_random_flip_probability():
 def test_crop_hand_values():
     latent = torch.arange(4 * 4, dtype=torch.float32).reshape(1, 4, 4)  # 64 x 64 px
     lms = [[[30, 30]] * 5, [[-1, -1]] * 5, [[0, 0]] * 5]
-    t = target([[20, 20, 40, 40],    # centre (30, 30): inside, clipped to the crop
-                [0, 0, 20, 20],      # centre (10, 10): outside the crop, dropped
-                [14, 30, 22, 34]],   # centre (18, 32): inside, left edge clipped
-               lms, [True, False, True])
+    t = target(
+        [
+            [20, 20, 40, 40],  # centre (30, 30): inside, clipped to the crop
+            [0, 0, 20, 20],  # centre (10, 10): outside the crop, dropped
+            [14, 30, 22, 34],
+        ],  # centre (18, 32): inside, left edge clipped
+        lms,
+        [True, False, True],
+    )
     out, c = crop(latent, t, top=1, left=1, height=2, width=2)  # pixels [16, 48) x [16, 48)
     assert torch.equal(out, latent[:, 1:3, 1:3])
     assert c["boxes"].tolist() == [[4, 4, 24, 24], [0, 14, 6, 18]]
@@ -313,7 +341,9 @@ def test_random_crop_keeps_faces_and_compose():
 
 def test_stats_streaming_matches_numpy_and_round_trips(layout, tmp_path):
     stats = compute_latent_stats(layout["root"], "train", on_bad_latent="skip", progress=False)
-    good = np.concatenate([layout[k].astype(np.float32).astype(np.float64).reshape(C, -1) for k in ("k_f16", "k_f32", "k_f64")], 1)
+    good = np.concatenate(
+        [layout[k].astype(np.float32).astype(np.float64).reshape(C, -1) for k in ("k_f16", "k_f32", "k_f64")], 1
+    )
     np.testing.assert_allclose(stats["mean"], good.mean(1), rtol=1e-12)
     np.testing.assert_allclose(stats["std"], good.std(1), rtol=1e-10)
     assert stats["count"] == 3 and stats["skipped"] == 3 and stats["latent_type"] == "latent_75.npy"
@@ -339,14 +369,17 @@ def test_stats_std_floor(tmp_path):
     assert stats["mean"][3] == 5.0
 
 
-@pytest.mark.parametrize("content,words", [
-    (None, "latent statistics not found"),
-    ("{", "not a valid latent statistics file"),
-    ('{"mean": [1, 2], "std": [1]}', "equal length"),
-    ('{"mean": [1, 2], "std": [1, 0]}', "std must be > 0 in every channel \\(channel 1"),
-    ('{"mean": [1, NaN], "std": [1, 1]}', "non-finite"),
-    ('{"mean": [1, 2], "std": [1, 1]}', "statistics for 2 channels, the model expects 3"),
-])
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (None, "latent statistics not found"),
+        ("{", "not a valid latent statistics file"),
+        ('{"mean": [1, 2], "std": [1]}', "equal length"),
+        ('{"mean": [1, 2], "std": [1, 0]}', "std must be > 0 in every channel \\(channel 1"),
+        ('{"mean": [1, NaN], "std": [1, 1]}', "non-finite"),
+        ('{"mean": [1, 2], "std": [1, 1]}', "statistics for 2 channels, the model expects 3"),
+    ],
+)
 def test_load_stats_errors(tmp_path, content, words):
     path = tmp_path / "stats.json"
     if content is not None:
@@ -371,11 +404,31 @@ def test_stats_cli_and_throughput(tmp_path, capsys):
     assert default_stats_path(tmp_path, [12, 75]).name == "latent_stats_12_75.json"
     capsys.readouterr()
     for dtype, shown in (("auto", "float16"), ("float32", "float32")):  # the files are float16
-        assert main(["stats", "--dataset_root", str(tmp_path), "--throughput", "--workers", "0", "--seconds", "0.2",
-                     "--batch_size", "4", "--dtype", dtype]) == 0
+        assert (
+            main(
+                [
+                    "stats",
+                    "--dataset_root",
+                    str(tmp_path),
+                    "--throughput",
+                    "--workers",
+                    "0",
+                    "--seconds",
+                    "0.2",
+                    "--batch_size",
+                    "4",
+                    "--dtype",
+                    dtype,
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
-        assert re.match(rf"\d+ latents/s \(\d+ {shown} latents \[{C}, {H}, {W}\] in [\d.]+ s, 0 workers, batch 4\); "
-                        r"CPU time [\d.]+ ms per latent", out), out
+        assert re.match(
+            rf"\d+ latents/s \(\d+ {shown} latents \[{C}, {H}, {W}\] in [\d.]+ s, 0 workers, batch 4\); "
+            r"CPU time [\d.]+ ms per latent",
+            out,
+        ), out
     assert main(["stats", "--dataset_root", str(tmp_path / "missing")]) == 2
     assert "latentface stats: error: no label file" in capsys.readouterr().err
 

@@ -1,4 +1,5 @@
 """`latentface demo --quick`: the whole pipeline end to end at a tiny size."""
+
 import dataclasses
 import json
 import os
@@ -67,10 +68,29 @@ def test_synthetic_dataset_is_reused_only_when_it_matches(tmp_path):
 @pytest.mark.slow
 def test_demo_on_a_given_dataset_trains_in_two_processes(tmp_path, capsys, synthetic_dataset):
     """`make demo DATASET_ROOT=...`: the given layout is used as is, training runs in two DDP processes."""
-    data, unused = synthetic_dataset(QUICK.n_train, QUICK.n_val, size=QUICK.size, rates=(75,), seed=3), tmp_path / "synthetic"
+    data, unused = (
+        synthetic_dataset(QUICK.n_train, QUICK.n_val, size=QUICK.size, rates=(75,), seed=3),
+        tmp_path / "synthetic",
+    )
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--dataset_root", str(data), "--processes", "2", "--out", str(out),
-                 "--synthetic_root", str(unused), "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--quick",
+                "--dataset_root",
+                str(data),
+                "--processes",
+                "2",
+                "--out",
+                str(out),
+                "--synthetic_root",
+                str(unused),
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert not unused.exists()  # nothing synthetic was made
 
     summary = json.loads((out / "demo.json").read_text())
@@ -96,23 +116,50 @@ def test_training_processes_one_per_core_up_to_two_on_a_cpu(monkeypatch):
 
 
 def test_demo_rejects_zero_processes(tmp_path, capsys):
-    assert main(["demo", "--quick", "--processes", "0", "--out", str(tmp_path / "demo"),
-                 "--synthetic_root", str(tmp_path / "synthetic"), "--no_progress"]) == 2
+    assert (
+        main(
+            [
+                "demo",
+                "--quick",
+                "--processes",
+                "0",
+                "--out",
+                str(tmp_path / "demo"),
+                "--synthetic_root",
+                str(tmp_path / "synthetic"),
+                "--no_progress",
+            ]
+        )
+        == 2
+    )
     assert "latentface demo: error: processes must be at least 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "synthetic").exists()  # rejected before any step ran
 
 
 def test_summary_line_is_the_readme_sentence_from_demo_json(tmp_path, capsys):
     sizes = {"tiny": 0.411, "small": 0.847, "medium": 0.872, "large": 0.855}
-    summary = {"dataset": {"val_images": 150}, "targets": {"ap": 0.8, "ap_met": True},
-               "timings_s": {"dataset (reused)": 13.2, "train": 453.4, "evaluate": 7.1, "detect and draw": 2.0,
-                             "total": 626.0},
-               "evaluation": {"ap": 0.8481, "coco": {"mAP": 0.4921},
-                              "ap_by_size": {k: {"ap": v, "faces": 1} for k, v in sizes.items()}}}
+    summary = {
+        "dataset": {"val_images": 150},
+        "targets": {"ap": 0.8, "ap_met": True},
+        "timings_s": {
+            "dataset (reused)": 13.2,
+            "train": 453.4,
+            "evaluate": 7.1,
+            "detect and draw": 2.0,
+            "total": 626.0,
+        },
+        "evaluation": {
+            "ap": 0.8481,
+            "coco": {"mAP": 0.4921},
+            "ap_by_size": {k: {"ap": v, "faces": 1} for k, v in sizes.items()},
+        },
+    }
     line = summary_line(summary)
-    assert line == ("10 min 26 s in all (dataset 13 s, training 453 s, evaluation 7 s, pictures 2 s); WIDER AP@0.5 "
-                    "0.848 on the 150 validation images (target 0.80: met), COCO mAP@[.5:.95] 0.492; by face height "
-                    "tiny (<16 px) 0.411, small 0.847, medium 0.872, large 0.855.")
+    assert line == (
+        "10 min 26 s in all (dataset 13 s, training 453 s, evaluation 7 s, pictures 2 s); WIDER AP@0.5 "
+        "0.848 on the 150 validation images (target 0.80: met), COCO mAP@[.5:.95] 0.492; by face height "
+        "tiny (<16 px) 0.411, small 0.847, medium 0.872, large 0.855."
+    )
     (tmp_path / "demo.json").write_text(json.dumps(summary))
     assert main(["demo", "--summary", "--out", str(tmp_path)]) == 0
     assert capsys.readouterr().out.strip() == line

@@ -1,4 +1,5 @@
 """`latentface detect` and the Detector API: JSON schema, pictures, thresholds, clear errors on bad input."""
+
 import json
 import re
 import shutil
@@ -60,13 +61,27 @@ def fails(argv, capsys, message):
 
 def test_detect_one_file_writes_the_json_schema_and_a_picture(dataset, weight, tmp_path, capsys):
     out = tmp_path / "one.json"
-    assert main(["detect", "--latent", str(latent_file(dataset)), "--weight", str(weight), "--keep", "5",
-                 "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "--latent",
+                str(latent_file(dataset)),
+                "--weight",
+                str(weight),
+                "--keep",
+                "5",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads(out.read_text())
     assert set(record) == {"image", "latent", "image_size", "detections"}
     assert record["image"] == "0_Synthetic_Synthetic_0_2" and record["image_size"] == [64, 64]
     assert len(record["detections"]) == 5
-    anchor_sizes = {round(16 * 2 ** (k / 3) * 2 ** level, 2) for level in range(5) for k in range(3)}
+    anchor_sizes = {round(16 * 2 ** (k / 3) * 2**level, 2) for level in range(5) for k in range(3)}
     for det in record["detections"]:
         x1, y1, x2, y2 = det["box"]
         assert det["score"] == pytest.approx(FACE_SCORE, abs=1e-5)
@@ -81,8 +96,25 @@ def test_detect_one_file_writes_the_json_schema_and_a_picture(dataset, weight, t
 
 def test_detect_folder_writes_a_list_pictures_and_wider_text_files(dataset, weight, tmp_path):
     out = tmp_path / "folder"
-    assert main(["detect", "--latent", str(dataset), "--weight", str(weight), "--keep", "3", "--output", str(out),
-                 "--batch_size", "3", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "--latent",
+                str(dataset),
+                "--weight",
+                str(weight),
+                "--keep",
+                "3",
+                "--output",
+                str(out),
+                "--batch_size",
+                "3",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     records = json.loads((out / "detections.json").read_text())
     keys = [f"0_Synthetic_Synthetic_0_{i}" for i in range(4)]
     assert [r["image"] for r in records] == keys  # sorted files: train 0, 1 then val 2, 3
@@ -91,14 +123,54 @@ def test_detect_folder_writes_a_list_pictures_and_wider_text_files(dataset, weig
 
     # The rigged model's scores tie, so compare with a JSON run over the same files in the same batches.
     val = tmp_path / "val"
-    assert main(["detect", "--latent", str(dataset / "val"), "--weight", str(weight), "--keep", "3", "--conf", "0.02",
-                 "--max_pictures", "0", "--output", str(val), "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "--latent",
+                str(dataset / "val"),
+                "--weight",
+                str(weight),
+                "--keep",
+                "3",
+                "--conf",
+                "0.02",
+                "--max_pictures",
+                "0",
+                "--output",
+                str(val),
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     records = json.loads((val / "detections.json").read_text())
     wider = tmp_path / "wider"
-    assert main(["detect", "--latent", str(dataset / "val"), "--weight", str(weight), "--keep", "3", "--format",
-                 "widerface", "--max_pictures", "0", "--output", str(wider), "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "detect",
+                "--latent",
+                str(dataset / "val"),
+                "--weight",
+                str(weight),
+                "--keep",
+                "3",
+                "--format",
+                "widerface",
+                "--max_pictures",
+                "0",
+                "--output",
+                str(wider),
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.relative_to(wider).as_posix() for p in wider.rglob("*.txt")) == [
-        "widerface/0--Synthetic/0_Synthetic_Synthetic_0_2.txt", "widerface/0--Synthetic/0_Synthetic_Synthetic_0_3.txt"]
+        "widerface/0--Synthetic/0_Synthetic_Synthetic_0_2.txt",
+        "widerface/0--Synthetic/0_Synthetic_Synthetic_0_3.txt",
+    ]
     read = read_widerface_predictions(wider / "widerface")
     by_key = {r["image"]: r for r in records}
     for key, rows in read.items():
@@ -142,8 +214,11 @@ def test_latent_view_colours_follow_the_latent_and_cells_are_16_pixel_blocks():
 
 def test_drawn_boxes_land_where_the_detections_are():
     image = np.zeros((64, 64, 3), np.uint8)
-    det = {"boxes": np.array([[10.0, 20.0, 40.0, 50.0]]), "scores": np.array([0.9]),
-           "landmarks": np.full((1, 5, 2), 25.0)}
+    det = {
+        "boxes": np.array([[10.0, 20.0, 40.0, 50.0]]),
+        "scores": np.array([0.9]),
+        "landmarks": np.full((1, 5, 2), 25.0),
+    }
     drawn = viz.draw_detections(image, det)
     assert (drawn[35, 10] == viz.DETECTION_COLOUR).all() and (drawn[25, 25] == viz.LANDMARK_COLOURS[-1]).all()
     assert (drawn[5, 5] == 0).all() and (image == 0).all()  # the input is left untouched
@@ -154,14 +229,20 @@ def test_drawn_boxes_land_where_the_detections_are():
 
 
 def test_detections_json_has_one_detection_per_line_and_reads_back(tmp_path):
-    det = {"boxes": np.array([[1.234, 2.0, 30.0, 40.5]]), "scores": np.array([0.987654]),
-           "landmarks": np.full((1, 5, 2), 7.0)}
+    det = {
+        "boxes": np.array([[1.234, 2.0, 30.0, 40.5]]),
+        "scores": np.array([0.987654]),
+        "landmarks": np.full((1, 5, 2), 7.0),
+    }
     empty = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "landmarks": np.zeros((0, 5, 2))}
     records = [detection_record("a", (32, 48), det), detection_record("b", (32, 48), empty, latent="b.npy")]
     text = detections_json(records)
     assert text.count("\n") == 6 and json.loads(text) == records
-    assert records[0]["detections"][0] == {"box": [1.23, 2.0, 30.0, 40.5], "score": 0.98765,
-                                           "landmarks": [[7.0, 7.0]] * 5}
+    assert records[0]["detections"][0] == {
+        "box": [1.23, 2.0, 30.0, 40.5],
+        "score": 0.98765,
+        "landmarks": [[7.0, 7.0]] * 5,
+    }
     (tmp_path / "d.json").write_text(text)
     assert read_detections(tmp_path / "d.json") == records
     (tmp_path / "d.json").write_text('{"image": "a"}')
@@ -205,24 +286,52 @@ def test_detector_from_checkpoint_takes_a_thresholds_file(weight, tmp_path):
 def test_bad_inputs_stop_with_a_message_naming_the_file(dataset, weight, tmp_path, capsys):
     corrupt = tmp_path / "corrupt.pth"
     corrupt.write_bytes(b"not a checkpoint at all")
-    fails(["detect", "--latent", str(latent_file(dataset)), "--weight", str(corrupt), "--output", str(tmp_path)],
-          capsys, r"corrupt.pth: not a readable latentface checkpoint")
+    fails(
+        ["detect", "--latent", str(latent_file(dataset)), "--weight", str(corrupt), "--output", str(tmp_path)],
+        capsys,
+        r"corrupt.pth: not a readable latentface checkpoint",
+    )
 
     wrong = tmp_path / "rgb_like.npy"
     np.save(wrong, np.zeros((1, 3, 4, 4), np.float16))
-    fails(["detect", "--latent", str(wrong), "--weight", str(weight), "--output", str(tmp_path)],
-          capsys, r"rgb_like.npy: latent shape \[3, 4, 4\], the model expects \[256, H, W\]")
+    fails(
+        ["detect", "--latent", str(wrong), "--weight", str(weight), "--output", str(tmp_path)],
+        capsys,
+        r"rgb_like.npy: latent shape \[3, 4, 4\], the model expects \[256, H, W\]",
+    )
     flat = tmp_path / "flat.npy"
     np.save(flat, np.zeros((256, 16), np.float32))
-    fails(["detect", "--latent", str(flat), "--weight", str(weight), "--output", str(tmp_path)],
-          capsys, r"flat.npy: latent shape \[256, 16\], expected \[1,C,H,W\] or \[C,H,W\]")
+    fails(
+        ["detect", "--latent", str(flat), "--weight", str(weight), "--output", str(tmp_path)],
+        capsys,
+        r"flat.npy: latent shape \[256, 16\], expected \[1,C,H,W\] or \[C,H,W\]",
+    )
 
-    fails(["detect", "--latent", str(latent_file(dataset)), "--weight", str(weight), "--network", "resnet50",
-           "--output", str(tmp_path)], capsys, r"rigged.pth: holds a resnet18 model, but --network says resnet50")
-    fails(["detect", "--latent", str(dataset), "--weight", str(weight), "--latent_type", "50",
-           "--output", str(tmp_path)], capsys, r"no latent_50.npy files \(found latent_75.npy; pass --latent_type\)")
-    fails(["detect", "--latent", str(dataset), "--weight", str(weight), "--conf", "1.5", "--output", str(tmp_path)],
-          capsys, r"command line: threshold 'conf' must lie in \[0, 1\], got 1.5")
+    fails(
+        [
+            "detect",
+            "--latent",
+            str(latent_file(dataset)),
+            "--weight",
+            str(weight),
+            "--network",
+            "resnet50",
+            "--output",
+            str(tmp_path),
+        ],
+        capsys,
+        r"rigged.pth: holds a resnet18 model, but --network says resnet50",
+    )
+    fails(
+        ["detect", "--latent", str(dataset), "--weight", str(weight), "--latent_type", "50", "--output", str(tmp_path)],
+        capsys,
+        r"no latent_50.npy files \(found latent_75.npy; pass --latent_type\)",
+    )
+    fails(
+        ["detect", "--latent", str(dataset), "--weight", str(weight), "--conf", "1.5", "--output", str(tmp_path)],
+        capsys,
+        r"command line: threshold 'conf' must lie in \[0, 1\], got 1.5",
+    )
 
 
 def test_bad_latents_in_a_folder_can_be_skipped_and_counted(dataset, weight, tmp_path, capsys):
@@ -230,10 +339,30 @@ def test_bad_latents_in_a_folder_can_be_skipped_and_counted(dataset, weight, tmp
     folder.mkdir()
     np.save(folder / "good.npy", np.load(latent_file(dataset)))
     np.save(folder / "nan.npy", np.full((1, 256, 4, 4), np.nan, np.float32))
-    fails(["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "a")],
-          capsys, r"nan.npy: latent has 4096 non-finite values")
-    assert main(["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "b"),
-                 "--on_bad_latent", "skip", "--no_progress", "--keep", "1"]) == 0
+    fails(
+        ["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "a")],
+        capsys,
+        r"nan.npy: latent has 4096 non-finite values",
+    )
+    assert (
+        main(
+            [
+                "detect",
+                "--latent",
+                str(folder),
+                "--weight",
+                str(weight),
+                "--output",
+                str(tmp_path / "b"),
+                "--on_bad_latent",
+                "skip",
+                "--no_progress",
+                "--keep",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert [r["image"] for r in json.loads((tmp_path / "b" / "detections.json").read_text())] == ["good"]
     assert "1 bad latent(s) skipped" in capsys.readouterr().out
     assert find_latents(folder) == [folder / "good.npy", folder / "nan.npy"]
@@ -253,9 +382,14 @@ def _write_mats(gt, keys, boxes):
     """The official kit's four .mat files for one event; every face in every subset."""
     import scipy.io
 
-    scipy.io.savemat(gt / "wider_face_val.mat", {"event_list": _cell(["0--Synthetic"]),
-                                                 "file_list": _cell([_cell(keys)]),
-                                                 "face_bbx_list": _cell([_cell(boxes)])})
+    scipy.io.savemat(
+        gt / "wider_face_val.mat",
+        {
+            "event_list": _cell(["0--Synthetic"]),
+            "file_list": _cell([_cell(keys)]),
+            "face_bbx_list": _cell([_cell(boxes)]),
+        },
+    )
     for subset in ("easy", "medium", "hard"):
         every = [np.arange(1, len(b) + 1, dtype=float).reshape(-1, 1) for b in boxes]
         scipy.io.savemat(gt / f"wider_{subset}_val.mat", {"gt_list": _cell([_cell(every)])})
@@ -272,15 +406,30 @@ def test_evaluate_saved_predictions_with_official_wider_mats_in_the_original_fra
     # The "original" images were 2x wider and 3x taller than the 64x64 encoded ones.
     labels = read_labels(dataset / "val" / "labels.txt")
     keys = list(labels)
-    boxes = [np.array([[2 * b[0], 3 * b[1], 2 * (b[2] - b[0]), 3 * (b[3] - b[1])] for b in labels[k].boxes])
-             for k in keys]
+    boxes = [
+        np.array([[2 * b[0], 3 * b[1], 2 * (b[2] - b[0]), 3 * (b[3] - b[1])] for b in labels[k].boxes]) for k in keys
+    ]
     gt = tmp_path / "gt"
     gt.mkdir()
     _write_mats(gt, keys, boxes)
 
     out = tmp_path / "eval"
-    assert main(["evaluate", "--predictions", str(tmp_path / "preds"), "--dataset_root", str(dataset),
-                 "--wider_gt", str(gt), "--output", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--predictions",
+                str(tmp_path / "preds"),
+                "--dataset_root",
+                str(dataset),
+                "--wider_gt",
+                str(gt),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["ap"] == pytest.approx(1.0) and report["coco"]["AP50"] == pytest.approx(1.0)
     assert report["wider"] == {"easy": pytest.approx(1.0), "medium": pytest.approx(1.0), "hard": pytest.approx(1.0)}
@@ -290,17 +439,31 @@ def test_evaluate_saved_predictions_with_official_wider_mats_in_the_original_fra
 
     boxes[0] = boxes[0][:1] if len(boxes[0]) > 1 else np.concatenate([boxes[0], boxes[0]])
     _write_mats(gt, keys, boxes)
-    fails(["evaluate", "--predictions", str(tmp_path / "preds"), "--dataset_root", str(dataset),
-           "--wider_gt", str(gt), "--output", str(out)],
-          capsys, f"image 0--Synthetic/{keys[0]}.jpg: the labels have {len(labels[keys[0]])} faces")
+    fails(
+        [
+            "evaluate",
+            "--predictions",
+            str(tmp_path / "preds"),
+            "--dataset_root",
+            str(dataset),
+            "--wider_gt",
+            str(gt),
+            "--output",
+            str(out),
+        ],
+        capsys,
+        f"image 0--Synthetic/{keys[0]}.jpg: the labels have {len(labels[keys[0]])} faces",
+    )
 
 
 def test_mat_frame_fit_recovers_a_resize_with_letterbox_offset():
     from latentface.metrics.mat import mat_frame_transform, to_mat_frame
 
     ours = type("R", (), {"boxes": np.array([[10.0, 20.0, 30.0, 60.0], [40.0, 5.0, 50.0, 15.0]])})()
-    theirs = {"a": {"name": "e/a.jpg", "boxes": ours.boxes * [2.5, 1.5, 2.5, 1.5] + [0, 12, 0, 12]},
-              "b": {"name": "e/b.jpg", "boxes": np.zeros((0, 4))}}
+    theirs = {
+        "a": {"name": "e/a.jpg", "boxes": ours.boxes * [2.5, 1.5, 2.5, 1.5] + [0, 12, 0, 12]},
+        "b": {"name": "e/b.jpg", "boxes": np.zeros((0, 4))},
+    }
     maps = mat_frame_transform({"a": ours, "b": type("R", (), {"boxes": np.zeros((0, 4))})()}, theirs)
     np.testing.assert_allclose(maps["a"], [2.5, 0.0, 1.5, 12.0], atol=1e-9)
     np.testing.assert_allclose(maps["b"], maps["a"])  # no face: the median map
@@ -313,8 +476,23 @@ def test_mat_frame_fit_recovers_a_resize_with_letterbox_offset():
 
 def test_evaluate_a_checkpoint_writes_report_curve_and_wider_files(dataset, weight, tmp_path):
     out = tmp_path / "eval"
-    assert main(["evaluate", "--weight", str(weight), "--dataset_root", str(dataset), "--keep", "4",
-                 "--output", str(out), "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--weight",
+                str(weight),
+                "--dataset_root",
+                str(dataset),
+                "--keep",
+                "4",
+                "--output",
+                str(out),
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["images"] == 2 and report["predictions"] == 8
     assert report["source"]["thresholds"] == {"conf": 0.02, "nms": 0.4, "topk": 5000, "keep": 4}

@@ -7,6 +7,7 @@ together with [0, 1]) and sweeps thresholds 0.999, 0.998, ..., 0. Most cases use
 1.0 and 0.0 so normalisation is the identity; a score normalised to 0 counts only at the
 last threshold.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -32,8 +33,10 @@ from latentface.metrics.wider import (
 
 
 def gt(boxes, ignore=None):
-    return {"boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
-            "ignore": np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool)}
+    return {
+        "boxes": np.asarray(boxes, np.float32).reshape(-1, 4),
+        "ignore": np.zeros(len(boxes), bool) if ignore is None else np.asarray(ignore, bool),
+    }
 
 
 def det(box, score):
@@ -229,8 +232,12 @@ def test_ap_by_size_buckets():
     # medium: tiny dropped (ignored here), FP, then medium: P = 1/2 at R = 1 -> AP 1/2
     # large:  FP, (medium dropped), large: P = 1/2 at R = 1 -> AP 1/2
     result = ap_by_size(preds, truth)
-    assert result == {"tiny": {"ap": 1.0, "faces": 1}, "small": {"ap": 0.0, "faces": 1},
-                      "medium": {"ap": 0.5, "faces": 1}, "large": {"ap": 0.5, "faces": 1}}
+    assert result == {
+        "tiny": {"ap": 1.0, "faces": 1},
+        "small": {"ap": 0.0, "faces": 1},
+        "medium": {"ap": 0.5, "faces": 1},
+        "large": {"ap": 0.5, "faces": 1},
+    }
     # all together: P/R = 1/(1/4), 1/2/(1/4), 2/3/(2/4), 3/4/(3/4) -> AP = 1/4 + 1/4*3/4 + 1/4*3/4 = 5/8
     assert wider_ap(preds, truth) == pytest.approx(5 / 8, abs=1e-12)
 
@@ -266,17 +273,20 @@ def _cell(items):
 def _write_wider_mats(gt_dir):
     """Two events, three images, four faces in the official kit's layout (boxes x, y, w, h)."""
     f1, f2, f3, f4 = [10, 10, 40, 40], [100, 100, 8, 8], [30, 30, 50, 60], [5, 5, 90, 90]
-    scipy.io.savemat(gt_dir / "wider_face_val.mat", {
-        "event_list": _cell(["0--Parade", "1--Handshaking"]),
-        "file_list": _cell([_cell(["0_Parade_a", "0_Parade_b"]), _cell(["1_Handshaking_c"])]),
-        "face_bbx_list": _cell([_cell([np.array([f1, f2], float), np.array([f3], float)]),
-                                _cell([np.array([f4], float)])]),
-    })
+    scipy.io.savemat(
+        gt_dir / "wider_face_val.mat",
+        {
+            "event_list": _cell(["0--Parade", "1--Handshaking"]),
+            "file_list": _cell([_cell(["0_Parade_a", "0_Parade_b"]), _cell(["1_Handshaking_c"])]),
+            "face_bbx_list": _cell(
+                [_cell([np.array([f1, f2], float), np.array([f3], float)]), _cell([np.array([f4], float)])]
+            ),
+        },
+    )
     subsets = {"easy": ([[1]], [], []), "medium": ([[1]], [[1]], [[1]]), "hard": ([[1], [2]], [[1]], [[1]])}
     for subset, (a, b, c) in subsets.items():
         index = [np.array(x, float).reshape(-1, 1) for x in (a, b, c)]
-        scipy.io.savemat(gt_dir / f"wider_{subset}_val.mat",
-                         {"gt_list": _cell([_cell(index[:2]), _cell(index[2:])])})
+        scipy.io.savemat(gt_dir / f"wider_{subset}_val.mat", {"gt_list": _cell([_cell(index[:2]), _cell(index[2:])])})
     return f1, f2, f3, f4
 
 
@@ -295,9 +305,11 @@ def test_wider_mat_round_trip_and_easy_medium_hard(tmp_path):
     assert wider["0_Parade_a"]["easy"].tolist() == [True, False]
     assert wider["0_Parade_b"]["easy"].tolist() == [False] and wider["0_Parade_b"]["medium"].tolist() == [True]
 
-    preds = {"0_Parade_a": np.array([det(_xyxy(f1), 0.9)]),
-             "0_Parade_b": np.array([det(_xyxy(f3), 0.8)]),
-             "1_Handshaking_c": np.array([det(_xyxy(f4), 0.7), det(FAR, 0.75)])}
+    preds = {
+        "0_Parade_a": np.array([det(_xyxy(f1), 0.9)]),
+        "0_Parade_b": np.array([det(_xyxy(f3), 0.8)]),
+        "1_Handshaking_c": np.array([det(_xyxy(f4), 0.7), det(FAR, 0.75)]),
+    }
     # normalised (min 0.7, max 0.9): f1 1, f3 0.5, FP 0.25, f4 0
     # easy   (f1):             f1 hit first, the rest dropped or FP after -> AP 1
     # medium (f1, f3, f4):     P/R 1/(1/3), 1/(2/3), 2/3/(2/3), 3/4/1 -> AP 2/3 + 1/3 * 3/4 = 11/12
@@ -342,15 +354,25 @@ def test_voc_ap_uses_the_precision_envelope():
 
 
 def test_widerface_text_round_trip(tmp_path):
-    preds = {"0_Parade_Parade_0_1014": np.array([det([1.5, 2.25, 30.5, 40.75], 0.5), det(A, 0.875)]),
-             "1_Handshaking_7": np.zeros((0, 5))}
-    names = {"0_Parade_Parade_0_1014": "0--Parade/0_Parade_Parade_0_1014.jpg",
-             "1_Handshaking_7": "1--Handshaking/1_Handshaking_7.jpg"}
+    preds = {
+        "0_Parade_Parade_0_1014": np.array([det([1.5, 2.25, 30.5, 40.75], 0.5), det(A, 0.875)]),
+        "1_Handshaking_7": np.zeros((0, 5)),
+    }
+    names = {
+        "0_Parade_Parade_0_1014": "0--Parade/0_Parade_Parade_0_1014.jpg",
+        "1_Handshaking_7": "1--Handshaking/1_Handshaking_7.jpg",
+    }
     written = write_widerface_predictions(preds, tmp_path, names)
     assert [p.relative_to(tmp_path).as_posix() for p in written] == [
-        "0--Parade/0_Parade_Parade_0_1014.txt", "1--Handshaking/1_Handshaking_7.txt"]
+        "0--Parade/0_Parade_Parade_0_1014.txt",
+        "1--Handshaking/1_Handshaking_7.txt",
+    ]
     assert written[0].read_text().splitlines() == [
-        "0_Parade_Parade_0_1014", "2", "10.00 10.00 39.00 39.00 0.875", "1.50 2.25 29.00 38.50 0.5"]
+        "0_Parade_Parade_0_1014",
+        "2",
+        "10.00 10.00 39.00 39.00 0.875",
+        "1.50 2.25 29.00 38.50 0.5",
+    ]
     back = read_widerface_predictions(tmp_path)
     assert set(back) == set(preds)
     np.testing.assert_allclose(back["0_Parade_Parade_0_1014"], preds["0_Parade_Parade_0_1014"][::-1])
@@ -411,15 +433,20 @@ def test_size_bucket_edges_and_indices():
     assert bucket_index(boxes).tolist() == [0, 1, 1, 2, 2, 3]
     member = size_buckets(boxes)
     assert [SIZE_BUCKETS[i] for i in bucket_index(boxes)] == [
-        next(name for name in SIZE_BUCKETS if member[name][j]) for j in range(len(heights))]
+        next(name for name in SIZE_BUCKETS if member[name][j]) for j in range(len(heights))
+    ]
     assert bucket_index(np.zeros((0, 4))).shape == (0,)
 
 
 def test_mat_frame_transform_fits_the_resize():
-    labels = {"a": SimpleNamespace(boxes=np.array([[10, 10, 30, 40], [50, 60, 90, 100]], float)),
-              "b": SimpleNamespace(boxes=np.zeros((0, 4)))}
-    wider = {"a": {"name": "0--Parade/a.jpg", "boxes": labels["a"].boxes * [2, 3, 2, 3] + [5, 0, 5, 0]},
-             "b": {"name": "0--Parade/b.jpg", "boxes": np.zeros((0, 4))}}
+    labels = {
+        "a": SimpleNamespace(boxes=np.array([[10, 10, 30, 40], [50, 60, 90, 100]], float)),
+        "b": SimpleNamespace(boxes=np.zeros((0, 4))),
+    }
+    wider = {
+        "a": {"name": "0--Parade/a.jpg", "boxes": labels["a"].boxes * [2, 3, 2, 3] + [5, 0, 5, 0]},
+        "b": {"name": "0--Parade/b.jpg", "boxes": np.zeros((0, 4))},
+    }
     maps = mat_frame_transform(labels, wider)
     np.testing.assert_allclose(maps["a"], [2, 5, 3, 0], atol=1e-9)
     np.testing.assert_allclose(maps["b"], maps["a"])  # a face-less image takes the median map

@@ -1,4 +1,5 @@
 """`latentface export`: ONNX with dynamic batch and latent size matches PyTorch; TorchScript too."""
+
 import json
 
 import onnx
@@ -31,8 +32,10 @@ def weight(model, tmp_path_factory):
 
 def test_onnx_export_matches_pytorch_at_two_latent_sizes(model, weight, tmp_path, capsys):
     path = tmp_path / "tiny.onnx"
-    assert main(["export", "--weight", str(weight), "--format", "onnx", "--output", str(path),
-                 "--latent_size", "8", "8"]) == 0
+    assert (
+        main(["export", "--weight", str(weight), "--format", "onnx", "--output", str(path), "--latent_size", "8", "8"])
+        == 0
+    )
     printed = capsys.readouterr().out
     card = json.loads(path.with_name("tiny.onnx.json").read_text())
     diffs = card["parity_max_abs_diff"]
@@ -51,8 +54,11 @@ def test_onnx_export_matches_pytorch_at_two_latent_sizes(model, weight, tmp_path
     assert [o.name for o in graph.graph.output] == ["logits", "boxes", "landmarks"]
 
     # the card describes the anchors well enough to rebuild them outside this package
-    layout = AnchorLayout(levels=tuple(card["anchors"]["levels"]), sizes=tuple(map(tuple, card["anchors"]["sizes"])),
-                          ratios=tuple(card["anchors"]["ratios"]))
+    layout = AnchorLayout(
+        levels=tuple(card["anchors"]["levels"]),
+        sizes=tuple(map(tuple, card["anchors"]["sizes"])),
+        ratios=tuple(card["anchors"]["ratios"]),
+    )
     x = torch.zeros(1, 256, 7, 12)
     assert torch.equal(layout.generate(7 * 16, 12 * 16), model.anchors(x))
     assert card["config"] == model.config and card["variances"] == [0.1, 0.2]
@@ -61,8 +67,27 @@ def test_onnx_export_matches_pytorch_at_two_latent_sizes(model, weight, tmp_path
 
 def test_torchscript_export_runs_at_any_latent_size(model, weight, tmp_path, capsys):
     path = tmp_path / "tiny.pt"
-    assert main(["export", "--weight", str(weight), "--format", "torchscript", "--output", str(path),
-                 "--latent_size", "6", "6", "--conf", "0.3", "--keep", "20"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--weight",
+                str(weight),
+                "--format",
+                "torchscript",
+                "--output",
+                str(path),
+                "--latent_size",
+                "6",
+                "6",
+                "--conf",
+                "0.3",
+                "--keep",
+                "20",
+            ]
+        )
+        == 0
+    )
     card = json.loads(path.with_name("tiny.pt.json").read_text())
     assert card["operating_point"] == {"conf": 0.3, "nms": 0.4, "topk": 5000, "keep": 20}  # as exported
     diffs = card["parity_max_abs_diff"]
@@ -78,4 +103,3 @@ def test_export_errors_name_the_file(tmp_path, capsys):
     assert err.startswith("latentface export: error: ") and "broken.pth: not a readable latentface checkpoint" in err
     with pytest.raises(ValueError, match="opset must be at least 17"):
         export_onnx(torch.nn.Identity(), tmp_path / "x.onnx", opset=13)
-

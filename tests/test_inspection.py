@@ -14,9 +14,14 @@ from latentface.tools import bench, inspection
 def record(key, boxes, has_landmarks=None, ignore=None):
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     n = len(boxes)
-    return FaceRecord(key, f"e/{key}.jpg", boxes, np.zeros((n, 5, 2)),
-                      np.ones(n, bool) if has_landmarks is None else has_landmarks,
-                      np.zeros(n, bool) if ignore is None else ignore)
+    return FaceRecord(
+        key,
+        f"e/{key}.jpg",
+        boxes,
+        np.zeros((n, 5, 2)),
+        np.ones(n, bool) if has_landmarks is None else has_landmarks,
+        np.zeros(n, bool) if ignore is None else ignore,
+    )
 
 
 def test_label_summary_counts_buckets_aspects_and_landmarks():
@@ -59,17 +64,23 @@ def test_luma_chroma_table_splits_channels_and_compares_to_the_reference():
         "hi": {"std": np.array([2.0, 4.0, 2.0, 0.0]), "zero_fraction": np.array([0.0, 0.0, 0.0, 0.5])},
     }
     lo, hi = inspection.luma_chroma_table(stats, luma=2, reference="hi")
-    assert lo == {"rate": "lo", "luma_live_channels": 1, "luma_zero_fraction": 0.75,
-                  "luma_std_ratio": pytest.approx(0.25),  # median of 1/2 and 0/4
-                  "chroma_live_channels": 1, "chroma_zero_fraction": 0.5,
-                  "chroma_std_ratio": pytest.approx(1.0)}  # channel 3 does not vary at the reference
+    assert lo == {
+        "rate": "lo",
+        "luma_live_channels": 1,
+        "luma_zero_fraction": 0.75,
+        "luma_std_ratio": pytest.approx(0.25),  # median of 1/2 and 0/4
+        "chroma_live_channels": 1,
+        "chroma_zero_fraction": 0.5,
+        "chroma_std_ratio": pytest.approx(1.0),
+    }  # channel 3 does not vary at the reference
     assert hi["luma_std_ratio"] == 1.0 and hi["chroma_zero_fraction"] == 0.25
 
 
 def test_dataset_latents_read_each_rate_of_a_split(synthetic_dataset):
     root = synthetic_dataset(0, 3, size=32, rates=(12, 100))
-    stats = inspection.latent_channel_stats(inspection.dataset_latents(root, "val", max_images=2),
-                                            ["latent_12.npy", "latent_100.npy"])
+    stats = inspection.latent_channel_stats(
+        inspection.dataset_latents(root, "val", max_images=2), ["latent_12.npy", "latent_100.npy"]
+    )
     assert stats["latent_12.npy"]["count"] == 2 and len(stats["latent_12.npy"]["std"]) == 256
     # coarser quantisation zeroes more values
     assert stats["latent_12.npy"]["zero_fraction"].mean() > stats["latent_100.npy"]["zero_fraction"].mean()
@@ -95,8 +106,10 @@ def test_erf_extent_of_known_maps_and_of_the_bridges():
     ramp[4, 4], ramp[4, 5], ramp[4, 3] = 0.6, 0.2, 0.2
     assert inspection.erf_extent(ramp, 0.5) == 1 and inspection.erf_extent(ramp, 0.9) == 3
     torch.manual_seed(0)
-    erfs = {name: bench.effective_receptive_field(build_bridge(name, 256, 16), cells=7)
-            for name in ("pixelshuffle", "context")}
+    erfs = {
+        name: bench.effective_receptive_field(build_bridge(name, 256, 16), cells=7)
+        for name in ("pixelshuffle", "context")
+    }
     assert inspection.erf_extent(erfs["pixelshuffle"], 0.999) == 1  # one cell per output pixel
     assert inspection.erf_extent(erfs["context"], 0.999) == 3  # a 3x3 conv over cells
     assert len(inspection.plot_erfs(erfs).axes) == 2
@@ -137,11 +150,19 @@ class ToyDetector(nn.Module):
 
 
 def test_level_response_finds_the_strongest_level_inside_each_face():
-    target = {"boxes": torch.tensor([[0.0, 0.0, 20.0, 20.0],    # P3 centres 4, 12, 20 inside; P4 centre (8, 8): 0.9
-                                     [18.0, 18.0, 30.0, 30.0],  # P3 centres (20|28, 20|28); P4 (24, 24): 0.3
-                                     [1.0, 1.0, 6.0, 6.0],      # only P3 centre (4, 4): P4 has none inside
-                                     [0.0, 0.0, 31.0, 31.0]]),  # ignored
-              "landmarks": torch.zeros(4, 5, 2), "has_landmarks": torch.ones(4, dtype=torch.bool), "key": "k"}
+    target = {
+        "boxes": torch.tensor(
+            [
+                [0.0, 0.0, 20.0, 20.0],  # P3 centres 4, 12, 20 inside; P4 centre (8, 8): 0.9
+                [18.0, 18.0, 30.0, 30.0],  # P3 centres (20|28, 20|28); P4 (24, 24): 0.3
+                [1.0, 1.0, 6.0, 6.0],  # only P3 centre (4, 4): P4 has none inside
+                [0.0, 0.0, 31.0, 31.0],
+            ]
+        ),  # ignored
+        "landmarks": torch.zeros(4, 5, 2),
+        "has_landmarks": torch.ones(4, dtype=torch.bool),
+        "key": "k",
+    }
     ds = [(torch.zeros(1, 2, 2), target)]
 
     class Data(list):
@@ -193,10 +214,14 @@ def test_channel_image_colours_one_channel_symmetrically():
 
 def test_detection_grid_and_feature_map_panels():
     image = np.zeros((32, 32, 3), np.uint8)
-    det = {"boxes": np.array([[2, 2, 20, 20]], np.float32), "scores": np.array([0.9], np.float32),
-           "landmarks": np.full((1, 5, 2), 10, np.float32)}
-    fig = inspection.plot_detections([{"image": image, "detections": det, "truth": np.zeros((0, 4)), "title": t}
-                                      for t in "abcde"], columns=3)
+    det = {
+        "boxes": np.array([[2, 2, 20, 20]], np.float32),
+        "scores": np.array([0.9], np.float32),
+        "landmarks": np.full((1, 5, 2), 10, np.float32),
+    }
+    fig = inspection.plot_detections(
+        [{"image": image, "detections": det, "truth": np.zeros((0, 4)), "title": t} for t in "abcde"], columns=3
+    )
     titled = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in titled] == list("abcde") and len(fig.axes) == 6
     assert titled[0].images[0].get_array()[2, 2:20].any()  # the detection is drawn

@@ -1,5 +1,6 @@
 """latentface.tools.kaggle: metadata rules, credentials, build, the CLI calls (fake `kaggle` on PATH), the kernel
 end to end."""
+
 import csv
 import json
 import os
@@ -36,34 +37,54 @@ def test_slugify_follows_kaggle():
 
 
 def _kernel_meta(**changes):
-    meta = {"id": "alice/latentface-train", "title": "latentface train", "code_file": "k.ipynb",
-            "language": "python", "kernel_type": "notebook", "is_private": True, "enable_gpu": True,
-            "enable_internet": False, "machine_shape": "NvidiaTeslaT4",
-            "dataset_sources": ["alice/retina-modify", "alice/latentface-package"], "kernel_sources": []}
+    meta = {
+        "id": "alice/latentface-train",
+        "title": "latentface train",
+        "code_file": "k.ipynb",
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_internet": False,
+        "machine_shape": "NvidiaTeslaT4",
+        "dataset_sources": ["alice/retina-modify", "alice/latentface-package"],
+        "kernel_sources": [],
+    }
     meta.update(changes)
     return {k: v for k, v in meta.items() if v is not ...}
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(title="abcd"), "field 'title' must be at least 5 characters"),
-    (dict(title=...), "field 'title' is required"),
-    (dict(id="latentface-train"), "field 'id': expected 'owner/slug'"),
-    (dict(id="alice/"), "field 'id': expected 'owner/slug'"),
-    (dict(id="alice/abcd", title="abcd!"), "kernel slug must be at least 5 characters, got 'abcd'"),
-    (dict(title="Latent Face Training"),
-     "slugifies to 'latent-face-training', not to the id's slug 'latentface-train'"),
-    (dict(code_file=...), "field 'code_file'"),
-    (dict(language="julia"), "field 'language' must be one of python, r, rmarkdown"),
-    (dict(kernel_type="app"), "field 'kernel_type'"),
-    (dict(enable_gpu="yes"), "field 'enable_gpu' must be true or false, got 'yes'"),
-    (dict(is_private=1), "field 'is_private' must be true or false"),
-    (dict(dataset_sources=["retina-modify"]), "field 'dataset_sources': expected 'owner/slug', got 'retina-modify'"),
-    (dict(dataset_sources="alice/retina-modify"), "field 'dataset_sources' must be a list"),
-    (dict(kernel_sources=["alice/prev"]), "field 'kernel_sources': kernel slug 'prev' is shorter than 5"),
-    (dict(model_sources=["alice/model"]), "field 'model_sources': expected 'owner/slug/framework/variation/version'"),
-    (dict(machine_shape="T4x2"), "field 'machine_shape' 'T4x2' is not an accelerator"),
-    (dict(docker_image_pinning_type="pinned"), "field 'docker_image_pinning_type'"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(title="abcd"), "field 'title' must be at least 5 characters"),
+        (dict(title=...), "field 'title' is required"),
+        (dict(id="latentface-train"), "field 'id': expected 'owner/slug'"),
+        (dict(id="alice/"), "field 'id': expected 'owner/slug'"),
+        (dict(id="alice/abcd", title="abcd!"), "kernel slug must be at least 5 characters, got 'abcd'"),
+        (
+            dict(title="Latent Face Training"),
+            "slugifies to 'latent-face-training', not to the id's slug 'latentface-train'",
+        ),
+        (dict(code_file=...), "field 'code_file'"),
+        (dict(language="julia"), "field 'language' must be one of python, r, rmarkdown"),
+        (dict(kernel_type="app"), "field 'kernel_type'"),
+        (dict(enable_gpu="yes"), "field 'enable_gpu' must be true or false, got 'yes'"),
+        (dict(is_private=1), "field 'is_private' must be true or false"),
+        (
+            dict(dataset_sources=["retina-modify"]),
+            "field 'dataset_sources': expected 'owner/slug', got 'retina-modify'",
+        ),
+        (dict(dataset_sources="alice/retina-modify"), "field 'dataset_sources' must be a list"),
+        (dict(kernel_sources=["alice/prev"]), "field 'kernel_sources': kernel slug 'prev' is shorter than 5"),
+        (
+            dict(model_sources=["alice/model"]),
+            "field 'model_sources': expected 'owner/slug/framework/variation/version'",
+        ),
+        (dict(machine_shape="T4x2"), "field 'machine_shape' 'T4x2' is not an accelerator"),
+        (dict(docker_image_pinning_type="pinned"), "field 'docker_image_pinning_type'"),
+    ],
+)
 def test_kernel_metadata_errors_name_the_field(changes, message):
     with pytest.raises(lk.KaggleSetupError, match="kernel-metadata.json: .*") as info:
         lk.validate_kernel_metadata(_kernel_meta(**changes))
@@ -87,20 +108,23 @@ def _dataset_meta(**changes):
     return {k: v for k, v in meta.items() if v is not ...}
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(id="alice/short"), "the dataset slug must be 6 to 50 characters, got 'short'"),
-    (dict(id="alice/" + "x" * 51), "the dataset slug must be 6 to 50 characters"),
-    (dict(id="alice/Latent_Face"), "lowercase letters, digits and single dashes"),
-    (dict(id="alice/INSERT_SLUG_HERE"), "field 'id' still holds the template's INSERT_SLUG_HERE"),
-    (dict(id=...), "field 'id' is required"),
-    (dict(title="pkg"), "field 'title' must be 6 to 50 characters, got 'pkg'"),
-    (dict(title="INSERT_TITLE_HERE"), "field 'title' still holds the template's INSERT_TITLE_HERE"),
-    (dict(licenses=[]), "field 'licenses' must hold exactly one licence"),
-    (dict(licenses=[{"name": "MIT"}]), "field 'licenses': unknown licence 'MIT'"),
-    (dict(licenses=[{"title": "CC0"}]), "field 'licenses': the licence needs a 'name'"),
-    (dict(subtitle="too short"), "field 'subtitle' must be 20 to 80 characters, got 9"),
-    (dict(resources=[{"path": "a.whl"}, {"path": "a.whl"}]), "field 'resources' lists a path twice"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(id="alice/short"), "the dataset slug must be 6 to 50 characters, got 'short'"),
+        (dict(id="alice/" + "x" * 51), "the dataset slug must be 6 to 50 characters"),
+        (dict(id="alice/Latent_Face"), "lowercase letters, digits and single dashes"),
+        (dict(id="alice/INSERT_SLUG_HERE"), "field 'id' still holds the template's INSERT_SLUG_HERE"),
+        (dict(id=...), "field 'id' is required"),
+        (dict(title="pkg"), "field 'title' must be 6 to 50 characters, got 'pkg'"),
+        (dict(title="INSERT_TITLE_HERE"), "field 'title' still holds the template's INSERT_TITLE_HERE"),
+        (dict(licenses=[]), "field 'licenses' must hold exactly one licence"),
+        (dict(licenses=[{"name": "MIT"}]), "field 'licenses': unknown licence 'MIT'"),
+        (dict(licenses=[{"title": "CC0"}]), "field 'licenses': the licence needs a 'name'"),
+        (dict(subtitle="too short"), "field 'subtitle' must be 20 to 80 characters, got 9"),
+        (dict(resources=[{"path": "a.whl"}, {"path": "a.whl"}]), "field 'resources' lists a path twice"),
+    ],
+)
 def test_dataset_metadata_errors_name_the_field(changes, message):
     with pytest.raises(lk.KaggleSetupError) as info:
         lk.validate_dataset_metadata(_dataset_meta(**changes))
@@ -158,8 +182,12 @@ def test_missing_credentials_say_exactly_what_to_set(tmp_path):
     with pytest.raises(lk.KaggleSetupError) as info:
         lk.find_credentials(_env(tmp_path))
     message = str(info.value)
-    for needed in ("export KAGGLE_API_TOKEN=<token>", "export KAGGLE_USERNAME=<user> KAGGLE_KEY=<key>",
-                   str(tmp_path / "home" / ".kaggle" / "kaggle.json"), "https://www.kaggle.com/settings/api"):
+    for needed in (
+        "export KAGGLE_API_TOKEN=<token>",
+        "export KAGGLE_USERNAME=<user> KAGGLE_KEY=<key>",
+        str(tmp_path / "home" / ".kaggle" / "kaggle.json"),
+        "https://www.kaggle.com/settings/api",
+    ):
         assert needed in message
     with pytest.raises(lk.KaggleSetupError, match="KAGGLE_USERNAME is set but KAGGLE_KEY is not: export KAGGLE_KEY"):
         lk.find_credentials(_env(tmp_path, KAGGLE_USERNAME="alice"))
@@ -201,7 +229,11 @@ def test_build_writes_valid_metadata_filled_from_the_user(built):
     kernel = json.loads((built.kernel_dir / "kernel-metadata.json").read_text())
     assert kernel["dataset_sources"] == ["alice/retina-modify", "alice/latentface-package"]
     assert (kernel["machine_shape"], kernel["enable_gpu"], kernel["enable_internet"], kernel["is_private"]) == (
-        "NvidiaTeslaT4", True, True, True)
+        "NvidiaTeslaT4",
+        True,
+        True,
+        True,
+    )
     assert kernel["code_file"] == "latentface-train.ipynb" and kernel["kernel_sources"] == []
     assert sorted(p.name for p in built.package_dir.iterdir()) == ["dataset-metadata.json", built.wheel.name]
 
@@ -220,8 +252,12 @@ def test_built_wheel_holds_the_package(built):
     with zipfile.ZipFile(built.wheel) as wheel:
         names = set(wheel.namelist())
         metadata = wheel.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
-    assert {"latentface/__init__.py", "latentface/tools/kaggle/kernel.py", "latentface/cli/__init__.py",
-            "latentface/train.py"} <= names
+    assert {
+        "latentface/__init__.py",
+        "latentface/tools/kaggle/kernel.py",
+        "latentface/cli/__init__.py",
+        "latentface/train.py",
+    } <= names
     assert "Name: latentface" in metadata and not any(n.startswith(("tests/", "notebooks/")) for n in names)
 
 
@@ -233,12 +269,35 @@ def _fake_wheel(out_dir, project=None):
 
 def test_build_options_reach_the_metadata(tmp_path, monkeypatch):
     monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
-    assert main(["kaggle", "build", "--user", "alice", "--out", str(tmp_path), "--slug", "latentface-train-2",
-                 "--data", "bob/retina-modify", "--package-slug", "alice-latentface", "--resume-from",
-                 "alice/latentface-train", "--no-internet", "--public"]) == 0
+    assert (
+        main(
+            [
+                "kaggle",
+                "build",
+                "--user",
+                "alice",
+                "--out",
+                str(tmp_path),
+                "--slug",
+                "latentface-train-2",
+                "--data",
+                "bob/retina-modify",
+                "--package-slug",
+                "alice-latentface",
+                "--resume-from",
+                "alice/latentface-train",
+                "--no-internet",
+                "--public",
+            ]
+        )
+        == 0
+    )
     kernel = json.loads((tmp_path / "kernel" / "kernel-metadata.json").read_text())
     assert (kernel["id"], kernel["title"], kernel["code_file"]) == (
-        "alice/latentface-train-2", "latentface train 2", "latentface-train-2.ipynb")
+        "alice/latentface-train-2",
+        "latentface train 2",
+        "latentface-train-2.ipynb",
+    )
     assert kernel["dataset_sources"] == ["bob/retina-modify", "alice/alice-latentface"]
     assert kernel["kernel_sources"] == ["alice/latentface-train"]
     assert (kernel["enable_internet"], kernel["is_private"]) == (False, False)
@@ -247,7 +306,7 @@ def test_build_options_reach_the_metadata(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ the kaggle CLI calls (fake)
 
-FAKE_KAGGLE = textwrap.dedent('''\
+FAKE_KAGGLE = textwrap.dedent("""\
     import json, os, sys
     from pathlib import Path
     args = sys.argv[1:]
@@ -290,7 +349,7 @@ FAKE_KAGGLE = textwrap.dedent('''\
             (Path(option("-p")) / split / "labels.txt").write_text("")
     else:
         print("unexpected call", args); sys.exit(3)
-''')
+""")
 
 
 @pytest.fixture
@@ -348,8 +407,9 @@ def test_push_creates_the_package_dataset_then_versions_it(built, fake_kaggle, t
 def test_push_refuses_data_it_cannot_read(fake_kaggle, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
     assert main(["kaggle", "push", "--data", "nobody/retina-modify", "--out", str(tmp_path / "build")]) == 2
-    assert ("cannot read dataset nobody/retina-modify (404 Client Error: Not Found); "
-            "pass --data OWNER/retina-modify") in capsys.readouterr().err
+    assert (
+        "cannot read dataset nobody/retina-modify (404 Client Error: Not Found); pass --data OWNER/retina-modify"
+    ) in capsys.readouterr().err
     assert fake_kaggle() == [["datasets", "files", "nobody/retina-modify"]]  # nothing uploaded
 
 
@@ -418,12 +478,14 @@ def test_inputs_are_found_in_both_mount_layouts(tmp_path):
     assert lk.find_dataset(tmp_path / "b" / "input") == nested
     assert lk.input_mounts(tmp_path / "b" / "input") == [
         tmp_path / "b" / "input" / "datasets" / "bob" / "retina-modify",
-        tmp_path / "b" / "input" / "latentface-package"]
+        tmp_path / "b" / "input" / "latentface-package",
+    ]
     renamed = _dataset(tmp_path / "c" / "input" / "datasets" / "bob" / "wider-latents")
     assert lk.find_dataset(tmp_path / "c" / "input") == renamed
     (tmp_path / "d" / "input" / "latentface-package").mkdir(parents=True)
-    with pytest.raises(lk.KaggleSetupError,
-                       match="no dataset with train/labels.txt under .*attached: latentface-package"):
+    with pytest.raises(
+        lk.KaggleSetupError, match="no dataset with train/labels.txt under .*attached: latentface-package"
+    ):
         lk.find_dataset(tmp_path / "d" / "input")
 
 
@@ -476,8 +538,17 @@ def test_kaggle_secrets_absent_off_kaggle(monkeypatch):
 def test_train_command_uses_torchrun_on_two_gpus_only():
     args = ["--epochs", "1"]
     assert lk.train_command(2, args, python="py") == [
-        "py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "latentface.cli", "train", "--epochs", "1"]
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "latentface.cli",
+        "train",
+        "--epochs",
+        "1",
+    ]
     assert lk.train_command(1, args, python="py") == ["py", "-m", "latentface.cli", "train", "--epochs", "1"]
     assert lk.train_command(0, args, python="py") == lk.train_command(1, args, python="py")
 
@@ -494,8 +565,11 @@ def test_run_logged_echoes_logs_and_reports_failures(tmp_path, capfd):
 def test_best_weights_prefers_best_then_final_then_last(tmp_path):
     with pytest.raises(lk.KaggleSetupError, match="no best.pth, weight_final.pth or last.pth"):
         lk.best_weights(tmp_path)
-    for name, expected in (("last.pth", "last.pth"), ("weight_final.pth", "weight_final.pth"),
-                           ("best.pth", "best.pth")):
+    for name, expected in (
+        ("last.pth", "last.pth"),
+        ("weight_final.pth", "weight_final.pth"),
+        ("best.pth", "best.pth"),
+    ):
         (tmp_path / name).write_bytes(b"")
         assert lk.best_weights(tmp_path).name == expected
 
@@ -514,9 +588,14 @@ def _run_dir(folder: Path, epoch: float, elapsed: float) -> Path:
 def test_smoke_and_local_settings_replace_the_notebooks_off_kaggle(tmp_path):
     assert lk.train_settings({"epochs": 100, "lr": 0.01}, "/kaggle", env={}) == {"epochs": 100, "lr": 0.01}
     assert lk.train_settings({"epochs": 100, "lr": 0.01}, "/kaggle", env={"LATENTFACE_SMOKE": "1"}) == {
-        "lr": 0.01, **RECIPES["kaggle-smoke"].train}
-    assert lk.train_settings({"epochs": 100}, lk.LOCAL_ROOT, env={})["epochs"] == RECIPES["kaggle-local"].train[
-        "epochs"] == 3
+        "lr": 0.01,
+        **RECIPES["kaggle-smoke"].train,
+    }
+    assert (
+        lk.train_settings({"epochs": 100}, lk.LOCAL_ROOT, env={})["epochs"]
+        == RECIPES["kaggle-local"].train["epochs"]
+        == 3
+    )
     made = lk.prepare_local_input(tmp_path, env={"LATENTFACE_SMOKE": "1"})
     assert made == tmp_path / "input" / "retina-modify"
     assert [len(list((made / s / "latent").iterdir())) for s in ("train", "val")] == [8, 4]
@@ -525,11 +604,25 @@ def test_smoke_and_local_settings_replace_the_notebooks_off_kaggle(tmp_path):
 
 
 def test_train_arguments_are_checked_and_the_budget_counts_the_whole_run(tmp_path):
-    settings = lk.train_settings({"epochs": 100, "batch_size": 8, "no_progress": True, "stats": None}, "/kaggle",
-                                 env={})
+    settings = lk.train_settings(
+        {"epochs": 100, "batch_size": 8, "no_progress": True, "stats": None}, "/kaggle", env={}
+    )
     args = lk.train_arguments(settings, "data", "runs", "kaggle", time_budget=3600)
-    assert args == ["--dataset_root", "data", "--out", "runs", "--name", "kaggle", "--epochs", "100",
-                    "--batch_size", "8", "--no_progress", "--time_budget", "3600"]
+    assert args == [
+        "--dataset_root",
+        "data",
+        "--out",
+        "runs",
+        "--name",
+        "kaggle",
+        "--epochs",
+        "100",
+        "--batch_size",
+        "8",
+        "--no_progress",
+        "--time_budget",
+        "3600",
+    ]
     run = _run_dir(tmp_path / "run", epoch=3, elapsed=1500.5)
     args = lk.train_arguments(settings, "data", "runs", "kaggle", resume=run, time_budget=3600)
     assert args[-4:] == ["--resume", str(run), "--time_budget", "5100.5"]
@@ -562,8 +655,11 @@ class _Cuda:
 def test_gpus_too_old_for_this_pytorch_are_refused():
     assert lk.cuda_devices(_Cuda([(7, 5), (7, 5)])) == ["Tesla T4", "Tesla T4"]
     assert lk.cuda_devices(_Cuda([])) == []
-    with pytest.raises(lk.KaggleSetupError, match=r"Tesla P100-PCIE-16GB \(sm_60\) but this PyTorch runs on sm_70.*"
-                                                  r"\"machine_shape\": \"NvidiaTeslaT4\""):
+    with pytest.raises(
+        lk.KaggleSetupError,
+        match=r"Tesla P100-PCIE-16GB \(sm_60\) but this PyTorch runs on sm_70.*"
+        r"\"machine_shape\": \"NvidiaTeslaT4\"",
+    ):
         lk.cuda_devices(_Cuda([(6, 0)]))
 
 
@@ -611,8 +707,9 @@ def test_built_kernel_runs_end_to_end_against_a_fake_kaggle_root(built, tmp_path
 
     notebook = nbformat.read(built.kernel_dir / "latentface-train.ipynb", as_version=4)
     # the timeout only stops a hung cell: the checks below are on what the run wrote, not on how long it took
-    NotebookClient(notebook, timeout=1800, kernel_name="python3",
-                   resources={"metadata": {"path": str(root / "working")}}).execute()
+    NotebookClient(
+        notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(root / "working")}}
+    ).execute()
     text = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.outputs)
     site = tmp_path / "tmp" / "latentface-site"
     assert f"installed {built.wheel.name} into {site}" in text  # pip install --no-index --no-deps, offline
@@ -621,8 +718,16 @@ def test_built_kernel_runs_end_to_end_against_a_fake_kaggle_root(built, tmp_path
     assert f"dataset: {root / 'input' / 'retina-modify'}" in text and "run: " in text and "(new)" in text
 
     run = root / "working" / "runs" / "kaggle"
-    for name in ("weight_final.pth", "best.pth", "last.pth", "metrics.csv", "curves.png", "config.json",
-                 "eval/report.json", "eval/pr_curve.png"):
+    for name in (
+        "weight_final.pth",
+        "best.pth",
+        "last.pth",
+        "metrics.csv",
+        "curves.png",
+        "config.json",
+        "eval/report.json",
+        "eval/pr_curve.png",
+    ):
         assert (run / name).is_file(), name
     assert (root / "working" / "train.log").is_file()
     with open(run / "metrics.csv", newline="") as f:

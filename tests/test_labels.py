@@ -1,4 +1,5 @@
 """Label formats: exact round trips, auto-detection, every malformed-input error (file + line), sanitising."""
+
 import re
 
 import numpy as np
@@ -69,7 +70,9 @@ def random_records(rng, n_images, attributes):
             attrs[:, 3] = rng.integers(0, 2, n)  # WIDER's invalid flag is 0/1
         ignore = attrs[:, 3] != 0 if attributes else np.zeros(n, bool)
         key = f"{i}_Event_Event_{i}_{i * 7}"
-        records[key] = FaceRecord(key, f"{i}--Event/{key}.jpg", np.concatenate([xy, xy + wh], 1), lms, has, ignore, attrs)
+        records[key] = FaceRecord(
+            key, f"{i}--Event/{key}.jpg", np.concatenate([xy, xy + wh], 1), lms, has, ignore, attrs
+        )
     return records
 
 
@@ -91,8 +94,12 @@ def test_retinaface_hand_values(tmp_path):
     recs = read_labels(write(tmp_path, RETINA_TEXT))
     r = recs["0_Parade_marchingband_1_849"]
     np.testing.assert_array_equal(r.boxes, [[449, 330, 571, 479]])
-    np.testing.assert_allclose(r.landmarks[0], [[488.906, 373.643], [542.089, 376.442], [515.031, 412.83],
-                                                [485.207, 425.893], [538.357, 431.491]], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        r.landmarks[0],
+        [[488.906, 373.643], [542.089, 376.442], [515.031, 412.83], [485.207, 425.893], [538.357, 431.491]],
+        rtol=0,
+        atol=1e-4,
+    )
     assert r.has_landmarks.tolist() == [True] and r.attributes is None
     assert len(recs["0_Parade_Parade_0_904"]) == 0
     h = recs["1_Handshaking_Handshaking_1_134"]
@@ -112,8 +119,9 @@ def test_wider_round_trip_exact(tmp_path, attributes):
     back = read_wider(tmp_path / "w.txt")
     assert list(back) == list(records)
     for key, rec in records.items():  # WIDER bbx has no landmarks
-        expected = FaceRecord(rec.key, rec.name, rec.boxes, np.full((len(rec), 5, 2), -1), np.zeros(len(rec)),
-                              rec.ignore, rec.attributes)
+        expected = FaceRecord(
+            rec.key, rec.name, rec.boxes, np.full((len(rec), 5, 2), -1), np.zeros(len(rec)), rec.ignore, rec.attributes
+        )
         assert same_record(back[key], expected), key
         assert back[key].boxes.tobytes() == rec.boxes.tobytes()
 
@@ -136,21 +144,24 @@ def test_file_round_trip(tmp_path):
         assert all(same_record(second[k], first[k]) for k in first) and list(second) == list(first)
 
 
-@pytest.mark.parametrize("text,line,words", [
-    ("a.jpg\n1\n1 2 3\n", 3, "expected 4 or 10 columns"),                       # wrong column count
-    ("a.jpg\n1\n1 2 3 4 5 6\n", 3, "got 6"),
-    ("a.jpg\n2\n1 2 3 4\n1 2 3 4 0 0 0 0 0 0\n", 4, "previous faces had 4"),  # mixed widths in one image
-    ("a.jpg\n1\n1 2 x 4\n", 3, "not a number: 'x'"),                           # non-number
-    ("a.jpg\n1\n1 2 nan 4\n", 3, "not a finite number"),
-    ("a.jpg\n1\n1 2 3 4 0 0 0 0.5 0 0\n", 3, "must be integers"),
-    ("a.jpg\n-1\n", 2, "negative face count -1"),                              # negative count
-    ("a.jpg\ntwo\n1 2 3 4\n", 2, "expected a face count"),
-    ("a.jpg\n3\n1 2 3 4\n", 2, "face count 3 but only 1"),                      # count beyond the file
-    ("a.jpg\n2\n1 2 3 4\nb.jpg\n1\n1 2 3 4\n", 4, "line 2 says 2 faces"),       # count beyond the image
-    ("a.jpg\n0\n0 0 1 0 0 0 0 0 0 0\n", 3, "all-zero line"),
-    ("a.jpg\n", 1, "no face-count line"),
-    ("a.jpg\n1\n1 2 3 4\na.jpg\n1\n1 2 3 4\n", 4, "appears twice"),
-])
+@pytest.mark.parametrize(
+    "text,line,words",
+    [
+        ("a.jpg\n1\n1 2 3\n", 3, "expected 4 or 10 columns"),  # wrong column count
+        ("a.jpg\n1\n1 2 3 4 5 6\n", 3, "got 6"),
+        ("a.jpg\n2\n1 2 3 4\n1 2 3 4 0 0 0 0 0 0\n", 4, "previous faces had 4"),  # mixed widths in one image
+        ("a.jpg\n1\n1 2 x 4\n", 3, "not a number: 'x'"),  # non-number
+        ("a.jpg\n1\n1 2 nan 4\n", 3, "not a finite number"),
+        ("a.jpg\n1\n1 2 3 4 0 0 0 0.5 0 0\n", 3, "must be integers"),
+        ("a.jpg\n-1\n", 2, "negative face count -1"),  # negative count
+        ("a.jpg\ntwo\n1 2 3 4\n", 2, "expected a face count"),
+        ("a.jpg\n3\n1 2 3 4\n", 2, "face count 3 but only 1"),  # count beyond the file
+        ("a.jpg\n2\n1 2 3 4\nb.jpg\n1\n1 2 3 4\n", 4, "line 2 says 2 faces"),  # count beyond the image
+        ("a.jpg\n0\n0 0 1 0 0 0 0 0 0 0\n", 3, "all-zero line"),
+        ("a.jpg\n", 1, "no face-count line"),
+        ("a.jpg\n1\n1 2 3 4\na.jpg\n1\n1 2 3 4\n", 4, "appears twice"),
+    ],
+)
 def test_wider_errors_name_file_and_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
     with pytest.raises(LabelFormatError) as err:
@@ -160,12 +171,15 @@ def test_wider_errors_name_file_and_line(tmp_path, text, line, words):
     assert err.value.line == line and err.value.path == str(path)
 
 
-@pytest.mark.parametrize("text,line,words", [
-    ("# a.jpg\n1 2 3 4 5\n", 2, "expected 4, 19 or 20 columns"),
-    ("# a.jpg\n1 2 3 4 " + "1 " * 14 + "zz\n", 2, "not a number: 'zz'"),
-    ("#\n", 1, "without an image name"),
-    ("# a.jpg\n# b.jpg\n# a.jpg\n", 3, "appears twice"),
-])
+@pytest.mark.parametrize(
+    "text,line,words",
+    [
+        ("# a.jpg\n1 2 3 4 5\n", 2, "expected 4, 19 or 20 columns"),
+        ("# a.jpg\n1 2 3 4 " + "1 " * 14 + "zz\n", 2, "not a number: 'zz'"),
+        ("#\n", 1, "without an image name"),
+        ("# a.jpg\n# b.jpg\n# a.jpg\n", 3, "appears twice"),
+    ],
+)
 def test_retinaface_errors_name_file_and_line(tmp_path, text, line, words):
     path = write(tmp_path, text)
     with pytest.raises(LabelFormatError, match=f"^{re.escape(str(path))}:{line}: .*{re.escape(words)}"):
@@ -186,17 +200,27 @@ def test_missing_file(tmp_path):
 
 
 def test_sanitize_policy():
-    boxes = np.array([
-        [10, 10, 20, 30],     # inside: kept as is
-        [-5, 90, 15, 110],    # partly outside: clipped to [0, 90, 15, 100]
-        [30, 30, 30, 40],     # zero width: dropped
-        [120, 10, 130, 20],   # wholly outside (right): dropped
-        [50, 50, 40, 60],     # negative width: dropped
-        [90, -10, 105, 5],    # corner: clipped to [90, 0, 100, 5]
-    ], dtype=np.float32)
+    boxes = np.array(
+        [
+            [10, 10, 20, 30],  # inside: kept as is
+            [-5, 90, 15, 110],  # partly outside: clipped to [0, 90, 15, 100]
+            [30, 30, 30, 40],  # zero width: dropped
+            [120, 10, 130, 20],  # wholly outside (right): dropped
+            [50, 50, 40, 60],  # negative width: dropped
+            [90, -10, 105, 5],  # corner: clipped to [90, 0, 100, 5]
+        ],
+        dtype=np.float32,
+    )
     lms = np.arange(6 * 10, dtype=np.float32).reshape(6, 5, 2)
-    rec = FaceRecord("k", "e/k.jpg", boxes, lms, [True, False, True, True, True, True], [0, 1, 0, 0, 0, 0],
-                     np.arange(36).reshape(6, 6))
+    rec = FaceRecord(
+        "k",
+        "e/k.jpg",
+        boxes,
+        lms,
+        [True, False, True, True, True, True],
+        [0, 1, 0, 0, 0, 0],
+        np.arange(36).reshape(6, 6),
+    )
     clean, dropped = sanitize(rec, width=100, height=100)
     assert dropped == 3
     np.testing.assert_array_equal(clean.boxes, [[10, 10, 20, 30], [0, 90, 15, 100], [90, 0, 100, 5]])
@@ -215,7 +239,9 @@ def test_merge_landmarks(tmp_path):
     m = merged["0_Parade_marchingband_1_849"]
     assert m.has_landmarks.tolist() == [True] and m.attributes is not None
     np.testing.assert_array_equal(m.landmarks, lms["0_Parade_marchingband_1_849"].landmarks)
-    shifted = {k: FaceRecord(r.key, r.name, r.boxes + 3, r.landmarks, r.has_landmarks, r.ignore) for k, r in lms.items()}
+    shifted = {
+        k: FaceRecord(r.key, r.name, r.boxes + 3, r.landmarks, r.has_landmarks, r.ignore) for k, r in lms.items()
+    }
     merged, mismatched = merge_landmarks(wider, shifted)
     assert mismatched == 1 and not merged["0_Parade_marchingband_1_849"].has_landmarks.any()
 

@@ -1,6 +1,7 @@
 """``latentface stats --report`` (latentface.data.latent_report): luma vs chroma statistics, skipped
 residuals (exact for the built-in codecs, a labelled proxy or "cannot be told" otherwise) and how
 far apart the rates of one image are."""
+
 from __future__ import annotations
 
 import json
@@ -139,8 +140,23 @@ def test_dct_dataset_cli_prints_and_writes_json(tmp_path, capsys):
     assert report["rate_pairs"]["12-100"]["verdict"] in ("near", "far")
     # --output, --images
     other = tmp_path / "r.json"
-    assert main(["stats", "--dataset_root", str(root), "--split", "val", "--report", "--images", "1",
-                 "--output", str(other)]) == 0
+    assert (
+        main(
+            [
+                "stats",
+                "--dataset_root",
+                str(root),
+                "--split",
+                "val",
+                "--report",
+                "--images",
+                "1",
+                "--output",
+                str(other),
+            ]
+        )
+        == 0
+    )
     assert json.loads(other.read_text())["images"] == 1
 
 
@@ -189,8 +205,10 @@ def test_learned_dataset_skipped_share_is_exact(tmp_path, learned_codec):
         assert luma["reencode_match_share"] == 1.0 and chroma["reencode_match_share"] == 1.0
         assert luma["equal_to_mean_share"] >= luma["skipped_share"]
     # higher gain -> fewer skipped residuals
-    assert report["skipped"]["12"]["parts"]["luma"]["skipped_share"] > report["skipped"]["100"]["parts"]["luma"][
-        "skipped_share"]
+    assert (
+        report["skipped"]["12"]["parts"]["luma"]["skipped_share"]
+        > report["skipped"]["100"]["parts"]["luma"]["skipped_share"]
+    )
     # latents of other weights: not re-run with the installed ones
     write_codec_description(tmp_path, "learned", weights_digest="0" * 64)
     k = lr.latent_report(tmp_path, "val")["skipped"]["12"]

@@ -16,8 +16,15 @@ def test_resnet50_latent_maps_have_the_documented_shapes():
     model = LatentRetinaFace(backbone="resnet50", bridge="pixelshuffle").eval()
     x = torch.randn(1, 256, 40, 40)
     assert shapes(model.extract(x)) == {
-        "C1": (256, 160, 160), "C2": (512, 80, 80), "C3": (1024, 40, 40), "C4": (2048, 20, 20),
-        "P2": (256, 160, 160), "P3": (256, 80, 80), "P4": (256, 40, 40), "P5": (256, 20, 20), "P6": (256, 10, 10),
+        "C1": (256, 160, 160),
+        "C2": (512, 80, 80),
+        "C3": (1024, 40, 40),
+        "C4": (2048, 20, 20),
+        "P2": (256, 160, 160),
+        "P3": (256, 80, 80),
+        "P4": (256, 40, 40),
+        "P5": (256, 20, 20),
+        "P6": (256, 10, 10),
     }
     logits, boxes, landmarks = model(x)
     assert logits.shape == (1, 102300, 2) and boxes.shape == (1, 102300, 4) and landmarks.shape == (1, 102300, 10)
@@ -119,19 +126,25 @@ def test_checkpoint_round_trip_rebuilds_the_model(tmp_path):
 
 
 def test_a_checkpoint_decodes_with_its_own_anchor_layout_whatever_the_presets_become(tmp_path, monkeypatch):
-    model = LatentRetinaFace(backbone="resnet18", bridge="pixelshuffle", out_channels=16, in_channels=8,
-                             anchors="six").eval()
+    model = LatentRetinaFace(
+        backbone="resnet18", bridge="pixelshuffle", out_channels=16, in_channels=8, anchors="six"
+    ).eval()
     path = save_checkpoint({"model": model.state_dict(), "config": model.config}, tmp_path / "w.pth")
     payload = load_checkpoint(path)
     assert payload["format_version"] == FORMAT_VERSION == 2
     assert payload["config"]["anchors"] == {
-        "levels": [2, 3, 4, 5, 6], "strides": [4, 8, 16, 32, 64],
-        "sizes": [list(s) for s in anchors.PRESETS["six"].sizes], "ratios": [0.5, 1.0], "variances": [0.1, 0.2]}
+        "levels": [2, 3, 4, 5, 6],
+        "strides": [4, 8, 16, 32, 64],
+        "sizes": [list(s) for s in anchors.PRESETS["six"].sizes],
+        "ratios": [0.5, 1.0],
+        "variances": [0.1, 0.2],
+    }
     x = torch.randn(1, 8, 6, 6)
     before = model.anchors(x)
     # The preset changes (same anchor count per location, other sizes): the checkpoint must not notice.
-    changed = AnchorLayout(levels=(2, 3, 4, 5, 6), sizes=tuple((s * 3, s * 4, s * 5) for s in (8, 16, 32, 64, 128)),
-                           ratios=(0.5, 1.0))
+    changed = AnchorLayout(
+        levels=(2, 3, 4, 5, 6), sizes=tuple((s * 3, s * 4, s * 5) for s in (8, 16, 32, 64, 128)), ratios=(0.5, 1.0)
+    )
     monkeypatch.setitem(anchors.PRESETS, "six", changed)
     assert LatentRetinaFace(backbone="resnet18", out_channels=16, in_channels=8, anchors="six").anchor_layout == changed
     loaded, _ = model_from_checkpoint(path)
@@ -170,8 +183,16 @@ def test_format_1_checkpoints_still_load_with_anchors_by_preset_name(tmp_path):
 
 def test_model_config_is_the_preset_with_explicit_choices_over_it():
     fast = model_config(preset="fast", out_channels=16, in_channels=8)
-    assert fast == dict(kind="latent", backbone="resnet18", bridge="codec", out_channels=16, in_channels=8,
-                        anchors=get_layout("default").to_dict(), blocks=1, light_p2=True)
+    assert fast == dict(
+        kind="latent",
+        backbone="resnet18",
+        bridge="codec",
+        out_channels=16,
+        in_channels=8,
+        anchors=get_layout("default").to_dict(),
+        blocks=1,
+        light_p2=True,
+    )
     assert build_model(fast).config == fast
     rgb = model_config("rgb", backbone="resnet18", anchors="six")
     assert rgb == dict(kind="rgb", backbone="resnet18", out_channels=256, anchors=get_layout("six").to_dict())

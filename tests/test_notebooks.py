@@ -1,5 +1,6 @@
 """The notebooks: every pair in step, committed outputs present and small, and every notebook
 executing headless on the synthetic dataset in its smoke configuration."""
+
 import json
 import os
 import shutil
@@ -41,7 +42,8 @@ def test_pair_has_identical_code_cells(path):
     ipynb = path.with_suffix(".ipynb")
     assert ipynb.is_file(), f"{ipynb.name} is missing: run `make notebooks`"
     assert code_cells(jupytext.read(path)) == code_cells(nbformat.read(ipynb, as_version=4)), (
-        f"{path.name} and {ipynb.name} differ: run `make notebooks` (or `jupytext --sync {path}`)")
+        f"{path.name} and {ipynb.name} differ: run `make notebooks` (or `jupytext --sync {path}`)"
+    )
 
 
 def test_every_ipynb_has_its_py():
@@ -78,8 +80,10 @@ def synthetic_datasets(folder: Path) -> dict[Path, dict]:
         if info.get("generator") == "latentface synth":
             root = codec_file.parent
             labels = {split: root / split / "labels.txt" for split in ("train", "val")}
-            found[root] = {"size": info["size"],
-                           **{split: len(read_labels(path)) for split, path in labels.items() if path.is_file()}}
+            found[root] = {
+                "size": info["size"],
+                **{split: len(read_labels(path)) for split, path in labels.items() if path.is_file()},
+            }
     return found
 
 
@@ -101,7 +105,8 @@ def test_notebook_executes_in_smoke_mode(path, tmp_path):
         assert datasets, f"{path.name} made no synthetic dataset under its work folder"
     for root, info in datasets.items():
         assert info["size"] <= SMOKE_MAX_SIZE and max(info.get("train", 0), info.get("val", 0)) <= SMOKE_MAX_IMAGES, (
-            f"{path.name} made {root} ({info}) in its smoke configuration")
+            f"{path.name} made {root} ({info}) in its smoke configuration"
+        )
     if path.stem.startswith("04"):
         saved = list((tmp_path / "work").rglob("thresholds.json"))
         assert len(saved) == 1
@@ -118,9 +123,14 @@ def test_data_inspection_runs_on_data_without_codec_or_images(tmp_path):
     (root / "codec.json").unlink()
     for split in ("train", "val"):
         shutil.rmtree(root / split / "images")
-    nb = notebooks.execute(FOLDER / "01_data_inspection.py", smoke_run=True, write=False, timeout=SMOKE_LIMIT_S,
-                           extra_env={notebooks.WORK_ENV: str(tmp_path / "work")},
-                           parameters={"dataset_root": str(root)})
+    nb = notebooks.execute(
+        FOLDER / "01_data_inspection.py",
+        smoke_run=True,
+        write=False,
+        timeout=SMOKE_LIMIT_S,
+        extra_env={notebooks.WORK_ENV: str(tmp_path / "work")},
+        parameters={"dataset_root": str(root)},
+    )
     assert nb.cells[2].metadata["tags"] == ["injected-parameters"]
     text = "".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
     assert "train: 3 images" in text and "val: 3 images" in text
@@ -138,8 +148,10 @@ def test_injected_parameters_need_write_false(tmp_path):
 @pytest.mark.notebook
 def test_runner_writes_the_executed_pair(tmp_path):
     py = tmp_path / "01_tiny.py"
-    py.write_text('# %% tags=["parameters"]\nfrom latentface.util.env import smoke\n\nSMOKE = smoke()\n\n'
-                  "# %%\nimport sys\nprint('smoke' if SMOKE else 'full', 6 * 7, sys.prefix)\n")
+    py.write_text(
+        '# %% tags=["parameters"]\nfrom latentface.util.env import smoke\n\nSMOKE = smoke()\n\n'
+        "# %%\nimport sys\nprint('smoke' if SMOKE else 'full', 6 * 7, sys.prefix)\n"
+    )
     assert notebooks.main([str(py), "--smoke"]) == 0
     nb = nbformat.read(py.with_suffix(".ipynb"), as_version=4)
     assert code_cells(nb) == code_cells(jupytext.read(py))

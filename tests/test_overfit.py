@@ -1,4 +1,5 @@
 """A tiny detector fits two latents: the loss, the anchors, the heads and post-processing agree."""
+
 import pytest
 import torch
 from torchvision.ops import box_iou
@@ -15,10 +16,17 @@ def test_tiny_model_overfits_two_latents():
     torch.manual_seed(0)
     model = LatentRetinaFace(backbone="resnet18", bridge="pixelshuffle", out_channels=16, in_channels=16)
     latents = torch.randn(2, 16, 8, 8)  # two 128x128 images
-    boxes = [torch.tensor([[20.0, 24.0, 52.0, 64.0], [80.0, 70.0, 112.0, 110.0]]), torch.tensor([[40.0, 30.0, 100.0, 100.0]])]
+    boxes = [
+        torch.tensor([[20.0, 24.0, 52.0, 64.0], [80.0, 70.0, 112.0, 110.0]]),
+        torch.tensor([[40.0, 30.0, 100.0, 100.0]]),
+    ]
     targets = [
-        {"boxes": b, "landmarks": ((b[:, None, :2] + b[:, None, 2:]) / 2).expand(-1, 5, -1).clone(),
-         "has_landmarks": torch.ones(len(b), dtype=torch.bool), "key": str(i)}
+        {
+            "boxes": b,
+            "landmarks": ((b[:, None, :2] + b[:, None, 2:]) / 2).expand(-1, 5, -1).clone(),
+            "has_landmarks": torch.ones(len(b), dtype=torch.bool),
+            "key": str(i),
+        }
         for i, b in enumerate(boxes)
     ]
     anchors = model.anchors(latents)

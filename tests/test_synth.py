@@ -1,4 +1,5 @@
 """Synthetic dataset: determinism (same seed, same bytes), layout, face statistics, CLI."""
+
 import json
 import re
 
@@ -109,11 +110,32 @@ def test_errors_and_overwrite(small, tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    assert main(["synth", "--root", str(tmp_path / "s"), "--train", "2", "--val", "1", "--size", "64",
-                 "--rates", "25,100", "--seed", "1", "--no_progress"]) == 0
+    assert (
+        main(
+            [
+                "synth",
+                "--root",
+                str(tmp_path / "s"),
+                "--train",
+                "2",
+                "--val",
+                "1",
+                "--size",
+                "64",
+                "--rates",
+                "25,100",
+                "--seed",
+                "1",
+                "--no_progress",
+            ]
+        )
+        == 0
+    )
     assert "wrote 3 images" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "s" / "train" / "latent" / image_key(0)).iterdir()) == [
-        "latent_100.npy", "latent_25.npy"]
+        "latent_100.npy",
+        "latent_25.npy",
+    ]
     assert main(["synth", "--dataset_root", str(tmp_path / "s"), "--train", "1", "--val", "0", "--no_progress"]) == 2
     assert re.search(r"latentface synth: error: .*already exists", capsys.readouterr().err)
     assert main(["synth", "--root", str(tmp_path / "t"), "--rates", "25,high", "--no_progress"]) == 2

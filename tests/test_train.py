@@ -1,4 +1,5 @@
 """Training: steps reduce the loss, checkpoints, exact resume after SIGTERM, the non-finite guard, bad input."""
+
 import csv
 import json
 import math
@@ -30,8 +31,20 @@ def dataset(synthetic_dataset):
 
 
 def config(dataset, out, **overrides) -> TrainConfig:
-    base = dict(dataset_root=str(dataset), preset="fast", out_channels=16, batch_size=2, epochs=2, lr=0.01,
-                workers=0, out=str(out), name="run", no_wandb=True, progress=False, deterministic=True)
+    base = dict(
+        dataset_root=str(dataset),
+        preset="fast",
+        out_channels=16,
+        batch_size=2,
+        epochs=2,
+        lr=0.01,
+        workers=0,
+        out=str(out),
+        name="run",
+        no_wandb=True,
+        progress=False,
+        deterministic=True,
+    )
     return TrainConfig(**{**base, **overrides})
 
 
@@ -68,20 +81,50 @@ def test_steps_reduce_loss_and_write_loadable_checkpoints(dataset, tmp_path):
     assert all(r["val_ap"] == "" for r in rows[:-1]) and 0 <= float(rows[-1]["val_ap"]) <= 1  # validated at the end
 
     names = {p.name for p in run_dir.iterdir()}
-    assert {"config.json", "stats.json", "last.pth", "best.pth", "weight_final.pth", "metrics.csv", "curves.png",
-            *(f"epoch_{e:03d}.pth" for e in range(1, 5))} <= names
+    assert {
+        "config.json",
+        "stats.json",
+        "last.pth",
+        "best.pth",
+        "weight_final.pth",
+        "metrics.csv",
+        "curves.png",
+        *(f"epoch_{e:03d}.pth" for e in range(1, 5)),
+    } <= names
     payload = torch.load(run_dir / "last.pth", weights_only=True)
-    assert {"model", "config", "epoch", "step", "optimizer", "scheduler", "scaler", "rng", "train_config",
-            "metrics"} <= set(payload)
+    assert {
+        "model",
+        "config",
+        "epoch",
+        "step",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "rng",
+        "train_config",
+        "metrics",
+    } <= set(payload)
     assert (payload["epoch"], payload["epoch_step"], payload["step"]) == (4, 0, 4)
-    assert payload["config"] == dict(kind="latent", backbone="resnet18", bridge="codec", out_channels=16,
-                                     in_channels=256, anchors=get_layout("default").to_dict(), blocks=1,
-                                     light_p2=True)  # "fast", 16 wide, the anchor layout written out
+    assert payload["config"] == dict(
+        kind="latent",
+        backbone="resnet18",
+        bridge="codec",
+        out_channels=16,
+        in_channels=256,
+        anchors=get_layout("default").to_dict(),
+        blocks=1,
+        light_p2=True,
+    )  # "fast", 16 wide, the anchor layout written out
     assert payload["format_version"] == FORMAT_VERSION
     files = RunDir(run_dir)
     assert (files.last, files.best, files.final, files.metrics, files.config, files.epoch(4)) == (
-        run_dir / "last.pth", run_dir / "best.pth", run_dir / "weight_final.pth", run_dir / "metrics.csv",
-        run_dir / "config.json", run_dir / "epoch_004.pth")
+        run_dir / "last.pth",
+        run_dir / "best.pth",
+        run_dir / "weight_final.pth",
+        run_dir / "metrics.csv",
+        run_dir / "config.json",
+        run_dir / "epoch_004.pth",
+    )
     assert files.epochs() == [run_dir / f"epoch_{e:03d}.pth" for e in range(1, 5)]
     # The weights-only checkpoints rebuild the model with no architecture flags and detect.
     model, final = model_from_checkpoint(run_dir / "weight_final.pth")
@@ -127,7 +170,11 @@ def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(dataset, tmp_pat
     assert len(momentum_a) == len(momentum_b) > 0
     assert all(torch.equal(x, y) for x, y in zip(momentum_a, momentum_b))
     assert a["scheduler"] == b["scheduler"]
-    assert [r["epoch"] for r in read_metrics(resumed)] == [r["epoch"] for r in read_metrics(uninterrupted)] == ["1.0", "1.5"]
+    assert (
+        [r["epoch"] for r in read_metrics(resumed)]
+        == [r["epoch"] for r in read_metrics(uninterrupted)]
+        == ["1.0", "1.5"]
+    )
 
 
 def test_ctrl_c_finishes_the_step_and_leaves_a_resumable_checkpoint(dataset, tmp_path, monkeypatch):
@@ -174,13 +221,30 @@ def test_corrupt_or_wrong_architecture_weight_is_named(dataset, tmp_path, capsys
         train(config(dataset, tmp_path / "a", weight=str(corrupt)))
     other = build_model(TrainConfig(preset="fast", out_channels=32).model_config())
     wrong = save_checkpoint({"model": other.state_dict(), "config": other.config}, tmp_path / "wide.pth")
-    with pytest.raises(CheckpointError, match=rf"{wrong}: a different model architecture \(out_channels: 32 in the "
-                                              r"checkpoint, 16 asked for\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{wrong}: a different model architecture \(out_channels: 32 in the "
+        r"checkpoint, 16 asked for\)",
+    ):
         train(config(dataset, tmp_path / "b", weight=str(wrong)))
     # The command line turns it into one line and exit status 2.
-    argv = ["train", "--dataset_root", str(dataset), "--preset", "fast", "--out-channels", "16",
-            "--batch_size", "2", "--weight", str(corrupt), "--out", str(tmp_path / "c"), "--no_wandb",
-            "--no-progress"]
+    argv = [
+        "train",
+        "--dataset_root",
+        str(dataset),
+        "--preset",
+        "fast",
+        "--out-channels",
+        "16",
+        "--batch_size",
+        "2",
+        "--weight",
+        str(corrupt),
+        "--out",
+        str(tmp_path / "c"),
+        "--no_wandb",
+        "--no-progress",
+    ]
     assert run_command("train", build_parser(argv).parse_args(argv)) == 2
     err = capsys.readouterr().err
     assert f"latentface train: error: {corrupt}: not a readable latentface checkpoint" in err and "Traceback" not in err
@@ -190,8 +254,11 @@ def test_missing_dataset_and_architecture_change_on_resume_are_clear(dataset, tm
     with pytest.raises(TrainingError, match=r"dataset split not found: .*nowhere/train"):
         train(config(tmp_path / "nowhere", tmp_path))
     run_dir = train(config(dataset, tmp_path, max_steps=1, val_every=100))
-    with pytest.raises(CheckpointError, match=r"last.pth: a different model architecture \(backbone: 'resnet18' in "
-                                              r"the checkpoint, 'resnet34' asked for\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"last.pth: a different model architecture \(backbone: 'resnet18' in "
+        r"the checkpoint, 'resnet34' asked for\)",
+    ):
         train(TrainConfig(resume=str(run_dir), model="resnet34"))  # the run has the "fast" preset's resnet18
     with pytest.raises(CheckpointError, match="holds weights but no training state"):
         train(TrainConfig(resume=str(run_dir / "weight_final.pth")))
@@ -202,19 +269,44 @@ def test_missing_dataset_and_architecture_change_on_resume_are_clear(dataset, tm
 def test_flags_take_both_spellings_and_override_the_config_file(tmp_path):
     file = tmp_path / "cfg.json"
     file.write_text(json.dumps({"dataset-root": "from/file", "batch_size": 7, "lr": 0.5, "epochs": 3}))
-    argv = ["train", "--config", str(file), "--batch-size", "3", "--latent_type", "latent_50.npy", "--no-augment",
-            "--no_wandb", "--freeze", "--weight", "w.pth", "--model", "resnet34", "--device", "cpu"]
+    argv = [
+        "train",
+        "--config",
+        str(file),
+        "--batch-size",
+        "3",
+        "--latent_type",
+        "latent_50.npy",
+        "--no-augment",
+        "--no_wandb",
+        "--freeze",
+        "--weight",
+        "w.pth",
+        "--model",
+        "resnet34",
+        "--device",
+        "cpu",
+    ]
     cfg = config_from_args(build_parser(argv).parse_args(argv))
     assert (cfg.dataset_root, cfg.batch_size, cfg.lr, cfg.epochs) == ("from/file", 3, 0.5, 3)
     assert (cfg.latent_type, cfg.augment, cfg.no_wandb, cfg.freeze, cfg.weight, cfg.model, cfg.device) == (
-        "latent_50.npy", False, True, True, "w.pth", "resnet34", "cpu")
+        "latent_50.npy",
+        False,
+        True,
+        True,
+        "w.pth",
+        "resnet34",
+        "cpu",
+    )
     assert cfg.momentum == 0.9 and cfg.weight_decay == 5e-4 and cfg.bridge is None  # the preset's bridge
     file.write_text(json.dumps({"learning_rate": 1}))
     with pytest.raises(TrainingError, match=rf"{file}: unknown setting 'learning_rate'"):
         read_config_file(file)
     with pytest.raises(TrainingError, match="--batch_size must be at least 1"):
         TrainConfig(batch_size=0).validate()
-    with pytest.raises(TrainingError, match=r"--anchors must be one of \['default', 'six', 'three_level'\], got 'nine'"):
+    with pytest.raises(
+        TrainingError, match=r"--anchors must be one of \['default', 'six', 'three_level'\], got 'nine'"
+    ):
         TrainConfig(anchors="nine").validate()
 
 

@@ -1,4 +1,5 @@
 """DDP under torchrun: two CPU processes (gloo) train one model and end with identical weights."""
+
 import json
 import os
 import subprocess
@@ -16,10 +17,36 @@ def test_torchrun_two_gloo_processes_end_with_identical_weights(tmp_path, synthe
     data = synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)  # test_train's dataset
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "latentface.train", "--dataset_root", str(data), "--preset", "fast", "--out_channels", "16",
-        "--batch_size", "2", "--epochs", "1", "--lr", "0.01", "--workers", "0", "--device", "cpu",
-        "--out", str(tmp_path / "runs"), "--name", "ddp", "--no_progress", "--no_wandb",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "latentface.train",
+        "--dataset_root",
+        str(data),
+        "--preset",
+        "fast",
+        "--out_channels",
+        "16",
+        "--batch_size",
+        "2",
+        "--epochs",
+        "1",
+        "--lr",
+        "0.01",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "runs"),
+        "--name",
+        "ddp",
+        "--no_progress",
+        "--no_wandb",
     ]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]

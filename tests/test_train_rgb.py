@@ -1,4 +1,5 @@
 """The RGB baseline's data (PNG images, same targets, matching augmentations) and experiment tracking."""
+
 import sys
 import types
 
@@ -25,8 +26,12 @@ def dataset(synthetic_dataset):
 
 
 def face_target(boxes, landmarks, has):
-    return {"boxes": torch.tensor(boxes, dtype=torch.float32), "landmarks": torch.tensor(landmarks, dtype=torch.float32),
-            "has_landmarks": torch.tensor(has), "key": "k"}
+    return {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "landmarks": torch.tensor(landmarks, dtype=torch.float32),
+        "has_landmarks": torch.tensor(has),
+        "key": "k",
+    }
 
 
 def test_rgb_dataset_reads_the_png_with_the_latent_datasets_targets(dataset):
@@ -56,8 +61,11 @@ def test_rgb_dataset_names_a_broken_image(dataset, tmp_path):
 
 def test_image_flip_and_crop_by_hand():
     image = torch.arange(3 * 2 * 4, dtype=torch.float32).reshape(3, 2, 4)
-    target = face_target([[0, 0, 1, 2], [1, 0, 3, 1]],
-                         [[[1, 1], [2.5, 1], [2, 1.5], [1.25, 2], [2.25, 2]], [[-1, -1]] * 5], [True, False])
+    target = face_target(
+        [[0, 0, 1, 2], [1, 0, 3, 1]],
+        [[[1, 1], [2.5, 1], [2, 1.5], [1.25, 2], [2.25, 2]], [[-1, -1]] * 5],
+        [True, False],
+    )
     flipped, t = hflip_image(image, target)
     assert torch.equal(flipped[:, :, 0], image[:, :, 3])
     assert t["boxes"].tolist() == [[3, 0, 4, 2], [1, 0, 3, 1]]
@@ -86,9 +94,21 @@ def test_image_augmentations_draw_like_the_latent_ones():
 
 
 def test_rgb_baseline_trains_into_a_checkpoint_detect_reads(dataset, tmp_path):
-    run_dir = train(TrainConfig(dataset_root=str(dataset), input="rgb", model="resnet18", out_channels=16,
-                                batch_size=2, epochs=1, workers=0, out=str(tmp_path), name="rgb", no_wandb=True,
-                                progress=False))
+    run_dir = train(
+        TrainConfig(
+            dataset_root=str(dataset),
+            input="rgb",
+            model="resnet18",
+            out_channels=16,
+            batch_size=2,
+            epochs=1,
+            workers=0,
+            out=str(tmp_path),
+            name="rgb",
+            no_wandb=True,
+            progress=False,
+        )
+    )
     detector = Detector.from_checkpoint(run_dir / "weight_final.pth", device="cpu")
     assert detector.model.config["kind"] == "rgb"
     assert detector(torch.zeros(3, 64, 64))[0]["landmarks"].shape[1:] == (5, 2)
@@ -102,8 +122,9 @@ def test_tracking_switches_off_with_one_line(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
     lines = []
     tracker = Tracker(True, None, "p", "n", tmp_path, {}, None, log=lines.append)
-    assert tracker.run is None and lines == ["experiment tracking off: wandb is not installed "
-                                             "(pip install 'latentface[tracking]')"]
+    assert tracker.run is None and lines == [
+        "experiment tracking off: wandb is not installed (pip install 'latentface[tracking]')"
+    ]
     tracker.log({"a": 1}, step=1)  # no-ops
     tracker.finish()
 
@@ -132,17 +153,30 @@ def test_weights_and_biases_receives_losses_ap_and_validation_images(dataset, tm
         inits.append(kwargs)
         return Run()
 
-    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(
-        init=init, Image=lambda image, caption: (caption, image.shape)))
+    monkeypatch.setitem(
+        sys.modules, "wandb", types.SimpleNamespace(init=init, Image=lambda image, caption: (caption, image.shape))
+    )
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    run_dir = train(TrainConfig(dataset_root=str(dataset), preset="fast", out_channels=16, batch_size=2, epochs=1,
-                                workers=0, out=str(tmp_path), name="tracked", progress=False, val_images=1,
-                                wandb_project="faces"))
+    run_dir = train(
+        TrainConfig(
+            dataset_root=str(dataset),
+            preset="fast",
+            out_channels=16,
+            batch_size=2,
+            epochs=1,
+            workers=0,
+            out=str(tmp_path),
+            name="tracked",
+            progress=False,
+            val_images=1,
+            wandb_project="faces",
+        )
+    )
     assert inits[0]["project"] == "faces" and inits[0]["name"] == "tracked" and inits[0]["resume"] == "allow"
     assert inits[0]["config"]["batch_size"] == 2
     assert torch.load(run_dir / "last.pth", weights_only=True)["wandb_id"] == inits[0]["id"]
     metrics = {k: v for step, data in logged if step == 2 for k, v in data.items()}
     assert {"lr", "train/total", "train/box", "train/cls", "train/landmark", "val/total", "val/ap"} <= set(metrics)
-    (caption, shape), = metrics["val/images"]
+    ((caption, shape),) = metrics["val/images"]
     assert shape == (64, 64, 3) and caption == RGBWiderFaceDataset(dataset, "val").keys[0]
     assert logged[-1][0] == "finished"

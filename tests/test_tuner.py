@@ -16,20 +16,30 @@ from latentface.tools.tuner import logic as tuner_logic
 
 # Image "a": faces F1, F2 and an ignored F3; image "b" has no face.
 GT = {
-    "a": {"boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32),
-          "ignore": np.array([False, False, True])},
+    "a": {
+        "boxes": np.array([[0, 0, 10, 10], [20, 0, 30, 10], [40, 0, 50, 10]], np.float32),
+        "ignore": np.array([False, False, True]),
+    },
     "b": {"boxes": np.zeros((0, 4), np.float32), "ignore": np.zeros(0, bool)},
 }
 CANDIDATES = {
-    "a": {"boxes": np.array([[0, 0, 10, 10],     # d1 0.9: F1
-                             [0, 0, 10, 11],     # d2 0.8: IoU 0.91 with d1 (suppressed at NMS 0.4), F1 again
-                             [40, 0, 50, 10],    # d3 0.7: the ignored F3
-                             [20, 0, 30, 10],    # d4 0.3: F2
-                             [60, 0, 70, 10]],   # d5 0.5: nothing
-                            np.float32),
-          "scores": np.array([0.9, 0.8, 0.7, 0.3, 0.5], np.float32)},
-    "b": {"boxes": np.array([[0, 0, 10, 10], [5, 5, 9, 9]], np.float32),
-          "scores": np.array([0.6, 0.01], np.float32)},  # 0.01 is below the floor: never cached
+    "a": {
+        "boxes": np.array(
+            [
+                [0, 0, 10, 10],  # d1 0.9: F1
+                [0, 0, 10, 11],  # d2 0.8: IoU 0.91 with d1 (suppressed at NMS 0.4), F1 again
+                [40, 0, 50, 10],  # d3 0.7: the ignored F3
+                [20, 0, 30, 10],  # d4 0.3: F2
+                [60, 0, 70, 10],
+            ],  # d5 0.5: nothing
+            np.float32,
+        ),
+        "scores": np.array([0.9, 0.8, 0.7, 0.3, 0.5], np.float32),
+    },
+    "b": {
+        "boxes": np.array([[0, 0, 10, 10], [5, 5, 9, 9]], np.float32),
+        "scores": np.array([0.6, 0.01], np.float32),
+    },  # 0.01 is below the floor: never cached
 }
 
 
@@ -50,16 +60,19 @@ def test_match_outcomes_follow_the_wider_rules():
     assert proposal.tolist() == [True, True] and recalls.tolist() == [False, False]
 
 
-@pytest.mark.parametrize("settings, expected, precision, recall", [
-    # conf 0.02, NMS 0.4: a -> d1 d3 d5 d4 (d2 suppressed), b -> e1. TP d1 d4; FP d5 e1; d3 ignored.
-    (dict(conf=0.02), (2, 2, 2, 5), 2 / 4, 1.0),
-    (dict(conf=0.55), (1, 1, 2, 3), 1 / 2, 1 / 2),  # a: d1 d3; b: e1
-    (dict(conf=0.65), (1, 0, 2, 2), 1.0, 1 / 2),  # a: d1 d3
-    (dict(conf=0.95), (0, 0, 2, 0), 0.0, 0.0),
-    (dict(conf=0.02, nms=0.95), (2, 3, 2, 6), 2 / 5, 1.0),  # d2 survives NMS: a second hit on F1
-    (dict(conf=0.02, nms=0.95, topk=2), (1, 2, 2, 3), 1 / 3, 1 / 2),  # a keeps d1 d2 before NMS
-    (dict(conf=0.02, keep=1), (1, 1, 2, 2), 1 / 2, 1 / 2),  # a: d1; b: e1
-])
+@pytest.mark.parametrize(
+    "settings, expected, precision, recall",
+    [
+        # conf 0.02, NMS 0.4: a -> d1 d3 d5 d4 (d2 suppressed), b -> e1. TP d1 d4; FP d5 e1; d3 ignored.
+        (dict(conf=0.02), (2, 2, 2, 5), 2 / 4, 1.0),
+        (dict(conf=0.55), (1, 1, 2, 3), 1 / 2, 1 / 2),  # a: d1 d3; b: e1
+        (dict(conf=0.65), (1, 0, 2, 2), 1.0, 1 / 2),  # a: d1 d3
+        (dict(conf=0.95), (0, 0, 2, 0), 0.0, 0.0),
+        (dict(conf=0.02, nms=0.95), (2, 3, 2, 6), 2 / 5, 1.0),  # d2 survives NMS: a second hit on F1
+        (dict(conf=0.02, nms=0.95, topk=2), (1, 2, 2, 3), 1 / 3, 1 / 2),  # a keeps d1 d2 before NMS
+        (dict(conf=0.02, keep=1), (1, 1, 2, 2), 1 / 2, 1 / 2),  # a: d1; b: e1
+    ],
+)
 def test_metrics_at_hand_computed_operating_points(settings, expected, precision, recall):
     m = hand_tuner().set(**settings).metrics()
     assert counts(m) == expected
@@ -157,8 +170,12 @@ def test_detections_equal_the_detector_at_every_operating_point(model, val_sets,
     ds = val_sets["latent_75.npy"]
     latents = torch.stack([ds[i][0] for i in range(len(ds))])
     compared = 0
-    for conf, nms, topk, keep in [(0.02, 0.4, 5000, 750), (0.5, 0.2, 300, 750), (0.7, 0.6, 50, 10),
-                                  (0.02, 1.0, 20, 750)]:
+    for conf, nms, topk, keep in [
+        (0.02, 0.4, 5000, 750),
+        (0.5, 0.2, 300, 750),
+        (0.7, 0.6, 50, 10),
+        (0.02, 1.0, 20, 750),
+    ]:
         tuner.set(conf=conf, nms=nms, topk=topk, keep=keep)
         expected = Detector(model, OperatingPoint(conf, nms, topk, keep), device="cpu")(latents)
         for i, want in enumerate(expected):

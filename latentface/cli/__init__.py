@@ -6,6 +6,7 @@ subcommand runs, so ``latentface --help`` stays fast and optional dependencies s
 Every subcommand shares one error boundary: bad input ends with one line
 ``latentface <command>: error: <message>`` and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse

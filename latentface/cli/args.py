@@ -1,4 +1,5 @@
 """Argument groups that several subcommands share, so each flag is spelled and documented once."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,16 +18,26 @@ def add_device(parser: argparse.ArgumentParser, default: str | None = "auto") ->
 
 
 def add_progress(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(*flag("--no_progress"), dest="no_progress", action="store_true",
-                        help="no progress bars (logs stay)")
+    parser.add_argument(
+        *flag("--no_progress"), dest="no_progress", action="store_true", help="no progress bars (logs stay)"
+    )
 
 
 def add_dataset(parser: argparse.ArgumentParser, required: bool = True, split: str | None = None) -> None:
     """``--dataset_root`` and ``--latent_type`` (the rate file, ``mixed`` or a list), optionally ``--split``."""
-    parser.add_argument(*flag("--dataset_root"), dest="dataset_root", required=required, metavar="DIR",
-                        help="dataset in the retina-modify layout")
-    parser.add_argument(*flag("--latent_type"), dest="latent_type", default="latent_75.npy",
-                        help="latent file of each image (default latent_75.npy)")
+    parser.add_argument(
+        *flag("--dataset_root"),
+        dest="dataset_root",
+        required=required,
+        metavar="DIR",
+        help="dataset in the retina-modify layout",
+    )
+    parser.add_argument(
+        *flag("--latent_type"),
+        dest="latent_type",
+        default="latent_75.npy",
+        help="latent file of each image (default latent_75.npy)",
+    )
     if split is not None:
         parser.add_argument("--split", default=split, help=f"split (default {split})")
 
@@ -34,8 +45,13 @@ def add_dataset(parser: argparse.ArgumentParser, required: bool = True, split: s
 def add_operating_point(parser: argparse.ArgumentParser, default_conf: str = f"{OperatingPoint().conf}") -> None:
     """``--thresholds JSON`` and the flags that override it: ``--conf --nms --topk --keep``."""
     d = OperatingPoint()
-    parser.add_argument(*flag("--thresholds"), dest="thresholds", default=None, metavar="JSON",
-                        help='operating point {"conf", "nms", "topk", "keep"} (the tuner saves one); flags override it')
+    parser.add_argument(
+        *flag("--thresholds"),
+        dest="thresholds",
+        default=None,
+        metavar="JSON",
+        help='operating point {"conf", "nms", "topk", "keep"} (the tuner saves one); flags override it',
+    )
     parser.add_argument("--conf", type=float, default=None, help=f"score threshold (default {default_conf})")
     parser.add_argument("--nms", type=float, default=None, help=f"NMS IoU (default {d.nms})")
     parser.add_argument("--topk", type=int, default=None, help=f"boxes kept before NMS (default {d.topk})")

@@ -7,6 +7,7 @@ precedence: the defaults (display confidence 0.6; 0.02 for ``--format widerface`
 thresholds JSON (``--thresholds``, as the tuner saves it), the flags given. Pictures are drawn
 over the image, the decoded latent or a false-colour view of it (:mod:`latentface.inference.pictures`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,30 +28,70 @@ from latentface.util.io import write_image
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(*flag("--latent"), dest="latent", required=True, metavar="FILE|DIR",
-                        help="a latent .npy ([1,C,H,W] or [C,H,W]) or a folder searched for --latent_type files")
+    parser.add_argument(
+        *flag("--latent"),
+        dest="latent",
+        required=True,
+        metavar="FILE|DIR",
+        help="a latent .npy ([1,C,H,W] or [C,H,W]) or a folder searched for --latent_type files",
+    )
     parser.add_argument(*flag("--weight"), dest="weight", required=True, metavar="PTH", help="latentface checkpoint")
-    parser.add_argument(*flag("--network"), dest="network", default=None,
-                        help="backbone name, checked against the checkpoint (the architecture comes from it)")
+    parser.add_argument(
+        *flag("--network"),
+        dest="network",
+        default=None,
+        help="backbone name, checked against the checkpoint (the architecture comes from it)",
+    )
     add_operating_point(parser, default_conf=f"{DISPLAY_CONF}; {EVAL_CONF} with --format widerface")
-    parser.add_argument(*flag("--output"), dest="output", default="runs/detect", metavar="PATH",
-                        help="a folder (default runs/detect); for one latent also a .json file (picture beside it)")
-    parser.add_argument("--format", choices=("json", "widerface"), default="json",
-                        help="json (default) or widerface: the per-image text files of the official WIDER evaluation")
-    parser.add_argument(*flag("--latent_type"), dest="latent_type", default="latent_75.npy",
-                        help="file searched for in folders (default latent_75.npy)")
-    parser.add_argument("--image", default=None, metavar="FILE|DIR",
-                        help="original image (or folder of <key>.png/.jpg) to draw on")
-    parser.add_argument("--codec", default=None,
-                        help="codec of the latents, to draw on the decoded image (default: the layout's codec.json)")
-    parser.add_argument("--background", choices=BACKGROUNDS, default="auto",
-                        help="picture background: image, decoded, latent (false colour) or auto (first available)")
-    parser.add_argument(*flag("--max_pictures"), dest="max_pictures", type=int, default=100,
-                        help="pictures drawn at most (default 100; 0: none)")
+    parser.add_argument(
+        *flag("--output"),
+        dest="output",
+        default="runs/detect",
+        metavar="PATH",
+        help="a folder (default runs/detect); for one latent also a .json file (picture beside it)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("json", "widerface"),
+        default="json",
+        help="json (default) or widerface: the per-image text files of the official WIDER evaluation",
+    )
+    parser.add_argument(
+        *flag("--latent_type"),
+        dest="latent_type",
+        default="latent_75.npy",
+        help="file searched for in folders (default latent_75.npy)",
+    )
+    parser.add_argument(
+        "--image", default=None, metavar="FILE|DIR", help="original image (or folder of <key>.png/.jpg) to draw on"
+    )
+    parser.add_argument(
+        "--codec",
+        default=None,
+        help="codec of the latents, to draw on the decoded image (default: the layout's codec.json)",
+    )
+    parser.add_argument(
+        "--background",
+        choices=BACKGROUNDS,
+        default="auto",
+        help="picture background: image, decoded, latent (false colour) or auto (first available)",
+    )
+    parser.add_argument(
+        *flag("--max_pictures"),
+        dest="max_pictures",
+        type=int,
+        default=100,
+        help="pictures drawn at most (default 100; 0: none)",
+    )
     parser.add_argument(*flag("--batch_size"), dest="batch_size", type=int, default=8)
     add_device(parser)
-    parser.add_argument(*flag("--on_bad_latent"), dest="on_bad_latent", choices=ON_BAD_LATENT, default="raise",
-                        help="a bad latent file stops the run (raise, default) or is skipped and counted")
+    parser.add_argument(
+        *flag("--on_bad_latent"),
+        dest="on_bad_latent",
+        choices=ON_BAD_LATENT,
+        default="raise",
+        help="a bad latent file stops the run (raise, default) or is skipped and counted",
+    )
     add_progress(parser)
 
 
@@ -87,8 +128,14 @@ def run(args: argparse.Namespace) -> int:
     picture_min = point.conf if args.format == "json" else max(point.conf, DISPLAY_CONF)
 
     records, predictions, skipped, pictures = [], {}, {}, 0
-    for file, latent, det in detect_files(detector, files, args.batch_size, args.on_bad_latent,
-                                          progress=not args.no_progress and not single, skipped=skipped):
+    for file, latent, det in detect_files(
+        detector,
+        files,
+        args.batch_size,
+        args.on_bad_latent,
+        progress=not args.no_progress and not single,
+        skipped=skipped,
+    ):
         key = latent_key(file)
         size = detector.model.image_size(latent)
         records.append(detection_record(key, size, det, file))
@@ -107,9 +154,11 @@ def run(args: argparse.Namespace) -> int:
             json_path = output / (f"{latent_key(source)}.json" if single else "detections.json")
         where = str(write_detections(json_path, records[0] if single else records))
     faces = sum(len(r["detections"]) for r in records)
-    print(f"{len(records)} latent(s), {faces} face(s) at conf >= {point.conf:g} -> {where}"
-          + (f"; {pictures} picture(s)" if pictures else "")
-          + (f"; {len(skipped)} bad latent(s) skipped" if skipped else ""))
+    print(
+        f"{len(records)} latent(s), {faces} face(s) at conf >= {point.conf:g} -> {where}"
+        + (f"; {pictures} picture(s)" if pictures else "")
+        + (f"; {len(skipped)} bad latent(s) skipped" if skipped else "")
+    )
     for reason in list(skipped.values())[:5]:
         print(f"  skipped {reason}")
     return 0

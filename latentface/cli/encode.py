@@ -1,4 +1,8 @@
-"""``latentface encode``: real images + a WIDER label file -> the retina-modify layout (:mod:`latentface.data.encode`)."""
+"""``latentface encode``: real images + a WIDER label file -> the retina-modify layout.
+
+The work is :mod:`latentface.data.encode`'s; this module holds the flags.
+"""
+
 from __future__ import annotations
 
 import argparse
@@ -11,8 +15,9 @@ from latentface.data.encode import encode_folder
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", required=True, help="image folder (e.g. WIDER_train/images)")
-    parser.add_argument("--labels", required=True,
-                        help="WIDER bbx or RetinaFace label file (e.g. wider_face_train_bbx_gt.txt)")
+    parser.add_argument(
+        "--labels", required=True, help="WIDER bbx or RetinaFace label file (e.g. wider_face_train_bbx_gt.txt)"
+    )
     parser.add_argument("--root", *flag("--dataset_root"), dest="root", required=True, help="output dataset root")
     parser.add_argument("--split", default="train")
     parser.add_argument("--size", type=int, default=640, help="output side, a multiple of 16 (default 640)")
@@ -27,12 +32,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    s = encode_folder(args.images, args.labels, args.root, split=args.split, size=args.size,
-                      letterbox=args.letterbox, rates=rates_list(args.rates), progress=not args.no_progress,
-                      on_missing=args.on_missing, limit=args.limit, overwrite=args.overwrite, codec=args.codec,
-                      workers=args.workers)
-    print(f"wrote {s['images']} images ({s['faces']} faces) to {s['split_dir']} with the {s['codec']} codec "
-          f"in {s['seconds']:.1f} s "
-          f"({s['images_per_s']:.1f} images/s); {s['missing_images']} missing images skipped, "
-          f"{s['boxes_dropped']} empty boxes dropped")
+    s = encode_folder(
+        args.images,
+        args.labels,
+        args.root,
+        split=args.split,
+        size=args.size,
+        letterbox=args.letterbox,
+        rates=rates_list(args.rates),
+        progress=not args.no_progress,
+        on_missing=args.on_missing,
+        limit=args.limit,
+        overwrite=args.overwrite,
+        codec=args.codec,
+        workers=args.workers,
+    )
+    print(
+        f"wrote {s['images']} images ({s['faces']} faces) to {s['split_dir']} with the {s['codec']} codec "
+        f"in {s['seconds']:.1f} s "
+        f"({s['images_per_s']:.1f} images/s); {s['missing_images']} missing images skipped, "
+        f"{s['boxes_dropped']} empty boxes dropped"
+    )
     return 0

@@ -3,6 +3,7 @@
 Writes ``report.json``, ``pr_curve.png`` and, for a checkpoint, its predictions in the official
 WIDER text format (``widerface/``) under ``--output``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,20 +30,37 @@ from latentface.util.io import write_json
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(*flag("--weight"), dest="weight", metavar="PTH", help="checkpoint to run on the split")
-    source.add_argument(*flag("--predictions"), dest="predictions", metavar="DIR",
-                        help="evaluate saved predictions instead: WIDER text files "
-                             "(latentface detect --format widerface)")
+    source.add_argument(
+        *flag("--predictions"),
+        dest="predictions",
+        metavar="DIR",
+        help="evaluate saved predictions instead: WIDER text files (latentface detect --format widerface)",
+    )
     add_dataset(parser, required=True, split="val")
-    parser.add_argument(*flag("--wider_gt"), dest="wider_gt", metavar="DIR", default=None,
-                        help="folder with the official wider_{face,easy,medium,hard}_val.mat: adds easy/medium/hard AP")
-    parser.add_argument(*flag("--output"), dest="output", default="runs/eval", metavar="DIR",
-                        help="report.json, pr_curve.png and predictions go here (default runs/eval)")
+    parser.add_argument(
+        *flag("--wider_gt"),
+        dest="wider_gt",
+        metavar="DIR",
+        default=None,
+        help="folder with the official wider_{face,easy,medium,hard}_val.mat: adds easy/medium/hard AP",
+    )
+    parser.add_argument(
+        *flag("--output"),
+        dest="output",
+        default="runs/eval",
+        metavar="DIR",
+        help="report.json, pr_curve.png and predictions go here (default runs/eval)",
+    )
     add_operating_point(parser, default_conf=f"{EVAL_CONF}")
     parser.add_argument(*flag("--batch_size"), dest="batch_size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     add_device(parser)
-    parser.add_argument(*flag("--no_coco"), dest="no_coco", action="store_true",
-                        help="skip COCO mAP (pycocotools is slow on very large prediction sets)")
+    parser.add_argument(
+        *flag("--no_coco"),
+        dest="no_coco",
+        action="store_true",
+        help="skip COCO mAP (pycocotools is slow on very large prediction sets)",
+    )
     add_progress(parser)
 
 
@@ -52,8 +70,16 @@ def run(args: argparse.Namespace) -> int:
     if args.weight:
         point = operating_point(args, evaluation=True)
         predictions, _, dataset = evaluate_checkpoint(
-            args.weight, args.dataset_root, args.split, args.latent_type, point, args.batch_size,
-            args.workers, args.device, progress=not args.no_progress)
+            args.weight,
+            args.dataset_root,
+            args.split,
+            args.latent_type,
+            point,
+            args.batch_size,
+            args.workers,
+            args.device,
+            progress=not args.no_progress,
+        )
         names = {key: rec.name for key, rec in dataset.records.items()}
         write_widerface_predictions(predictions, out / "widerface", names)
     else:
@@ -66,9 +92,14 @@ def run(args: argparse.Namespace) -> int:
         labels = read_labels(Path(args.dataset_root) / args.split / "labels.txt")
         moved = to_mat_frame(predictions, mat_frame_transform(labels, wider))
         add_wider_subsets(report, moved, {key: wider[key] for key in moved})
-    report["source"] = {"weight": args.weight, "predictions": args.predictions, "dataset_root": str(args.dataset_root),
-                        "split": args.split, "latent_type": args.latent_type,
-                        "thresholds": point.to_dict() if point else None}
+    report["source"] = {
+        "weight": args.weight,
+        "predictions": args.predictions,
+        "dataset_root": str(args.dataset_root),
+        "split": args.split,
+        "latent_type": args.latent_type,
+        "thresholds": point.to_dict() if point else None,
+    }
     write_json(out / "report.json", report)
     plot_pr_curve(report, out / "pr_curve.png")
     print(format_report(report))

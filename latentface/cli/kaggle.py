@@ -1,11 +1,11 @@
 """``latentface kaggle``: train on Kaggle's GPUs from a laptop, every Kaggle call through the ``kaggle`` command::
 
-    latentface kaggle build --user ME          # kaggle/build/kernel + kaggle/build/package (the wheel)
-    latentface kaggle push --user ME           # build, create/version the package dataset, push the kernel
-    latentface kaggle status --user ME         # the kernel's run status
-    latentface kaggle output --user ME         # its /kaggle/working -> runs/kaggle/<slug>/
-    latentface kaggle download-data --data OWNER/retina-modify   # -> data/retina-modify/
-    latentface kaggle sync-notebook            # kaggle/latentface-train.ipynb from notebooks/03
+latentface kaggle build --user ME          # kaggle/build/kernel + kaggle/build/package (the wheel)
+latentface kaggle push --user ME           # build, create/version the package dataset, push the kernel
+latentface kaggle status --user ME         # the kernel's run status
+latentface kaggle output --user ME         # its /kaggle/working -> runs/kaggle/<slug>/
+latentface kaggle download-data --data OWNER/retina-modify   # -> data/retina-modify/
+latentface kaggle sync-notebook            # kaggle/latentface-train.ipynb from notebooks/03
 """
 
 from __future__ import annotations
@@ -42,18 +42,35 @@ def _add_identity(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_build_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(*flag("--data"), metavar="OWNER/SLUG",
-                        help=f"the retina-modify dataset to attach (default: USER/{DATA_SLUG})")
-    parser.add_argument(*flag("--package_slug"), default=PACKAGE_SLUG,
-                        help=f"slug of the dataset that carries the wheel (default: {PACKAGE_SLUG})")
+    parser.add_argument(
+        *flag("--data"), metavar="OWNER/SLUG", help=f"the retina-modify dataset to attach (default: USER/{DATA_SLUG})"
+    )
+    parser.add_argument(
+        *flag("--package_slug"),
+        default=PACKAGE_SLUG,
+        help=f"slug of the dataset that carries the wheel (default: {PACKAGE_SLUG})",
+    )
     parser.add_argument(*flag("--title"), help="kernel title (default: the slug with spaces; must slugify to it)")
-    parser.add_argument(*flag("--resume_from"), action="append", default=[], metavar="OWNER/KERNEL",
-                        help="attach a previous kernel's output; the kernel continues its furthest run (repeatable)")
-    parser.add_argument(*flag("--no_internet"), action="store_true",
-                        help="enable_internet false (W&B then logs offline into /kaggle/working)")
+    parser.add_argument(
+        *flag("--resume_from"),
+        action="append",
+        default=[],
+        metavar="OWNER/KERNEL",
+        help="attach a previous kernel's output; the kernel continues its furthest run (repeatable)",
+    )
+    parser.add_argument(
+        *flag("--no_internet"),
+        action="store_true",
+        help="enable_internet false (W&B then logs offline into /kaggle/working)",
+    )
     parser.add_argument(*flag("--public"), action="store_true", help="a public kernel (default: private)")
-    parser.add_argument(*flag("--machine_shape"), default=MACHINE_SHAPE, choices=MACHINE_SHAPES, metavar="SHAPE",
-                        help=f"accelerator, one of {', '.join(MACHINE_SHAPES)} (default: {MACHINE_SHAPE}, i.e. T4 x2)")
+    parser.add_argument(
+        *flag("--machine_shape"),
+        default=MACHINE_SHAPE,
+        choices=MACHINE_SHAPES,
+        metavar="SHAPE",
+        help=f"accelerator, one of {', '.join(MACHINE_SHAPES)} (default: {MACHINE_SHAPE}, i.e. T4 x2)",
+    )
     parser.add_argument(*flag("--out"), help="build folder (default: kaggle/build in the checkout)")
     parser.add_argument(*flag("--project"), help="source checkout to pack (default: the one this package runs from)")
 
@@ -74,8 +91,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     _add_build_options(p)
     p.add_argument(*flag("--skip_build"), action="store_true", help="push kaggle/build as it is")
     p.add_argument(*flag("--message"), help="dataset version notes (default: latentface <version>)")
-    p.add_argument(*flag("--wait"), type=float, default=600,
-                   help="seconds to wait for Kaggle to process the wheel dataset (0: do not wait; default 600)")
+    p.add_argument(
+        *flag("--wait"),
+        type=float,
+        default=600,
+        help="seconds to wait for Kaggle to process the wheel dataset (0: do not wait; default 600)",
+    )
     p = _action(sub, "status", "the kernel's run status (kaggle kernels status)")
     _add_identity(p)
     p = _action(sub, "output", "download the kernel's /kaggle/working (kaggle kernels output)")
@@ -91,9 +112,19 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(args: argparse.Namespace, user: str) -> Build:
-    result = build_kernel(user, data=args.data, slug=args.slug, title=args.title, package_slug=args.package_slug,
-                          resume_from=args.resume_from, internet=not args.no_internet, private=not args.public,
-                          machine_shape=args.machine_shape, out=args.out, project=args.project)
+    result = build_kernel(
+        user,
+        data=args.data,
+        slug=args.slug,
+        title=args.title,
+        package_slug=args.package_slug,
+        resume_from=args.resume_from,
+        internet=not args.no_internet,
+        private=not args.public,
+        machine_shape=args.machine_shape,
+        out=args.out,
+        project=args.project,
+    )
     print(f"kernel  {result.kernel_id}: {result.kernel_dir}")
     print(f"package {result.package_id}: {result.wheel}")
     return result
@@ -105,9 +136,11 @@ def _push(args: argparse.Namespace, cli: KaggleCLI, user: str) -> None:
     else:
         result = _build(args, user)
     push(result, cli, args.message or f"latentface {__version__}", wait=args.wait)
-    print(f"pushed: https://www.kaggle.com/code/{result.kernel_id}\n"
-          f"follow it with `latentface kaggle status --user {user} --slug {args.slug}`, then fetch the results "
-          f"with `latentface kaggle output --user {user} --slug {args.slug}`")
+    print(
+        f"pushed: https://www.kaggle.com/code/{result.kernel_id}\n"
+        f"follow it with `latentface kaggle status --user {user} --slug {args.slug}`, then fetch the results "
+        f"with `latentface kaggle output --user {user} --slug {args.slug}`"
+    )
 
 
 def _download_data(args: argparse.Namespace, cli: KaggleCLI, user: str) -> None:

@@ -9,6 +9,7 @@ Single process on a CPU or one GPU, or one process per GPU under ``torchrun`` (D
 Every :class:`~latentface.training.TrainConfig` field is a flag (``_`` and ``-`` spellings).
 Precedence: defaults < ``--config`` file < the flags given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,27 +41,57 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     def switch(name: str, on: str, off: str | None = None, text: str = "") -> None:
         parser.add_argument(*flag("--" + on), dest=name, action="store_true", default=S, help=text)
         if off:
-            parser.add_argument(*flag("--" + off), dest=name, action="store_false", default=S,
-                                help=f"undo --{on} (default: {'--' + on if getattr(_DEFAULTS, name) else '--' + off})")
+            parser.add_argument(
+                *flag("--" + off),
+                dest=name,
+                action="store_false",
+                default=S,
+                help=f"undo --{on} (default: {'--' + on if getattr(_DEFAULTS, name) else '--' + off})",
+            )
 
-    parser.add_argument(*flag("--config"), dest="config", default=S, metavar="JSON",
-                        help="JSON file of flag: value (a run's config.json works); flags given here override it")
+    parser.add_argument(
+        *flag("--config"),
+        dest="config",
+        default=S,
+        metavar="JSON",
+        help="JSON file of flag: value (a run's config.json works); flags given here override it",
+    )
     add("dataset_root", "dataset in the retina-modify layout (<root>/train, <root>/val)", metavar="DIR")
     add("latent_type", "latent file per image: latent_75.npy, a comma-separated list, or 'mixed'")
-    parser.add_argument(*flag("--input"), dest="input", choices=("latent", "rgb"), default=S,
-                        help="'latent' trains LatentRetinaFace; 'rgb' trains the RGB baseline on <split>/images/*.png "
-                             "(default: latent)")
-    add("stats", "latent statistics JSON for input normalisation (default: computed from the training split)",
-        metavar="JSON")
+    parser.add_argument(
+        *flag("--input"),
+        dest="input",
+        choices=("latent", "rgb"),
+        default=S,
+        help="'latent' trains LatentRetinaFace; 'rgb' trains the RGB baseline on <split>/images/*.png "
+        "(default: latent)",
+    )
+    add(
+        "stats",
+        "latent statistics JSON for input normalisation (default: computed from the training split)",
+        metavar="JSON",
+    )
     switch("augment", "augment", "no_augment", "random flip and latent-grid crop (default: on)")
     add("crop", "crop size as a fraction of the latent grid", type=float)
     add("workers", "DataLoader worker processes", type=int)
-    add("preset", f"LatentRetinaFace preset {sorted(LatentRetinaFace.PRESETS)}; explicit flags override it "
-                  "(default: default)")
-    parser.add_argument(*flag("--model"), dest="model", choices=sorted(CHANNELS), default=S,
-                        help="backbone (default: the preset's, resnet50)")
-    parser.add_argument(*flag("--bridge"), dest="bridge", choices=sorted(BRIDGES), default=S,
-                        help="latent-to-C1 bridge (default: the preset's)")
+    add(
+        "preset",
+        f"LatentRetinaFace preset {sorted(LatentRetinaFace.PRESETS)}; explicit flags override it (default: default)",
+    )
+    parser.add_argument(
+        *flag("--model"),
+        dest="model",
+        choices=sorted(CHANNELS),
+        default=S,
+        help="backbone (default: the preset's, resnet50)",
+    )
+    parser.add_argument(
+        *flag("--bridge"),
+        dest="bridge",
+        choices=sorted(BRIDGES),
+        default=S,
+        help="latent-to-C1 bridge (default: the preset's)",
+    )
     add("out_channels", "FPN/SSH width (default: the preset's, 256)", type=int)
     add("anchors", f"anchor layout preset {sorted(ANCHOR_PRESETS)}")
     add("pretrained", "ImageNet weights for the backbone: a torchvision .pth file, or 'imagenet' to download")

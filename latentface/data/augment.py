@@ -16,6 +16,7 @@ so only two geometric ones are offered:
 
 Randomness comes from ``torch``, so DataLoader workers differ and seeds reproduce.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -81,10 +82,12 @@ def hflip(latent: torch.Tensor, target: dict, channel_signs=None) -> tuple[torch
 def crop(latent: torch.Tensor, target: dict, top: int, left: int, height: int, width: int) -> tuple[torch.Tensor, dict]:
     """Crop ``height`` x ``width`` cells at cell (top, left); faces whose centre leaves the crop are dropped."""
     _, h, w = latent.shape
-    if not (0 <= top and 0 <= left and top + height <= h and left + width <= w):
+    if not (top >= 0 and left >= 0 and top + height <= h and left + width <= w):
         raise ValueError(f"crop {height}x{width} at ({top},{left}) does not fit a {h}x{w} latent")
     s = LATENT_STRIDE
-    return latent[:, top:top + height, left:left + width], crop_target(target, left * s, top * s, width * s, height * s)
+    return latent[:, top : top + height, left : left + width], crop_target(
+        target, left * s, top * s, width * s, height * s
+    )
 
 
 class RandomHorizontalFlip:

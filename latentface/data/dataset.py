@@ -1,6 +1,7 @@
 """The retina-modify dataset: latents in per-image folders plus WIDER labels.
 
-The layout is DESIGN.md 1's (see :mod:`latentface.data.layout`). The key is the latent folder's name and the label's image basename without extension.
+The layout and its paths are :mod:`latentface.data.layout`'s. The key is the latent folder's name and the
+label's image basename without extension.
 
 Bad input policy: every mismatch between labels and folders is counted and logged
 once when the dataset is built (:meth:`NestedLatentWiderFaceDataset.summary`). Boxes are
@@ -9,6 +10,7 @@ A latent that is unreadable, mis-shaped or non-finite raises :class:`BadLatentEr
 naming the file; with ``on_bad_latent="skip"`` it is logged, counted and the next
 sample is returned instead. A bad latent never becomes a zero tensor.
 """
+
 from __future__ import annotations
 
 import collections
@@ -51,8 +53,9 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     return tuple(shape) if len(shape) == 3 else None
 
 
-def load_latent(path: str | os.PathLike, expected_shape: Sequence[int] | None = None,
-                dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def load_latent(
+    path: str | os.PathLike, expected_shape: Sequence[int] | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """Read one latent file (memory-mapped) -> tensor [C, H, W] of ``dtype``, or raise :class:`BadLatentError`.
 
     ``torch.float16`` is for transport: float16 files (the real data's and the built-in codec's) then
@@ -137,10 +140,16 @@ class NestedLatentWiderFaceDataset(Dataset):
     (:func:`transport_dtype`).
     """
 
-    def __init__(self, root: str | os.PathLike, split: str = "train",
-                 latent_type: str | int | Sequence[str | int] = "latent_75.npy",
-                 transform=None, on_bad_latent: str = "raise",
-                 expected_shape: Sequence[int] | None = None, dtype: torch.dtype | str = torch.float32):
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        latent_type: str | int | Sequence[str | int] = "latent_75.npy",
+        transform=None,
+        on_bad_latent: str = "raise",
+        expected_shape: Sequence[int] | None = None,
+        dtype: torch.dtype | str = torch.float32,
+    ):
         if dtype != "auto":
             _check_dtype(dtype)
         if on_bad_latent not in ("raise", "skip"):
@@ -178,7 +187,8 @@ class NestedLatentWiderFaceDataset(Dataset):
             raise ValueError(
                 f"{split_dir}: no labelled image has a latent folder with {' or '.join(self.latent_types)} "
                 f"({len(labels)} labelled images, {len(folders)} latent folders, {len(without_latent)} labelled "
-                f"images without a folder, {len(without_any_rate)} folders without the rate)")
+                f"images without a folder, {len(without_any_rate)} folders without the rate)"
+            )
         self.keys: list[str] = keys
         self._files = files
         self.expected_shape = tuple(expected_shape) if expected_shape is not None else self._infer_shape()
@@ -191,8 +201,9 @@ class NestedLatentWiderFaceDataset(Dataset):
         for key in keys:
             rec = labels[key]
             b = rec.boxes
-            outside += int(((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > self.image_size[0])
-                            | (b[:, 3] > self.image_size[1])).sum())
+            outside += int(
+                ((b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > self.image_size[0]) | (b[:, 3] > self.image_size[1])).sum()
+            )
             self.records[key], n = sanitize(rec, *self.image_size)
             dropped += n
         self._summary = {
@@ -223,31 +234,41 @@ class NestedLatentWiderFaceDataset(Dataset):
             if (chw := _chw(shape)) is not None:
                 shapes[chw] += 1
         if not shapes:
-            raise BadLatentError(f"{self.root / self.split / 'latent'}: none of the first latents has a readable "
-                                 "[1,C,H,W] or [C,H,W] shape; pass expected_shape")
+            raise BadLatentError(
+                f"{self.root / self.split / 'latent'}: none of the first latents has a readable "
+                "[1,C,H,W] or [C,H,W] shape; pass expected_shape"
+            )
         return shapes.most_common(1)[0][0]
 
     def _log_summary(self, without_latent: list[str], without_labels: list[str], without_rate: list[str]) -> None:
         s = self._summary
         problems = []
         if without_latent:
-            problems.append(f"{len(without_latent)} labelled images have no latent folder ({_examples(without_latent)})")
+            problems.append(
+                f"{len(without_latent)} labelled images have no latent folder ({_examples(without_latent)})"
+            )
         if without_labels:
             problems.append(f"{len(without_labels)} latent folders have no labels ({_examples(without_labels)})")
         for name, count in s["missing_rate_files"].items():
             problems.append(f"{count} latent folders lack {name}")
         if without_rate:
-            problems.append(f"{len(without_rate)} labelled images have none of {self.latent_types} and are left out "
-                            f"({_examples(without_rate)})")
+            problems.append(
+                f"{len(without_rate)} labelled images have none of {self.latent_types} and are left out "
+                f"({_examples(without_rate)})"
+            )
         if s["boxes_outside_image"]:
-            problems.append(f"{s['boxes_outside_image']} boxes extend outside the "
-                            f"{self.image_size[0]}x{self.image_size[1]} image (clipped; "
-                            f"{s['boxes_dropped']} empty boxes dropped)")
+            problems.append(
+                f"{s['boxes_outside_image']} boxes extend outside the "
+                f"{self.image_size[0]}x{self.image_size[1]} image (clipped; "
+                f"{s['boxes_dropped']} empty boxes dropped)"
+            )
         elif s["boxes_dropped"]:
             problems.append(f"{s['boxes_dropped']} zero-size boxes dropped")
         if s["landmark_label_mismatches"]:
-            problems.append(f"{s['landmark_label_mismatches']} images whose {LANDMARKS_FILE} boxes differ from "
-                            f"{LABELS_FILE} (kept without landmarks)")
+            problems.append(
+                f"{s['landmark_label_mismatches']} images whose {LANDMARKS_FILE} boxes differ from "
+                f"{LABELS_FILE} (kept without landmarks)"
+            )
         head = f"{s['split_dir']}: {s['samples']} samples, {s['faces']} faces"
         if problems:
             logger.warning("%s; %s", head, "; ".join(problems))
@@ -303,22 +324,24 @@ def collate_faces(batch):
     shapes = {tuple(x.shape) for x in latents}
     if len(shapes) > 1:
         keys = [b[1].get("key") for b in batch]
-        raise ValueError(f"latents of different shapes in one batch: {sorted(shapes)} (keys {keys}); "
-                         "crop them to one size (RandomLatentCrop) or use batch_size=1")
+        raise ValueError(
+            f"latents of different shapes in one batch: {sorted(shapes)} (keys {keys}); "
+            "crop them to one size (RandomLatentCrop) or use batch_size=1"
+        )
     # default_collate stacks straight into shared memory inside a worker (one copy, not two)
     return default_collate(latents), [b[1] for b in batch]
 
 
-def measure_loading_throughput(dataset: Dataset, workers: int = 2, batch_size: int = 32,
-                               seconds: float = 10.0, warmup_batches: int = 2) -> dict:
+def measure_loading_throughput(
+    dataset: Dataset, workers: int = 2, batch_size: int = 32, seconds: float = 10.0, warmup_batches: int = 2
+) -> dict:
     """Latents per second through a shuffled ``DataLoader`` (after ``warmup_batches``), looping epochs.
 
     Also reports the CPU time (this process + its workers) per latent loaded, which a
     busy machine does not distort the way it distorts wall-clock rates.
     """
     sampler = RandomSampler(dataset, num_samples=1 << 40)  # reshuffled passes, one iterator
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                        collate_fn=collate_faces)
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_faces)
     cpu0 = time.process_time(), resource.getrusage(resource.RUSAGE_CHILDREN)
     iterator = iter(loader)
     start, count, loaded = None, 0, 0
@@ -334,7 +357,12 @@ def measure_loading_throughput(dataset: Dataset, workers: int = 2, batch_size: i
             break
     del iterator  # joins the workers, so their CPU time is counted below
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (time.process_time() - cpu0[0] + children.ru_utime - cpu0[1].ru_utime
-           + children.ru_stime - cpu0[1].ru_stime)
-    return {"latents_per_s": count / elapsed, "latents": count, "seconds": elapsed, "workers": workers,
-            "batch_size": batch_size, "cpu_ms_per_latent": 1000 * cpu / loaded}
+    cpu = time.process_time() - cpu0[0] + children.ru_utime - cpu0[1].ru_utime + children.ru_stime - cpu0[1].ru_stime
+    return {
+        "latents_per_s": count / elapsed,
+        "latents": count,
+        "seconds": elapsed,
+        "workers": workers,
+        "batch_size": batch_size,
+        "cpu_ms_per_latent": 1000 * cpu / loaded,
+    }

@@ -11,6 +11,7 @@ ones dropped (:func:`latentface.data.labels.sanitize`), counted in the summary.
 in :mod:`latentface.data.synth`: each codec's transform runs once per image and only the
 quantisation runs per rate.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -108,7 +109,7 @@ def resize_image(image: np.ndarray, size: int, letterbox: bool) -> tuple[np.ndar
     interp = cv2.INTER_AREA if nw < w or nh < h else cv2.INTER_LINEAR
     resized = cv2.resize(image, (nw, nh), interpolation=interp)
     canvas = np.zeros((size, size, 3), dtype=np.uint8)
-    canvas[oy:oy + nh, ox:ox + nw] = resized
+    canvas[oy : oy + nh, ox : ox + nw] = resized
     return canvas, geom
 
 
@@ -141,8 +142,10 @@ def _check_same_codec(root: Path, split: str, codec: str) -> None:
     others = [p.name for p in root.iterdir() if p.is_dir() and p.name != split and (p / "latent").is_dir()]
     if others:
         made = saved["codec"] + (" (other weights)" if saved["codec"] == codec else "")
-        raise ValueError(f"{root / CODEC_FILE}: the split(s) {', '.join(sorted(others))} were encoded with the {made} "
-                         f"codec; encode {split} with --codec {saved['codec']} or into another root")
+        raise ValueError(
+            f"{root / CODEC_FILE}: the split(s) {', '.join(sorted(others))} were encoded with the {made} "
+            f"codec; encode {split} with --codec {saved['codec']} or into another root"
+        )
 
 
 def worker_start() -> None:
@@ -170,10 +173,21 @@ def _encode_one(job: tuple) -> tuple[FaceRecord, int | None]:
     return clean, dropped
 
 
-def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root: str | os.PathLike,
-                  split: str = "train", size: int = 640, letterbox: bool = False,
-                  rates: Sequence[int] = dct.QUALITIES, progress: bool = True, on_missing: str = "raise",
-                  limit: int | None = None, overwrite: bool = False, codec: str = "dct", workers: int = 1) -> dict:
+def encode_folder(
+    images_dir: str | os.PathLike,
+    labels: str | os.PathLike,
+    root: str | os.PathLike,
+    split: str = "train",
+    size: int = 640,
+    letterbox: bool = False,
+    rates: Sequence[int] = dct.QUALITIES,
+    progress: bool = True,
+    on_missing: str = "raise",
+    limit: int | None = None,
+    overwrite: bool = False,
+    codec: str = "dct",
+    workers: int = 1,
+) -> dict:
     """Encode the images named in ``labels`` (found under ``images_dir``) into ``<root>/<split>``
     with the built-in codec ``codec`` (``dct`` or ``learned``; ``codec.json`` names it).
 
@@ -195,12 +209,15 @@ def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root
     _check_same_codec(root, split, coder.NAME)
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
-            raise FileExistsError(f"{out_dir} already exists and is not empty; pass overwrite (--overwrite) to replace it")
+            raise FileExistsError(
+                f"{out_dir} already exists and is not empty; pass overwrite (--overwrite) to replace it"
+            )
         shutil.rmtree(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     (out_dir / "latent").mkdir(parents=True, exist_ok=True)
-    write_codec_description(root, coder.NAME, size=size, rates=list(rates), letterbox=letterbox,
-                            generator="latentface encode")
+    write_codec_description(
+        root, coder.NAME, size=size, rates=list(rates), letterbox=letterbox, generator="latentface encode"
+    )
 
     written: list[FaceRecord] = []
     missing, dropped = [], 0
@@ -212,7 +229,7 @@ def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root
     # on 2 loaded cores); more speed comes from more processes (``workers``)
     pool = ProcessPoolExecutor(workers, initializer=worker_start) if workers > 1 else nullcontext()
     with one_thread(), pool:
-        for rec, n in (pool.map(_encode_one, jobs, chunksize=4) if workers > 1 else map(_encode_one, jobs)):
+        for rec, n in pool.map(_encode_one, jobs, chunksize=4) if workers > 1 else map(_encode_one, jobs):
             bar.update()
             if n is None:
                 missing.append(rec.name)
@@ -224,7 +241,13 @@ def encode_folder(images_dir: str | os.PathLike, labels: str | os.PathLike, root
     write_wider(written, out_dir / LABELS_FILE)
     if any(r.has_landmarks.any() for r in written):
         write_retinaface(written, out_dir / LANDMARKS_FILE)
-    return {"split_dir": str(out_dir), "codec": coder.NAME, "images": len(written),
-            "faces": sum(len(r) for r in written),
-            "missing_images": len(missing), "boxes_dropped": dropped, "seconds": seconds,
-            "images_per_s": len(written) / seconds if seconds > 0 else float("inf")}
+    return {
+        "split_dir": str(out_dir),
+        "codec": coder.NAME,
+        "images": len(written),
+        "faces": sum(len(r) for r in written),
+        "missing_images": len(missing),
+        "boxes_dropped": dropped,
+        "seconds": seconds,
+        "images_per_s": len(written) / seconds if seconds > 0 else float("inf"),
+    }

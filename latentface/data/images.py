@@ -9,6 +9,7 @@ same order as :class:`~latentface.data.augment.RandomHorizontalFlip` and
 :class:`~latentface.data.augment.RandomLatentCrop`, so that with the same per-sample seed
 both models see the same flips and crop windows.
 """
+
 from __future__ import annotations
 
 import logging
@@ -60,7 +61,9 @@ class RGBWiderFaceDataset(Dataset):
         self.keys = [key for key in labels if image_path(root, split, key).is_file()]
         missing = len(labels) - len(self.keys)
         if not self.keys:
-            raise FileNotFoundError(f"{split_dir / 'images'}: none of the {len(labels)} labelled images has a .png file")
+            raise FileNotFoundError(
+                f"{split_dir / 'images'}: none of the {len(labels)} labelled images has a .png file"
+            )
         if missing:
             logger.warning("%s: %d labelled images have no file in images/ and are left out", split_dir, missing)
         first = load_image(image_path(root, split, self.keys[0]))
@@ -77,7 +80,8 @@ class RGBWiderFaceDataset(Dataset):
         if (image.shape[2], image.shape[1]) != self.image_size:
             raise BadImageError(
                 f"{path}: image is {image.shape[2]}x{image.shape[1]}, the split's images are "
-                f"{self.image_size[0]}x{self.image_size[1]}")
+                f"{self.image_size[0]}x{self.image_size[1]}"
+            )
         target = record_target(self.records[key])
         if self.transform is not None:
             image, target = self.transform(image, target)
@@ -89,12 +93,14 @@ def hflip_image(image: torch.Tensor, target: dict) -> tuple[torch.Tensor, dict]:
     return image.flip(-1), flip_target(target, image.shape[-1])
 
 
-def crop_image(image: torch.Tensor, target: dict, top: int, left: int, height: int, width: int) -> tuple[torch.Tensor, dict]:
+def crop_image(
+    image: torch.Tensor, target: dict, top: int, left: int, height: int, width: int
+) -> tuple[torch.Tensor, dict]:
     """Crop ``height`` x ``width`` pixels at (top, left); faces whose centre leaves the crop are dropped."""
     _, h, w = image.shape
-    if not (0 <= top and 0 <= left and top + height <= h and left + width <= w):
+    if not (top >= 0 and left >= 0 and top + height <= h and left + width <= w):
         raise ValueError(f"crop {height}x{width} at ({top},{left}) does not fit a {h}x{w} image")
-    return image[:, top:top + height, left:left + width], crop_target(target, left, top, width, height)
+    return image[:, top : top + height, left : left + width], crop_target(target, left, top, width, height)
 
 
 class RandomImageFlip(RandomHorizontalFlip):

@@ -17,12 +17,13 @@ A count of 0 is followed by one all-zero line that is not a face. Lines with onl
 RetinaFace landmarks (``labels_landmarks.txt``)::
 
     # 0--Parade/0_Parade_marchingband_1_849.jpg
-    449 330 122 149 488.906 373.643 0.0 542.089 376.442 0.0 515.031 412.83 0.0 485.207 425.893 0.0 538.357 431.491 0.0 0.82
+    449 330 122 149 488.9 373.6 0.0 542.1 376.4 0.0 515.0 412.8 0.0 485.2 425.9 0.0 538.4 431.5 0.0 0.82
 
 Landmark order: left eye, right eye, nose, left mouth corner, right mouth corner; all
 ten coordinates -1 mean "no landmarks". Lines of 4 (box only), 19 or 20 numbers are
 accepted.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -82,10 +83,10 @@ class FaceRecord:
         return len(self.boxes)
 
     @classmethod
-    def empty(cls, name: str) -> "FaceRecord":
+    def empty(cls, name: str) -> FaceRecord:
         return cls(image_key(name), name, np.zeros((0, 4)), np.zeros((0, 5, 2)), np.zeros(0), np.zeros(0))
 
-    def select(self, keep: np.ndarray) -> "FaceRecord":
+    def select(self, keep: np.ndarray) -> FaceRecord:
         """The record restricted to the faces where ``keep`` (bool mask or indices)."""
         return dataclasses.replace(
             self,
@@ -123,8 +124,9 @@ def _is_number(token: str) -> bool:
     return True
 
 
-def _record(name: str, rows: list[list[float]], attributes: list[list[float]] | None,
-            landmarks: list[list[float]] | None) -> FaceRecord:
+def _record(
+    name: str, rows: list[list[float]], attributes: list[list[float]] | None, landmarks: list[list[float]] | None
+) -> FaceRecord:
     n = len(rows)
     boxes = xywh_to_xyxy(np.asarray(rows, dtype=np.float64).reshape(n, 4))
     if landmarks is None:
@@ -181,15 +183,18 @@ def read_wider(path: str | os.PathLike) -> dict[str, FaceRecord]:
             continue
         if i + count > len(lines):
             raise LabelFormatError(
-                path, count_no, f"face count {count} but only {len(lines) - i} non-empty lines follow")
+                path, count_no, f"face count {count} but only {len(lines) - i} non-empty lines follow"
+            )
         width = None
-        for lineno, text in lines[i:i + count]:
+        for lineno, text in lines[i : i + count]:
             tokens = text.split()
             if len(tokens) not in (4, 10):
                 raise LabelFormatError(
-                    path, lineno,
+                    path,
+                    lineno,
                     f"expected 4 or 10 columns (x y w h [{' '.join(ATTRIBUTE_NAMES)}]), got {len(tokens)}"
-                    + ("" if _is_number(tokens[0]) else f" (line {count_no} says {count} faces)"))
+                    + ("" if _is_number(tokens[0]) else f" (line {count_no} says {count} faces)"),
+                )
             if width is not None and len(tokens) != width:
                 raise LabelFormatError(path, lineno, f"{len(tokens)} columns where the previous faces had {width}")
             width = len(tokens)
@@ -228,7 +233,8 @@ def read_retinaface(path: str | os.PathLike) -> dict[str, FaceRecord]:
         tokens = text.split()
         if len(tokens) not in (4, 19, 20):
             raise LabelFormatError(
-                path, lineno, f"expected 4, 19 or 20 columns (x y w h, 5 x (x y 0.0), score), got {len(tokens)}")
+                path, lineno, f"expected 4, 19 or 20 columns (x y w h, 5 x (x y 0.0), score), got {len(tokens)}"
+            )
         values = _numbers(tokens, path, lineno)
         rows.append(values[:4])
         if len(values) == 4:
@@ -309,8 +315,9 @@ def write_retinaface(records: Mapping[str, FaceRecord] | Iterable[FaceRecord], p
     Path(path).write_text("\n".join(out) + "\n", encoding="utf-8")
 
 
-def merge_landmarks(records: Mapping[str, FaceRecord], landmark_records: Mapping[str, FaceRecord],
-                    atol: float = 0.5) -> tuple[dict[str, FaceRecord], int]:
+def merge_landmarks(
+    records: Mapping[str, FaceRecord], landmark_records: Mapping[str, FaceRecord], atol: float = 0.5
+) -> tuple[dict[str, FaceRecord], int]:
     """Take landmarks from a RetinaFace file into WIDER records whose boxes match.
 
     Faces are matched in order; an image whose landmark-file boxes differ (count or
@@ -324,7 +331,9 @@ def merge_landmarks(records: Mapping[str, FaceRecord], landmark_records: Mapping
             mismatched += other is not None
             merged[key] = rec
             continue
-        merged[key] = dataclasses.replace(rec, landmarks=other.landmarks.copy(), has_landmarks=other.has_landmarks.copy())
+        merged[key] = dataclasses.replace(
+            rec, landmarks=other.landmarks.copy(), has_landmarks=other.has_landmarks.copy()
+        )
     return merged, mismatched
 
 

@@ -26,6 +26,7 @@ Three questions, answered per rate from the files alone (no labels needed):
    correlation; over images: identical (every value equal), near (relative difference under
    :data:`NEAR_THRESHOLD`) or far.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -156,9 +157,14 @@ class _RateStats:
         std_c = self.channel_std()
         live = LIVE_FRACTION * float(np.sqrt(np.mean(np.square(std_c))))
         floor = max(STD_FLOOR_FRACTION * float(np.median(std_c)), 1e-6)  # what `latentface stats` raises stds to
-        out: dict = {"images": self.images, "values_per_channel": self.cells, "dtype": "/".join(sorted(self.dtypes)),
-                     "live_floor": live,
-                     "normalisation_floor": floor, "parts": {}}
+        out: dict = {
+            "images": self.images,
+            "values_per_channel": self.cells,
+            "dtype": "/".join(sorted(self.dtypes)),
+            "live_floor": live,
+            "normalisation_floor": floor,
+            "parts": {},
+        }
         for name, sl in parts(len(std_c)).items():
             n = self.cells * (sl.stop - sl.start)
             mean = float(self.sum[sl].sum() / n)
@@ -173,7 +179,8 @@ class _RateStats:
                 "live_channels": int((std_c[sl] > live).sum()),
                 "floored_channels": int((std_c[sl] < floor).sum()),
                 "median_channel_std": float(np.median(std_c[sl])),
-                "median_live_channel_std": float(np.median(live_std)) if (live_std := std_c[sl][std_c[sl] > live]).size
+                "median_live_channel_std": float(np.median(live_std))
+                if (live_std := std_c[sl][std_c[sl] > live]).size
                 else 0.0,
                 "repeated_share": float(self.repeated[sl].sum() / n),
                 "repeated_share_rounding": float(self.repeated_base[sl].sum() / n),
@@ -182,8 +189,10 @@ class _RateStats:
             }
         p = out["parts"]
         if "luma" in p:
-            for key, stat in (("luma_chroma_std_ratio", "median_channel_std"),
-                              ("live_luma_chroma_std_ratio", "median_live_channel_std")):
+            for key, stat in (
+                ("luma_chroma_std_ratio", "median_channel_std"),
+                ("live_luma_chroma_std_ratio", "median_live_channel_std"),
+            ):
                 chroma = p["chroma"][stat]
                 out[key] = p["luma"][stat] / chroma if chroma > 0 else None
         return out
@@ -227,11 +236,14 @@ class LearnedSkips:
                 gain = self.model.gains(torch.tensor([learned.QUALITIES.index(rate)]))
                 y_hat, _, skipped = entropy.gain_quantise(y, mu, sigma, gain)
                 if tuple(y_hat.shape[1:]) != stored.shape:
-                    raise ValueError(f"latent_{rate}.npy has shape {list(stored.shape)}, its image encodes to "
-                                     f"{list(y_hat.shape[1:])}")
+                    raise ValueError(
+                        f"latent_{rate}.npy has shape {list(stored.shape)}, its image encodes to "
+                        f"{list(y_hat.shape[1:])}"
+                    )
                 c = stored.shape[0]
-                a = self.acc.setdefault(rate, {"skipped": np.zeros(c), "equal": np.zeros(c), "match": np.zeros(c),
-                                               "cells": 0})
+                a = self.acc.setdefault(
+                    rate, {"skipped": np.zeros(c), "equal": np.zeros(c), "match": np.zeros(c), "cells": 0}
+                )
                 a["skipped"] += skipped[0].reshape(c, -1).sum(1).numpy()
                 a["equal"] += (stored == mu[0].numpy().astype(stored.dtype)).reshape(c, -1).sum(1)
                 a["match"] += (stored == y_hat[0].numpy().astype(stored.dtype)).reshape(c, -1).sum(1)
@@ -243,9 +255,11 @@ class LearnedSkips:
             out[rate] = {}
             for name, sl in parts(len(a["skipped"])).items():
                 n = a["cells"] * (sl.stop - sl.start)
-                out[rate][name] = {"skipped_share": float(a["skipped"][sl].sum() / n),
-                                   "equal_to_mean_share": float(a["equal"][sl].sum() / n),
-                                   "reencode_match_share": float(a["match"][sl].sum() / n)}
+                out[rate][name] = {
+                    "skipped_share": float(a["skipped"][sl].sum() / n),
+                    "equal_to_mean_share": float(a["equal"][sl].sum() / n),
+                    "reencode_match_share": float(a["match"][sl].sum() / n),
+                }
         return out
 
 
@@ -260,12 +274,20 @@ def _proxy(rate: int, rate_summary: dict, pair_summaries: dict[tuple[int, int], 
     grid = repeated - base > GRID_MARGIN
     rounding = f"{rate_summary['dtype']} rounding"
     if grid:
-        within = (f"a per-channel grid (within-channel repeats {repeated:.1%}, {rounding} alone {base:.1%}; "
-                  f"the most frequent value per channel {mode:.1%})")
+        within = (
+            f"a per-channel grid (within-channel repeats {repeated:.1%}, {rounding} alone {base:.1%}; "
+            f"the most frequent value per channel {mode:.1%})"
+        )
     else:
         within = f"no per-channel grid (within-channel repeats {repeated:.1%}, {rounding} alone {base:.1%})"
-    out = {"method": "proxy", "grid": bool(grid), "repeated_share": repeated, "repeated_share_rounding": base,
-           "mode_share": mode, "mode_share_rounding": mode_base}
+    out = {
+        "method": "proxy",
+        "grid": bool(grid),
+        "repeated_share": repeated,
+        "repeated_share_rounding": base,
+        "mode_share": mode,
+        "mode_share_rounding": mode_base,
+    }
     lower = [lo for lo, hi in pair_summaries if hi == rate]
     higher = [hi for lo, hi in pair_summaries if lo == rate]
     other = max(lower) if lower else (min(higher) if higher else None)
@@ -286,12 +308,15 @@ def _proxy(rate: int, rate_summary: dict, pair_summaries: dict[tuple[int, int], 
             return out
         unequal = f"hardly any value is equal at rates {lo} and {hi} ({total:.1%}), and "
     if grid:
-        out["text"] = (f"proxy: {unequal}values lie on {within}: the skipped share only if the prediction is "
-                       f"constant per channel")
+        out["text"] = (
+            f"proxy: {unequal}values lie on {within}: the skipped share only if the prediction is constant per channel"
+        )
     else:
-        out["text"] = (f"cannot be told: {unequal}values repeat within a channel no more than {rounding} "
-                       f"explains ({repeated:.1%}, rounding alone {base:.1%}); with y_hat = mu + r/g and mu varying "
-                       f"per position, skipped residuals are not a repeated value")
+        out["text"] = (
+            f"cannot be told: {unequal}values repeat within a channel no more than {rounding} "
+            f"explains ({repeated:.1%}, rounding alone {base:.1%}); with y_hat = mu + r/g and mu varying "
+            f"per position, skipped residuals are not a repeated value"
+        )
     return out
 
 
@@ -304,7 +329,8 @@ PROXY_NOTE = (
     "higher rate, whose share it has at least. Within one channel y_hat = mu + r/g with mu "
     "varying per position, so skipped residuals are not repeated values: repeats beyond rounding to the file's "
     f"precision (the same values jittered by {JITTER_FRACTION:.0%} of the channel std) only show that values lie on "
-    "a grid.")
+    "a grid."
+)
 
 
 # ------------------------------------------------------------------ rate pairs
@@ -333,8 +359,12 @@ def compare_rates(a: np.ndarray | _Prepared, b: np.ndarray | _Prepared) -> dict:
     rel = 0.0 if diff == 0 else (diff / b.norm if b.norm > 0 else float("inf"))
     ok = (a.channel_norm > 0) & (b.channel_norm > 0)
     corr = np.einsum("ij,ij->i", a.centred[ok], b.centred[ok]) / (a.channel_norm[ok] * b.channel_norm[ok])
-    return {"identical": identical, "relative_l2": rel, "channel_corr": float(np.median(corr)) if ok.any() else None,
-            "equal_share": {name: float(equal[sl].mean()) for name, sl in parts(len(equal)).items()}}
+    return {
+        "identical": identical,
+        "relative_l2": rel,
+        "channel_corr": float(np.median(corr)) if ok.any() else None,
+        "equal_share": {name: float(equal[sl].mean()) for name, sl in parts(len(equal)).items()},
+    }
 
 
 def classify(comparison: dict, threshold: float = NEAR_THRESHOLD) -> str:
@@ -349,19 +379,32 @@ def _pair_summary(rows: list[dict], threshold: float) -> dict:
     corr = [r["channel_corr"] for r in rows if r["channel_corr"] is not None]
     median_rel = float(np.median(rel))
     verdict = "identical" if all(k == "identical" for k in kinds) else "near" if median_rel < threshold else "far"
-    return {"images": len(rows), "identical": kinds.count("identical"), "near": kinds.count("near"),
-            "far": kinds.count("far"), "median_relative_l2": median_rel, "max_relative_l2": float(rel.max()),
-            "median_channel_corr": float(np.median(corr)) if corr else None, "verdict": verdict,
-            "equal_share": {name: float(np.mean([r["equal_share"][name] for r in rows]))
-                            for name in rows[0]["equal_share"]}}
+    return {
+        "images": len(rows),
+        "identical": kinds.count("identical"),
+        "near": kinds.count("near"),
+        "far": kinds.count("far"),
+        "median_relative_l2": median_rel,
+        "max_relative_l2": float(rel.max()),
+        "median_channel_corr": float(np.median(corr)) if corr else None,
+        "verdict": verdict,
+        "equal_share": {
+            name: float(np.mean([r["equal_share"][name] for r in rows])) for name in rows[0]["equal_share"]
+        },
+    }
 
 
 # ------------------------------------------------------------------ the report
 
 
-def latent_report(root: str | os.PathLike, split: str = "train", images: int | None = DEFAULT_IMAGES,
-                  near_threshold: float = NEAR_THRESHOLD, model: learned.LearnedCodecModel | None = None,
-                  progress: bool = False) -> dict:
+def latent_report(
+    root: str | os.PathLike,
+    split: str = "train",
+    images: int | None = DEFAULT_IMAGES,
+    near_threshold: float = NEAR_THRESHOLD,
+    model: learned.LearnedCodecModel | None = None,
+    progress: bool = False,
+) -> dict:
     """The report of ``<root>/<split>`` over its first ``images`` samples (None: all); see the module text."""
     root = Path(root)
     samples = find_samples(root, split)
@@ -395,8 +438,9 @@ def latent_report(root: str | os.PathLike, split: str = "train", images: int | N
             rates.setdefault(rate, _RateStats(latent.shape[0])).add(latent, dtype, rng)
         sizes = {latent.shape for latent in latents.values()}
         if len(sizes) > 1:
-            raise ValueError(f"{Path(samples[key][min(latents)]).parent}: its rates have different shapes "
-                             f"{sorted(map(list, sizes))}")
+            raise ValueError(
+                f"{Path(samples[key][min(latents)]).parent}: its rates have different shapes {sorted(map(list, sizes))}"
+            )
         prepared = {rate: _Prepared(latent) for rate, latent in latents.items()}
         for lo, hi in itertools.combinations(sorted(latents), 2):
             pairs.setdefault((lo, hi), []).append(compare_rates(prepared[lo], prepared[hi]))
@@ -407,28 +451,48 @@ def latent_report(root: str | os.PathLike, split: str = "train", images: int | N
                 raise ValueError(f"{image_path(root, split, key)}: {e}") from None
     summaries = {str(r): s.summary() for r, s in sorted(rates.items())}
     pair_summaries = {pair: _pair_summary(rows, near_threshold) for pair, rows in sorted(pairs.items())}
-    return {"root": str(root), "split": split, "images": len(keys), "images_in_split": len(samples),
-            "codec": codec, "shape": list(shape), "sizes": sorted(map(list, sizes_seen)),
-            "near_threshold": near_threshold, "rates": summaries,
-            "skipped": _skipped(codec, summaries, pair_summaries, skips, why_not),
-            "rate_pairs": {f"{lo}-{hi}": p for (lo, hi), p in pair_summaries.items()}}
+    return {
+        "root": str(root),
+        "split": split,
+        "images": len(keys),
+        "images_in_split": len(samples),
+        "codec": codec,
+        "shape": list(shape),
+        "sizes": sorted(map(list, sizes_seen)),
+        "near_threshold": near_threshold,
+        "rates": summaries,
+        "skipped": _skipped(codec, summaries, pair_summaries, skips, why_not),
+        "rate_pairs": {f"{lo}-{hi}": p for (lo, hi), p in pair_summaries.items()},
+    }
 
 
-def _skipped(codec: str | None, summaries: dict, pair_summaries: dict, skips: LearnedSkips | None,
-             why_not: str | None) -> dict:
+def _skipped(
+    codec: str | None, summaries: dict, pair_summaries: dict, skips: LearnedSkips | None, why_not: str | None
+) -> dict:
     """Section 2 of the report: exact shares, a labelled proxy, or why they cannot be told."""
     if skips is not None:
-        return {str(r): {"method": "exact", "parts": p,
-                         "text": "exact: the learned codec's analysis + hyperprior re-run on the split's images"}
-                for r, p in skips.summary().items()}
+        return {
+            str(r): {
+                "method": "exact",
+                "parts": p,
+                "text": "exact: the learned codec's analysis + hyperprior re-run on the split's images",
+            }
+            for r, p in skips.summary().items()
+        }
     if why_not is not None:
         return {r: {"method": "none", "text": f"cannot be told: {why_not}"} for r in summaries}
     if codec == "dct":
-        return {r: {"method": "exact", "parts": {n: {"skipped_share": q["zero_share"],
-                                                     "equal_to_mean_share": q["zero_share"]}
-                                                 for n, q in s["parts"].items()},
-                    "text": "exact: the dct codec predicts 0, so the values equal to the prediction are the exact "
-                            "zeros"} for r, s in summaries.items()}
+        return {
+            r: {
+                "method": "exact",
+                "parts": {
+                    n: {"skipped_share": q["zero_share"], "equal_to_mean_share": q["zero_share"]}
+                    for n, q in s["parts"].items()
+                },
+                "text": "exact: the dct codec predicts 0, so the values equal to the prediction are the exact zeros",
+            }
+            for r, s in summaries.items()
+        }
     out = {r: _proxy(int(r), s, pair_summaries) for r, s in summaries.items()}
     for k in out.values():
         if codec is not None:
@@ -449,8 +513,10 @@ def _learned_unusable(root: Path, split: str, keys: list[str]) -> str | None:
         except learned.CodecWeightsError as e:
             return str(e)
         if digest != ours:
-            return (f"{root / CODEC_FILE} names weights with sha256 {digest[:12]}..., the installed ones "
-                    f"{learned.WEIGHTS_FILE} have {ours[:12]}...")
+            return (
+                f"{root / CODEC_FILE} names weights with sha256 {digest[:12]}..., the installed ones "
+                f"{learned.WEIGHTS_FILE} have {ours[:12]}..."
+            )
     return None
 
 
@@ -474,38 +540,54 @@ def _ratio(ratio: float | None, row: int, rate_summary: dict) -> str:
 def format_report(report: dict) -> str:
     """The report as a readable table (what ``latentface stats --report`` prints)."""
     codec = report["codec"] or "none (no codec.json: e.g. JPEG AI)"
-    lines = [f"latent report: {report['root']}/{report['split']}, {report['images']} of {report['images_in_split']} "
-             f"images, latents {report['shape']}, codec {codec}", "",
-             f"1. values per rate and part (live: channel std above {LIVE_FRACTION:.0%} of the rate's rms channel "
-             f"std; ch.std: median channel std, of all / of the live channels; ratio: luma / chroma of it)",
-             f"{'rate':>4} {'part':<7}{'channels':>9}{'mean':>10}{'std':>10}{'min':>10}{'max':>10}{'zeros':>8}"
-             f"{'live':>6}{'ch.std':>10}{'ratio':>8}{'live std':>10}{'ratio':>8}"]
+    lines = [
+        f"latent report: {report['root']}/{report['split']}, {report['images']} of {report['images_in_split']} "
+        f"images, latents {report['shape']}, codec {codec}",
+        "",
+        f"1. values per rate and part (live: channel std above {LIVE_FRACTION:.0%} of the rate's rms channel "
+        f"std; ch.std: median channel std, of all / of the live channels; ratio: luma / chroma of it)",
+        f"{'rate':>4} {'part':<7}{'channels':>9}{'mean':>10}{'std':>10}{'min':>10}{'max':>10}{'zeros':>8}"
+        f"{'live':>6}{'ch.std':>10}{'ratio':>8}{'live std':>10}{'ratio':>8}",
+    ]
     for rate, s in report["rates"].items():
         for i, (name, q) in enumerate(s["parts"].items()):
             last = q["channels_from"] + q["channels"] - 1
-            lines.append(f"{rate if i == 0 else '':>4} {name:<7}{q['channels_from']:>4}-{last:<4}"
-                         f"{q['mean']:>10.4g}{q['std']:>10.4g}{q['min']:>10.4g}{q['max']:>10.4g}"
-                         f"{_pct(q['zero_share']):>8}{q['live_channels']:>6}{q['median_channel_std']:>10.3g}"
-                         f"{_ratio(s.get('luma_chroma_std_ratio'), i, s):>8}{q['median_live_channel_std']:>10.3g}"
-                         f"{_ratio(s.get('live_luma_chroma_std_ratio'), i, s):>8}")
+            lines.append(
+                f"{rate if i == 0 else '':>4} {name:<7}{q['channels_from']:>4}-{last:<4}"
+                f"{q['mean']:>10.4g}{q['std']:>10.4g}{q['min']:>10.4g}{q['max']:>10.4g}"
+                f"{_pct(q['zero_share']):>8}{q['live_channels']:>6}{q['median_channel_std']:>10.3g}"
+                f"{_ratio(s.get('luma_chroma_std_ratio'), i, s):>8}{q['median_live_channel_std']:>10.3g}"
+                f"{_ratio(s.get('live_luma_chroma_std_ratio'), i, s):>8}"
+            )
     lines += ["", "2. skipped residuals (values equal to the predicted mean)"]
     for rate, k in report["skipped"].items():
         if k["method"] != "exact":
             lines.append(f"{rate:>4}: {k['text']}")
             continue
-        shares = "  ".join(f"{n} {_pct(q['skipped_share'])}" + (
-            f" (equal to mu {_pct(q['equal_to_mean_share'])}, re-encode match {_pct(q['reencode_match_share'])})"
-            if "reencode_match_share" in q else "") for n, q in k["parts"].items())
+        shares = "  ".join(
+            f"{n} {_pct(q['skipped_share'])}"
+            + (
+                f" (equal to mu {_pct(q['equal_to_mean_share'])}, re-encode match {_pct(q['reencode_match_share'])})"
+                if "reencode_match_share" in q
+                else ""
+            )
+            for n, q in k["parts"].items()
+        )
         lines.append(f"{rate:>4}: {shares} -- {k['text']}")
     if any(k["method"] == "proxy" for k in report["skipped"].values()):
         lines += textwrap.wrap(PROXY_NOTE, 110, initial_indent="  ", subsequent_indent="  ")
-    lines += ["", f"3. rate pairs: ||a - b|| / ||b||, b the higher rate; identical = every value equal, near = "
-              f"median under {report['near_threshold']:.0%}, else far"]
+    lines += [
+        "",
+        f"3. rate pairs: ||a - b|| / ||b||, b the higher rate; identical = every value equal, near = "
+        f"median under {report['near_threshold']:.0%}, else far",
+    ]
     if not report["rate_pairs"]:
         lines.append("  (one rate per image: nothing to compare)")
     for pair, p in report["rate_pairs"].items():
         corr = "-" if p["median_channel_corr"] is None else f"{p['median_channel_corr']:.3f}"
-        lines.append(f"{pair:>7}: {p['verdict']:<9} identical {p['identical']}, near {p['near']}, far {p['far']} "
-                     f"of {p['images']}; median {_pct(p['median_relative_l2'])}, max {_pct(p['max_relative_l2'])}, "
-                     f"median channel corr {corr}")
+        lines.append(
+            f"{pair:>7}: {p['verdict']:<9} identical {p['identical']}, near {p['near']}, far {p['far']} "
+            f"of {p['images']}; median {_pct(p['median_relative_l2'])}, max {_pct(p['max_relative_l2'])}, "
+            f"median channel corr {corr}"
+        )
     return "\n".join(lines)

@@ -9,6 +9,7 @@
     <root>/codec.json                                optional, {"codec": "dct" | "learned", ...} (synth / encode);
                                                      "learned" also names its weights: "weights_digest"
 """
+
 from __future__ import annotations
 
 import os
@@ -43,7 +44,8 @@ def rate_file(rate: str | int) -> str:
 
 
 def resolve_latent_types(latent_type: str | int | Sequence[str | int]) -> list[str]:
-    """File names selected by ``latent_type``: one rate, a list of rates (or ``"12,75"``), or ``"mixed"`` (every rate)."""
+    """File names selected by ``latent_type``: one rate, a list of rates (or ``"12,75"``), or ``"mixed"``
+    (every rate)."""
     if latent_type == "mixed":
         return list(RATE_FILES)
     if isinstance(latent_type, str) and "," in latent_type:
@@ -77,7 +79,7 @@ def read_codec_description(root: str | os.PathLike) -> dict[str, Any] | None:
         return None
     description = read_json(path, "codec description")
     if not isinstance(description, dict) or not isinstance(description.get("codec"), str):
-        raise ValueError(f"{path}: not a codec description (no \"codec\" name)")
+        raise ValueError(f'{path}: not a codec description (no "codec" name)')
     return description
 
 
@@ -119,7 +121,8 @@ def check_codec_weights(description: Mapping[str, Any], where: str | os.PathLike
             f"{where}: the latents were written by the {module.NAME} codec with {wrote}, but the installed "
             f"weights {getattr(module, 'WEIGHTS_FILE', '')} have sha256 {installed}; refusing to decode them "
             f"with other weights (re-encode the dataset with `--codec {module.NAME}`, or draw without decoding: "
-            "--background image or latent)")
+            "--background image or latent)"
+        )
     return module
 
 
@@ -130,8 +133,9 @@ def dataset_codec(root: str | os.PathLike) -> ModuleType | None:
     return None if description is None else check_codec_weights(description, Path(root) / CODEC_FILE)
 
 
-def write_sample(root: str | os.PathLike, split: str, key: str, image: np.ndarray,
-                 latents: Mapping[str | int, np.ndarray]) -> None:
+def write_sample(
+    root: str | os.PathLike, split: str, key: str, image: np.ndarray, latents: Mapping[str | int, np.ndarray]
+) -> None:
     """One sample of ``<root>/<split>``: the RGB image ``images/<key>.png`` and ``latent/<key>/latent_<rate>.npy``
     for each rate of ``latents``. A write that fails (e.g. a full disk) is an error naming the file."""
     write_image(image_path(root, split, key), image)

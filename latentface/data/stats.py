@@ -6,6 +6,7 @@ do rates), so the network sees ``(latent - mean) / std`` per channel. The statis
 are computed in one streaming pass (float64 sums) and stored as JSON:
 ``{"mean": [C], "std": [C], "count": n, "latent_type": ...}``.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,8 @@ STD_FLOOR_FRACTION = 0.01
 
 
 def default_stats_path(root: str | os.PathLike, latent_type="latent_75.npy") -> Path:
-    """``<root>/latent_stats_<rates>.json``: ``latent_stats_75.json``, ``latent_stats_12_75.json``, ``latent_stats_mixed.json``."""
+    """``<root>/latent_stats_<rates>.json``: ``latent_stats_75.json``, ``latent_stats_12_75.json``,
+    ``latent_stats_mixed.json``."""
     if latent_type == "mixed":
         stem = "mixed"
     else:
@@ -31,8 +33,13 @@ def default_stats_path(root: str | os.PathLike, latent_type="latent_75.npy") -> 
     return Path(root) / f"latent_stats_{stem}.json"
 
 
-def compute_latent_stats(root: str | os.PathLike, split: str = "train", latent_type="latent_75.npy",
-                         progress: bool = True, on_bad_latent: str = "raise") -> dict:
+def compute_latent_stats(
+    root: str | os.PathLike,
+    split: str = "train",
+    latent_type="latent_75.npy",
+    progress: bool = True,
+    on_bad_latent: str = "raise",
+) -> dict:
     """Per-channel mean and (population) std over every requested latent file of ``<root>/<split>``.
 
     With several rates (a list or ``"mixed"``) every available file of every sample counts.
@@ -64,9 +71,17 @@ def compute_latent_stats(root: str | os.PathLike, split: str = "train", latent_t
     # zero at a low rate, would be divided by ~0; its std is raised to a floor instead.
     floor = max(STD_FLOOR_FRACTION * float(np.median(std)), 1e-6)
     floored = int((std < floor).sum())
-    return {"mean": mean.tolist(), "std": np.maximum(std, floor).tolist(), "count": count,
-            "latent_type": latent_type, "split": split, "shape": list(ds.expected_shape),
-            "std_floor": floor, "floored_channels": floored, "skipped": skipped}
+    return {
+        "mean": mean.tolist(),
+        "std": np.maximum(std, floor).tolist(),
+        "count": count,
+        "latent_type": latent_type,
+        "split": split,
+        "shape": list(ds.expected_shape),
+        "std_floor": floor,
+        "floored_channels": floored,
+        "skipped": skipped,
+    }
 
 
 def save_stats(stats: dict, path: str | os.PathLike) -> Path:

@@ -18,6 +18,7 @@ output is a pure function of the arguments: same seed, same bytes (whatever the 
 worker processes; the ``learned`` codec encodes on one thread per process for that, see
 :class:`latentface.data.encode.one_thread`); a larger ``n_train`` extends a smaller one.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,10 +44,22 @@ SPLITS = ("train", "val")
 _SHIFT = 4  # cv2 fixed-point bits: sub-pixel drawing
 _ONE = 1 << _SHIFT
 
-_SKIN = np.array([(255, 224, 196), (241, 194, 167), (224, 172, 138), (198, 134, 99),
-                  (165, 110, 75), (120, 80, 55), (88, 57, 39), (60, 40, 28)], dtype=np.float64)
-_HAIR = np.array([(20, 15, 10), (60, 40, 25), (110, 75, 40), (200, 170, 110), (150, 150, 150),
-                  (40, 30, 30)], dtype=np.float64)
+_SKIN = np.array(
+    [
+        (255, 224, 196),
+        (241, 194, 167),
+        (224, 172, 138),
+        (198, 134, 99),
+        (165, 110, 75),
+        (120, 80, 55),
+        (88, 57, 39),
+        (60, 40, 28),
+    ],
+    dtype=np.float64,
+)
+_HAIR = np.array(
+    [(20, 15, 10), (60, 40, 25), (110, 75, 40), (200, 170, 110), (150, 150, 150), (40, 30, 30)], dtype=np.float64
+)
 # Feature positions in face coordinates (u, v in [-1, 1] across the box), WIDER-like:
 # the box spans hairline to chin, eyes about 35 % down, mouth about 70 %.
 _EYE_U, _EYE_V = 0.38, -0.30
@@ -106,8 +119,8 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         w, h = (rng.uniform(0.1, 0.4, 2) * size).astype(int) + 2
         period = int(rng.integers(2, 8))
         stripes = (np.arange(w) // period % 2).astype(bool)
-        patch = img[y0:y0 + h, x0:x0 + w]
-        patch[:, stripes[:patch.shape[1]]] = _colour(rng.uniform(0, 255, 3))
+        patch = img[y0 : y0 + h, x0 : x0 + w]
+        patch[:, stripes[: patch.shape[1]]] = _colour(rng.uniform(0, 255, 3))
     return img
 
 
@@ -128,12 +141,24 @@ def _distractor(img: np.ndarray, rng: np.random.Generator, size: int) -> None:
     tone, _ = _skin(rng)
     angle = float(rng.uniform(-90, 90))
     if rng.random() < 0.4:
-        cv2.ellipse(img, _pt(c - (0, 0.1 * h)), _ax(0.55 * w, 0.55 * h), angle, 0, 360,
-                    _colour(_HAIR[rng.integers(len(_HAIR))]), -1, cv2.LINE_AA, _SHIFT)
+        cv2.ellipse(
+            img,
+            _pt(c - (0, 0.1 * h)),
+            _ax(0.55 * w, 0.55 * h),
+            angle,
+            0,
+            360,
+            _colour(_HAIR[rng.integers(len(_HAIR))]),
+            -1,
+            cv2.LINE_AA,
+            _SHIFT,
+        )
     cv2.ellipse(img, _pt(c), _ax(w / 2, h / 2), angle, 0, 360, _colour(tone), -1, cv2.LINE_AA, _SHIFT)
 
 
-def _draw_face(img: np.ndarray, rng: np.random.Generator, c: np.ndarray, w: float, h: float) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _draw_face(
+    img: np.ndarray, rng: np.random.Generator, c: np.ndarray, w: float, h: float
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Draw one face centred at ``c`` (unrotated box w x h). Returns (box xyxy, landmarks [5,2], attributes)."""
     size = img.shape[0]
     roll = float(rng.normal(0, 8)) if rng.random() < 0.8 else float(rng.uniform(-30, 30))
@@ -149,8 +174,18 @@ def _draw_face(img: np.ndarray, rng: np.random.Generator, c: np.ndarray, w: floa
     tone, gain = _skin(rng)
     feature = tone * rng.uniform(0.35, 0.6)
     if rng.random() < 0.75:  # hair behind the top of the head
-        cv2.ellipse(img, _pt(c + rot @ np.array([0, -0.09 * h])), _ax(0.56 * w, 0.58 * h), roll, 0, 360,
-                    _colour(_HAIR[rng.integers(len(_HAIR))] * rng.uniform(0.7, 1.2)), -1, cv2.LINE_AA, _SHIFT)
+        cv2.ellipse(
+            img,
+            _pt(c + rot @ np.array([0, -0.09 * h])),
+            _ax(0.56 * w, 0.58 * h),
+            roll,
+            0,
+            360,
+            _colour(_HAIR[rng.integers(len(_HAIR))] * rng.uniform(0.7, 1.2)),
+            -1,
+            cv2.LINE_AA,
+            _SHIFT,
+        )
     cv2.ellipse(img, _pt(c), _ax(w / 2, h / 2), roll, 0, 360, _colour(tone), -1, cv2.LINE_AA, _SHIFT)
 
     eyes = [at(-_EYE_U, _EYE_V), at(_EYE_U, _EYE_V)]
@@ -162,7 +197,9 @@ def _draw_face(img: np.ndarray, rng: np.random.Generator, c: np.ndarray, w: floa
         if rng.random() < 0.6:  # eyebrow
             d = rot @ np.array([0.13 * w, 0])
             up = rot @ np.array([0, -0.14 * h])
-            cv2.line(img, _pt(e + up - d), _pt(e + up + d), _colour(feature * 0.7), max(1, int(h / 30)), cv2.LINE_AA, _SHIFT)
+            cv2.line(
+                img, _pt(e + up - d), _pt(e + up + d), _colour(feature * 0.7), max(1, int(h / 30)), cv2.LINE_AA, _SHIFT
+            )
         cv2.ellipse(img, _pt(e), _ax(0.11 * w, 0.055 * h), roll, 0, 360, eye_colour, -1, cv2.LINE_AA, _SHIFT)
         cv2.circle(img, _pt(e), max(_ONE // 2, int(0.05 * w * _ONE)), iris, -1, cv2.LINE_AA, _SHIFT)
     cv2.line(img, _pt(at(0, -0.12)), _pt(nose), _colour(feature), max(1, int(w / 25)), cv2.LINE_AA, _SHIFT)
@@ -295,13 +332,29 @@ def _make_one(job: tuple) -> FaceRecord:
     img, faces = draw_image(rng, size)
     key = image_key(index)
     write_sample(root, split, key, img, encode_rates(get_codec(codec), img, rates))
-    return FaceRecord(key, f"{EVENT}/{key}.jpg", faces["boxes"], faces["landmarks"], faces["has_landmarks"],
-                      faces["attributes"][:, 3] != 0, faces["attributes"])
+    return FaceRecord(
+        key,
+        f"{EVENT}/{key}.jpg",
+        faces["boxes"],
+        faces["landmarks"],
+        faces["has_landmarks"],
+        faces["attributes"][:, 3] != 0,
+        faces["attributes"],
+    )
 
 
-def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Sequence[int] = dct.QUALITIES,
-                     seed: int = 0, progress: bool = True, overwrite: bool = False, workers: int = 1,
-                     codec: str = "dct") -> dict:
+def generate_dataset(
+    root,
+    n_train: int,
+    n_val: int,
+    size: int = 640,
+    rates: Sequence[int] = dct.QUALITIES,
+    seed: int = 0,
+    progress: bool = True,
+    overwrite: bool = False,
+    workers: int = 1,
+    codec: str = "dct",
+) -> dict:
     """Write ``n_train`` + ``n_val`` synthetic images in the retina-modify layout under ``root``.
 
     Per split: ``labels.txt`` (WIDER bbx), ``labels_landmarks.txt`` (RetinaFace),
@@ -321,7 +374,9 @@ def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Seq
         folder = root / split
         if counts[split] and folder.exists() and any(folder.iterdir()):
             if not overwrite:
-                raise FileExistsError(f"{folder} already exists and is not empty; pass overwrite (--overwrite) to replace it")
+                raise FileExistsError(
+                    f"{folder} already exists and is not empty; pass overwrite (--overwrite) to replace it"
+                )
             shutil.rmtree(folder)
     root.mkdir(parents=True, exist_ok=True)
     write_codec_description(root, coder.NAME, size=size, rates=list(rates), seed=seed, generator="latentface synth")
@@ -357,10 +412,17 @@ def generate_dataset(root, n_train: int, n_val: int, size: int = 640, rates: Seq
             write_wider(recs, root / split / LABELS_FILE)
             write_retinaface(recs, root / split / LANDMARKS_FILE)
         faces += sum(len(r) for r in recs)
-    return {"root": str(root), "codec": coder.NAME, "images": len(jobs), "faces": faces, "size": size,
-            "rates": list(rates),
-            "seconds": seconds, "images_per_s": len(jobs) / seconds if seconds > 0 else float("inf"),
-            "images_per_cpu_s": len(jobs) / cpu if cpu > 0 else float("inf")}
+    return {
+        "root": str(root),
+        "codec": coder.NAME,
+        "images": len(jobs),
+        "faces": faces,
+        "size": size,
+        "rates": list(rates),
+        "seconds": seconds,
+        "images_per_s": len(jobs) / seconds if seconds > 0 else float("inf"),
+        "images_per_cpu_s": len(jobs) / cpu if cpu > 0 else float("inf"),
+    }
 
 
 def _cpu_seconds() -> float:

@@ -3,6 +3,7 @@
 ``{"image": key, "latent": path, "image_size": [h, w], "detections": [{"box": [x1, y1, x2, y2],
 "score": s, "landmarks": [[x, y] x 5]}, ...]}`` in input-image pixels; a folder run writes a list.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,16 +17,20 @@ import numpy as np
 from latentface.util.io import read_json
 
 
-def detection_record(key: str, image_size: tuple[int, int], det: Mapping[str, np.ndarray],
-                     latent: str | os.PathLike | None = None) -> dict:
+def detection_record(
+    key: str, image_size: tuple[int, int], det: Mapping[str, np.ndarray], latent: str | os.PathLike | None = None
+) -> dict:
     """The JSON object of one image: image key, [h, w], detections with box, score, landmarks."""
     record: dict[str, Any] = {"image": key}
     if latent is not None:
         record["latent"] = str(latent)
     record["image_size"] = [int(image_size[0]), int(image_size[1])]
     record["detections"] = [
-        {"box": [round(float(v), 2) for v in box], "score": round(float(score), 5),
-         "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lms]}
+        {
+            "box": [round(float(v), 2) for v in box],
+            "score": round(float(score), 5),
+            "landmarks": [[round(float(x), 2), round(float(y), 2)] for x, y in lms],
+        }
         for box, score, lms in zip(det["boxes"], det["scores"], det["landmarks"])
     ]
     return record

@@ -1,5 +1,6 @@
 """The per-image text format of the official WIDER FACE evaluation: one ``<event>/<image>.txt`` per
 image with the image name, the number of boxes and one ``x y w h score`` line per box."""
+
 from __future__ import annotations
 
 import os
@@ -13,8 +14,9 @@ from latentface.boxes import xywh_to_xyxy, xyxy_to_xywh
 from latentface.metrics.wider import prediction_array
 
 
-def write_widerface_predictions(predictions: Mapping[str, Any], out_dir: str | os.PathLike,
-                                names: Mapping[str, str]) -> list[Path]:
+def write_widerface_predictions(
+    predictions: Mapping[str, Any], out_dir: str | os.PathLike, names: Mapping[str, str]
+) -> list[Path]:
     """Write predictions in the official WIDER evaluation's text format.
 
     One file ``out_dir/<event>/<image>.txt`` per image, where ``names[key]`` is the

@@ -3,16 +3,21 @@
 The names below are imported on first use (PEP 562): ``latentface.inference.operating_point``
 is read by the command line's argument parser, which must not pay for importing torch.
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
 
 _HOMES = {
-    "Detector": "detector", "predict_dataset": "detector", "detect_files": "detector",
+    "Detector": "detector",
+    "predict_dataset": "detector",
+    "detect_files": "detector",
     "load_model_latent": "detector",
-    "OperatingPoint": "operating_point", "OperatingPointError": "operating_point",
-    "EVAL_CONF": "operating_point", "DISPLAY_CONF": "operating_point",
+    "OperatingPoint": "operating_point",
+    "OperatingPointError": "operating_point",
+    "EVAL_CONF": "operating_point",
+    "DISPLAY_CONF": "operating_point",
     "postprocess": "postprocessing",  # the module is not called postprocess: it would shadow the function
     "picture_background": "pictures",
 }

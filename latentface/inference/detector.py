@@ -4,6 +4,7 @@
 :func:`detect_files` over latent files in batches; :func:`load_model_latent` reads one file
 for a model.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,16 +38,26 @@ class Detector:
     :func:`~latentface.util.device.resolve_device` takes it (default: a GPU when there is one).
     """
 
-    def __init__(self, model: torch.nn.Module, point: OperatingPoint | None = None,
-                 device: str | torch.device | None = None, **overrides: Any):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        point: OperatingPoint | None = None,
+        device: str | torch.device | None = None,
+        **overrides: Any,
+    ):
         self.point = (point or OperatingPoint.evaluation()).replace(**overrides)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.source: str | None = None
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str | torch.device | None = None,
-                        point: OperatingPoint | None = None, **overrides: Any) -> Detector:
+    def from_checkpoint(
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device | None = None,
+        point: OperatingPoint | None = None,
+        **overrides: Any,
+    ) -> Detector:
         """The model a checkpoint describes, in eval mode, at ``point`` with ``overrides`` applied
         (e.g. ``conf=0.6``)."""
         model, _ = model_from_checkpoint(path)
@@ -94,13 +105,19 @@ def load_model_latent(path: str | os.PathLike, in_channels: int) -> torch.Tensor
     if latent.shape[0] != in_channels:
         raise BadLatentError(
             f"{path}: latent shape {list(latent.shape)}, the model expects [{in_channels}, H, W] "
-            f"(a [1, {in_channels}, H, W] or [{in_channels}, H, W] array)")
+            f"(a [1, {in_channels}, H, W] or [{in_channels}, H, W] array)"
+        )
     return latent
 
 
-def detect_files(detector: Detector, files: list[Path], batch_size: int = 8, on_bad_latent: str = "raise",
-                 progress: bool = True, skipped: dict[str, str] | None = None
-                 ) -> Iterator[tuple[Path, torch.Tensor, dict[str, np.ndarray]]]:
+def detect_files(
+    detector: Detector,
+    files: list[Path],
+    batch_size: int = 8,
+    on_bad_latent: str = "raise",
+    progress: bool = True,
+    skipped: dict[str, str] | None = None,
+) -> Iterator[tuple[Path, torch.Tensor, dict[str, np.ndarray]]]:
     """(file, latent [C,H,W], detections) per file, run in batches of same-shaped consecutive latents.
 
     A bad latent stops with an error naming it, or with ``on_bad_latent="skip"`` is recorded

@@ -13,6 +13,7 @@ with ``dynamic_axes``: it traces the model once and exports in seconds. ``dynamo
 outputs but takes tens of times longer on a CPU. Both keep the batch, height and width axes
 dynamic; :func:`onnx_parity` checks an exported file against PyTorch at several sizes.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,8 +56,13 @@ def _example(model: torch.nn.Module, latent_size: Sequence[int], batch: int = 2)
     return torch.randn(batch, channels, int(latent_size[0]), int(latent_size[1]))
 
 
-def export_onnx(model: torch.nn.Module, path: str | os.PathLike, latent_size: Sequence[int] = (40, 40),
-                opset: int = DEFAULT_OPSET, exporter: str = "torchscript") -> Path:
+def export_onnx(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    latent_size: Sequence[int] = (40, 40),
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+) -> Path:
     """Write ``model`` as ONNX with dynamic batch, height and width axes.
 
     ``latent_size`` (h, w) is the example the graph is traced at; other sizes work too.
@@ -80,8 +86,9 @@ def export_onnx(model: torch.nn.Module, path: str | os.PathLike, latent_size: Se
 
             shapes = {"x": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
             with contextlib.redirect_stdout(io.StringIO()):  # the dynamo exporter prints its progress
-                torch.onnx.export(model, (example,), str(path), dynamic_shapes=shapes, dynamo=True,
-                                  external_data=False, **common)
+                torch.onnx.export(
+                    model, (example,), str(path), dynamic_shapes=shapes, dynamo=True, external_data=False, **common
+                )
     return path
 
 
@@ -99,8 +106,13 @@ def _max_difference(ours: Iterable, reference: Iterable[torch.Tensor]) -> float:
     return max(float(np.abs(np.asarray(a) - b.numpy()).max()) for a, b in zip(ours, reference))
 
 
-def _parity(model: torch.nn.Module, run, latent_sizes: Sequence[Sequence[int]], batch: int, seed: int,
-            ) -> dict[str, float]:
+def _parity(
+    model: torch.nn.Module,
+    run,
+    latent_sizes: Sequence[Sequence[int]],
+    batch: int,
+    seed: int,
+) -> dict[str, float]:
     """Max absolute difference between ``run(x)`` (the exported model's outputs) and PyTorch's, per input size."""
     generator = torch.Generator().manual_seed(seed)
     channels = int(model.input_mean.numel())
@@ -113,8 +125,13 @@ def _parity(model: torch.nn.Module, run, latent_sizes: Sequence[Sequence[int]], 
     return result
 
 
-def onnx_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: Sequence[Sequence[int]],
-                batch: int = 2, seed: int = 0) -> dict[str, float]:
+def onnx_parity(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    latent_sizes: Sequence[Sequence[int]],
+    batch: int = 2,
+    seed: int = 0,
+) -> dict[str, float]:
     """Max absolute difference between onnxruntime and PyTorch outputs, per ``"BxCxHxW"`` input."""
     import onnxruntime as ort  # optional dependency (the export extra)
 
@@ -122,8 +139,13 @@ def onnx_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: S
     return _parity(model, lambda x: session.run(list(OUTPUT_NAMES), {INPUT_NAME: x.numpy()}), latent_sizes, batch, seed)
 
 
-def torchscript_parity(model: torch.nn.Module, path: str | os.PathLike, latent_sizes: Sequence[Sequence[int]],
-                       batch: int = 2, seed: int = 0) -> dict[str, float]:
+def torchscript_parity(
+    model: torch.nn.Module,
+    path: str | os.PathLike,
+    latent_sizes: Sequence[Sequence[int]],
+    batch: int = 2,
+    seed: int = 0,
+) -> dict[str, float]:
     """As :func:`onnx_parity`, for a TorchScript file."""
     with _quiet_tracing():
         loaded = torch.jit.load(str(path), map_location="cpu")
@@ -135,8 +157,9 @@ def torchscript_parity(model: torch.nn.Module, path: str | os.PathLike, latent_s
     return _parity(model, run, latent_sizes, batch, seed)
 
 
-def model_card(model: torch.nn.Module, fmt: str, checkpoint: str | os.PathLike | None = None,
-               point: OperatingPoint | None = None) -> dict:
+def model_card(
+    model: torch.nn.Module, fmt: str, checkpoint: str | os.PathLike | None = None, point: OperatingPoint | None = None
+) -> dict:
     """What a consumer of the exported file needs besides it: input/output names, the anchors and
     the operating point to post-process at (default: the display point)."""
     layout = model.anchor_layout
@@ -145,16 +168,26 @@ def model_card(model: torch.nn.Module, fmt: str, checkpoint: str | os.PathLike |
         "format": fmt,
         "checkpoint": str(checkpoint) if checkpoint else None,
         "config": model.config,
-        "input": {"name": INPUT_NAME, "shape": ["batch", int(model.input_mean.numel()), "height", "width"],
-                  "pixels_per_cell": model.pixels_per_cell},
-        "outputs": {"logits": ["batch", "anchors", 2], "boxes": ["batch", "anchors", 4],
-                    "landmarks": ["batch", "anchors", 10]},
-        "anchors": {"levels": list(layout.levels), "strides": list(layout.strides),
-                    "sizes": [list(s) for s in layout.sizes], "ratios": list(layout.ratios),
-                    "order": "level, y, x, anchor; centres at (i + 0.5) * stride; (cx, cy, w, h) in pixels"},
+        "input": {
+            "name": INPUT_NAME,
+            "shape": ["batch", int(model.input_mean.numel()), "height", "width"],
+            "pixels_per_cell": model.pixels_per_cell,
+        },
+        "outputs": {
+            "logits": ["batch", "anchors", 2],
+            "boxes": ["batch", "anchors", 4],
+            "landmarks": ["batch", "anchors", 10],
+        },
+        "anchors": {
+            "levels": list(layout.levels),
+            "strides": list(layout.strides),
+            "sizes": [list(s) for s in layout.sizes],
+            "ratios": list(layout.ratios),
+            "order": "level, y, x, anchor; centres at (i + 0.5) * stride; (cx, cy, w, h) in pixels",
+        },
         "variances": list(VARIANCES),
         "postprocess": "softmax(logits)[..., 1] > conf, top-k, decode with the variances, NMS at IoU nms, "
-                       "keep-top-k (the operating_point's conf, topk, nms, keep)",
+        "keep-top-k (the operating_point's conf, topk, nms, keep)",
         "operating_point": point.to_dict(),
     }
 
@@ -168,10 +201,16 @@ class Exported:
     seconds: float
 
 
-def export_checkpoint(weight: str | os.PathLike, output: str | os.PathLike, fmt: str = "onnx",
-                      latent_size: Sequence[int] = (40, 40), opset: int = DEFAULT_OPSET,
-                      exporter: str = "torchscript", check: bool = True,
-                      point: OperatingPoint | None = None) -> Exported:
+def export_checkpoint(
+    weight: str | os.PathLike,
+    output: str | os.PathLike,
+    fmt: str = "onnx",
+    latent_size: Sequence[int] = (40, 40),
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+    check: bool = True,
+    point: OperatingPoint | None = None,
+) -> Exported:
     """Export the model of a checkpoint and write its card beside it (``<output>.json``).
 
     ``check``: compare the file with PyTorch at ``latent_size`` and a second, odd size (the
@@ -195,5 +234,3 @@ def export_checkpoint(weight: str | os.PathLike, output: str | os.PathLike, fmt:
         card["parity_max_abs_diff"] = parity(model, path, sizes)
     write_json(Path(str(path) + ".json"), card)
     return Exported(path, card, seconds)
-
-

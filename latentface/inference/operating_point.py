@@ -4,6 +4,7 @@ One frozen value used by post-processing, the :class:`~latentface.inference.Dete
 tuner, the command line and export, so the defaults (RetinaFace's 0.4 / 5000 / 750) live here
 only. Evaluation keeps low-score boxes (conf 0.02); display does not (0.6).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -62,8 +63,12 @@ class OperatingPoint:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_mapping(cls, values: Any, source: str = "thresholds", base: OperatingPoint | None = None,
-                     ) -> OperatingPoint:
+    def from_mapping(
+        cls,
+        values: Any,
+        source: str = "thresholds",
+        base: OperatingPoint | None = None,
+    ) -> OperatingPoint:
         """``base`` (default: the display point) with the fields in ``values`` (any subset) replaced."""
         fields = [f.name for f in dataclasses.fields(cls)]
         example = json.dumps(cls().to_dict())

@@ -7,6 +7,7 @@ itself (:func:`latentface.viz.latent_pca_image`). Latents whose ``codec.json`` n
 ``learned`` codec with other weights than the installed ones are refused, not decoded into
 another codec's image (:class:`latentface.data.layout.CodecMismatchError`).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,8 +51,13 @@ def decoder(latent: str | os.PathLike, name: str):
     return codec
 
 
-def picture_background(latent_file: str | os.PathLike, latent: torch.Tensor | np.ndarray, background: str = "auto",
-                       image: str | os.PathLike | None = None, codec: str | None = None) -> tuple[np.ndarray, str]:
+def picture_background(
+    latent_file: str | os.PathLike,
+    latent: torch.Tensor | np.ndarray,
+    background: str = "auto",
+    image: str | os.PathLike | None = None,
+    codec: str | None = None,
+) -> tuple[np.ndarray, str]:
     """(RGB uint8 image, what it is) to draw detections on.
 
     ``background``: ``image`` (``image`` or the layout's RGB image), ``decoded`` (the latent
@@ -80,6 +86,8 @@ def picture_background(latent_file: str | os.PathLike, latent: torch.Tensor | np
             except ValueError as exc:
                 raise ValueError(f"{latent_file}: cannot decode with the {name!r} codec: {exc}") from None
         if background == "decoded":
-            raise ValueError(f"{latent_file}: its codec is unknown (no codec.json in its dataset root); "
-                             "pass --codec dct if it was written by the built-in codec")
+            raise ValueError(
+                f"{latent_file}: its codec is unknown (no codec.json in its dataset root); "
+                "pass --codec dct if it was written by the built-in codec"
+            )
     return latent_pca_image(arr), "latent (PCA false colour)"

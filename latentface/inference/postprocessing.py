@@ -1,4 +1,5 @@
 """From raw head outputs to detections: decode, threshold, top-k, NMS, keep-top-k."""
+
 from __future__ import annotations
 
 import torch
@@ -12,8 +13,11 @@ EVALUATION_POINT = OperatingPoint.evaluation()
 
 
 @torch.no_grad()
-def postprocess(outputs, anchors: torch.Tensor, point: OperatingPoint = EVALUATION_POINT,
-                ) -> list[dict[str, torch.Tensor]]:
+def postprocess(
+    outputs,
+    anchors: torch.Tensor,
+    point: OperatingPoint = EVALUATION_POINT,
+) -> list[dict[str, torch.Tensor]]:
     """Per image ``{"boxes" [K,4] xyxy pixels, "scores" [K], "landmarks" [K,5,2]}``, best first.
 
     ``point``: keep scores above ``point.conf``, the ``point.topk`` best per image, NMS at IoU

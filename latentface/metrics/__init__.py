@@ -4,6 +4,7 @@ size (:mod:`.sizes`), the official .mat ground truth and its easy/medium/hard su
 
 Nothing here runs a model: predictions and ground truth come in as arrays.
 """
+
 from latentface.metrics.coco import coco_map
 from latentface.metrics.mat import (
     WIDER_MAT_FILES,
@@ -35,10 +36,36 @@ from latentface.metrics.wider import (
 )
 
 __all__ = [
-    "BUCKET_EDGES", "SIZE_BUCKETS", "THRESHOLDS", "THRESH_NUM", "WIDER_MAT_FILES", "WIDER_SUBSETS", "Matches",
-    "add_wider_subsets", "ap_by_size", "best_faces", "bucket_index", "coco_map", "evaluation_report",
-    "format_report", "ground_truth_arrays", "ground_truth_set", "iou_plus_one", "load_wider_mat",
-    "mat_frame_transform", "match_outcomes", "match_predictions", "outcomes", "plot_pr_curve", "prediction_array",
-    "prediction_set", "size_buckets", "to_mat_frame", "voc_ap", "wider_ap", "wider_easy_medium_hard",
-    "wider_pr_curve", "wider_subset_curves",
+    "BUCKET_EDGES",
+    "SIZE_BUCKETS",
+    "THRESHOLDS",
+    "THRESH_NUM",
+    "WIDER_MAT_FILES",
+    "WIDER_SUBSETS",
+    "Matches",
+    "add_wider_subsets",
+    "ap_by_size",
+    "best_faces",
+    "bucket_index",
+    "coco_map",
+    "evaluation_report",
+    "format_report",
+    "ground_truth_arrays",
+    "ground_truth_set",
+    "iou_plus_one",
+    "load_wider_mat",
+    "mat_frame_transform",
+    "match_outcomes",
+    "match_predictions",
+    "outcomes",
+    "plot_pr_curve",
+    "prediction_array",
+    "prediction_set",
+    "size_buckets",
+    "to_mat_frame",
+    "voc_ap",
+    "wider_ap",
+    "wider_easy_medium_hard",
+    "wider_pr_curve",
+    "wider_subset_curves",
 ]

@@ -1,4 +1,5 @@
 """COCO box mAP of a face prediction set, from pycocotools."""
+
 from __future__ import annotations
 
 import contextlib
@@ -38,15 +39,29 @@ def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) ->
     for key, (boxes, ignore) in gt.items():
         for box, ignored in zip(boxes, ignore):
             bbox = xywh(box)
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id[key], "category_id": 1,
-                                "bbox": bbox, "area": bbox[2] * bbox[3], "iscrowd": int(ignored)})
-    detections = [{"image_id": image_id[key], "category_id": 1, "bbox": xywh(row), "score": float(row[4])}
-                  for key, p in preds.items() for row in p]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id[key],
+                    "category_id": 1,
+                    "bbox": bbox,
+                    "area": bbox[2] * bbox[3],
+                    "iscrowd": int(ignored),
+                }
+            )
+    detections = [
+        {"image_id": image_id[key], "category_id": 1, "bbox": xywh(row), "score": float(row[4])}
+        for key, p in preds.items()
+        for row in p
+    ]
 
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
         coco_gt = COCO()
-        coco_gt.dataset = {"images": [{"id": i} for i in image_id.values()], "annotations": annotations,
-                           "categories": [{"id": 1, "name": "face"}]}
+        coco_gt.dataset = {
+            "images": [{"id": i} for i in image_id.values()],
+            "annotations": annotations,
+            "categories": [{"id": 1, "name": "face"}],
+        }
         coco_gt.createIndex()
         evaluator = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
         evaluator.params.maxDets = [1, 10, max(100, max(len(p) for p in preds.values()))]

@@ -1,5 +1,6 @@
 """The official WIDER FACE validation ground truth (the evaluation kit's .mat files): the
 easy/medium/hard subsets, and the map from a dataset's label frame to the .mat's pixel frame."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ import numpy as np
 import scipy.io
 
 from latentface.boxes import xywh_to_xyxy
-
 from latentface.metrics.wider import match_predictions, no_faces_error, voc_ap
 
 WIDER_SUBSETS = ("easy", "medium", "hard")
@@ -57,7 +57,8 @@ def load_wider_mat(gt_dir: str | os.PathLike) -> dict[str, dict]:
         if not path.is_file():
             raise FileNotFoundError(
                 f"{path}: missing; the WIDER ground-truth directory {gt_dir} must hold "
-                f"{', '.join(WIDER_MAT_FILES.values())} (from the WIDER FACE evaluation kit)")
+                f"{', '.join(WIDER_MAT_FILES.values())} (from the WIDER FACE evaluation kit)"
+            )
         try:
             mats[subset] = (path, scipy.io.loadmat(path))
         except Exception as exc:  # scipy raises several types for a corrupt file
@@ -95,8 +96,7 @@ def load_wider_mat(gt_dir: str | os.PathLike) -> dict[str, dict]:
                 xywh = xywh.reshape(0, 4)
             if xywh.ndim != 2 or xywh.shape[1] != 4:
                 raise ValueError(f"{where}: boxes must be [N,4] x,y,w,h, got shape {xywh.shape}")
-            record = {"name": f"{event}/{name}.jpg",
-                      "boxes": xywh_to_xyxy(xywh)}
+            record = {"name": f"{event}/{name}.jpg", "boxes": xywh_to_xyxy(xywh)}
             for subset, (sub_path, _) in subsets.items():
                 index = np.asarray(keep[subset][j]).ravel().astype(np.int64) - 1  # MATLAB counts from 1
                 if ((index < 0) | (index >= len(xywh))).any():
@@ -122,8 +122,9 @@ def wider_subset_curves(predictions: Mapping[str, Any], wider: Mapping[str, dict
     return curves
 
 
-def wider_easy_medium_hard(predictions: Mapping[str, Any], gt_dir: str | os.PathLike,
-                           iou_threshold: float = 0.5) -> dict[str, float]:
+def wider_easy_medium_hard(
+    predictions: Mapping[str, Any], gt_dir: str | os.PathLike, iou_threshold: float = 0.5
+) -> dict[str, float]:
     """Official WIDER FACE easy/medium/hard AP from the evaluation kit's .mat files in ``gt_dir``.
 
     Each subset counts the faces its ``gt_list`` names and ignores the others. Keys
@@ -152,8 +153,10 @@ def mat_frame_transform(labels: Mapping[str, Any], wider: Mapping[str, dict]) ->
         if len(ours) == 0:
             continue
         if len(ours) != len(theirs):
-            raise ValueError(f"image {wider[key]['name']}: the labels have {len(ours)} faces, the WIDER .mat "
-                             f"{len(theirs)}; --wider_gt needs the split's labels to be the WIDER validation labels")
+            raise ValueError(
+                f"image {wider[key]['name']}: the labels have {len(ours)} faces, the WIDER .mat "
+                f"{len(theirs)}; --wider_gt needs the split's labels to be the WIDER validation labels"
+            )
         fit = []
         for axis in (0, 1):
             x, y = ours[:, [axis, axis + 2]].ravel(), theirs[:, [axis, axis + 2]].ravel()
@@ -163,8 +166,10 @@ def mat_frame_transform(labels: Mapping[str, Any], wider: Mapping[str, dict]) ->
                 a, b = 1.0, float(np.mean(y - x))
             tolerance = 2.0 + 0.02 * max(np.ptp(y), 1.0)
             if np.abs(a * x + b - y).max() > tolerance:
-                raise ValueError(f"image {wider[key]['name']}: its label boxes are not a resize of its WIDER .mat "
-                                 f"boxes (misfit {np.abs(a * x + b - y).max():.1f} px)")
+                raise ValueError(
+                    f"image {wider[key]['name']}: its label boxes are not a resize of its WIDER .mat "
+                    f"boxes (misfit {np.abs(a * x + b - y).max():.1f} px)"
+                )
             fit += [a, b]
         maps[key] = np.array(fit)
     if not maps:

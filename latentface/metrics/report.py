@@ -1,4 +1,5 @@
 """Every evaluation number in one JSON-serialisable report, its text summary and its PR plot."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,12 @@ from latentface.metrics.sizes import ap_by_size
 from latentface.metrics.wider import ground_truth_set, prediction_set, voc_ap, wider_pr_curve
 
 
-def evaluation_report(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any],
-                      gt_dir: str | os.PathLike | None = None, coco: bool = True) -> dict:
+def evaluation_report(
+    predictions: Mapping[str, Any],
+    ground_truth: Mapping[str, Any],
+    gt_dir: str | os.PathLike | None = None,
+    coco: bool = True,
+) -> dict:
     """Every evaluation number in one JSON-serialisable dict.
 
     Keys: images, faces (counted), ignored_faces, predictions, ap (WIDER protocol),
@@ -52,7 +57,8 @@ def add_wider_subsets(report: dict, predictions: Mapping[str, Any], wider: Mappi
     curves = wider_subset_curves(predictions, wider)
     report["wider"] = {subset: voc_ap(r, p) for subset, (p, r) in curves.items()}
     report.setdefault("curves", {}).update(
-        {subset: {"precision": p.tolist(), "recall": r.tolist()} for subset, (p, r) in curves.items()})
+        {subset: {"precision": p.tolist(), "recall": r.tolist()} for subset, (p, r) in curves.items()}
+    )
     return report
 
 
@@ -98,11 +104,15 @@ def plot_pr_curve(report_or_curves: Any, path: str | os.PathLike, title: str = "
 
 def format_report(report: Mapping[str, Any]) -> str:
     """The report's numbers as a few readable lines (curves left out)."""
-    lines = [f"{report['images']} images, {report['faces']} faces ({report['ignored_faces']} ignored), "
-             f"{report['predictions']} predictions",
-             f"WIDER AP@0.5: {report['ap']:.4f}"]
-    sizes = ", ".join(f"{name} {v['ap']:.4f} ({v['faces']})" if v["ap"] is not None else f"{name} - (0)"
-                      for name, v in report["ap_by_size"].items())
+    lines = [
+        f"{report['images']} images, {report['faces']} faces ({report['ignored_faces']} ignored), "
+        f"{report['predictions']} predictions",
+        f"WIDER AP@0.5: {report['ap']:.4f}",
+    ]
+    sizes = ", ".join(
+        f"{name} {v['ap']:.4f} ({v['faces']})" if v["ap"] is not None else f"{name} - (0)"
+        for name, v in report["ap_by_size"].items()
+    )
     lines.append(f"AP by face height (faces): {sizes}")
     if "coco" in report:
         lines.append(f"COCO mAP@[.5:.95]: {report['coco']['mAP']:.4f}, AP50: {report['coco']['AP50']:.4f}")

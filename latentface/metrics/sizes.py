@@ -1,4 +1,5 @@
 """Face-size buckets and the WIDER AP per bucket."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -38,6 +38,7 @@ A key in the ground truth but not in the predictions is an image with no predict
 a prediction key missing from the ground truth is an error (a naming mismatch would
 otherwise score a silent zero).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -60,8 +61,7 @@ def prediction_array(value: Any, key: str) -> np.ndarray:
     if arr.size == 0:
         return np.zeros((0, 5))
     if arr.ndim != 2 or arr.shape[1] != 5:
-        raise ValueError(
-            f"predictions for {key!r}: expected an array [K,5] (x1,y1,x2,y2,score), got shape {arr.shape}")
+        raise ValueError(f"predictions for {key!r}: expected an array [K,5] (x1,y1,x2,y2,score), got shape {arr.shape}")
     if not np.isfinite(arr).all():
         raise ValueError(f"predictions for {key!r}: non-finite values")
     return arr
@@ -104,7 +104,8 @@ def prediction_set(predictions: Mapping[str, Any], gt_keys) -> dict[str, np.ndar
     if unknown:
         raise ValueError(
             f"{len(unknown)} prediction key(s) not in the ground truth, e.g. {unknown[:3]}: "
-            "keys must be the image names without directory or extension")
+            "keys must be the image names without directory or extension"
+        )
     return preds
 
 
@@ -159,8 +160,9 @@ def outcomes(face: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return ~on_ignored, recalls_new
 
 
-def match_outcomes(boxes: np.ndarray, boxes_gt: np.ndarray, ignore: np.ndarray,
-                   iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+def match_outcomes(
+    boxes: np.ndarray, boxes_gt: np.ndarray, ignore: np.ndarray, iou_threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
     """Per detection of one image (best first): (is a proposal, recalls a new face), by the WIDER rules.
 
     Cumulative sums over a best-first prefix give the counts at any score threshold. On an
@@ -225,8 +227,12 @@ class Matches:
         return precision, recall, faces
 
 
-def match_predictions(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any],
-                      iou_threshold: float = 0.5, count_faceless: bool = False) -> Matches:
+def match_predictions(
+    predictions: Mapping[str, Any],
+    ground_truth: Mapping[str, Any],
+    iou_threshold: float = 0.5,
+    count_faceless: bool = False,
+) -> Matches:
     """Validate, normalise and match a prediction set (steps 1-3 of the module docstring).
 
     ``count_faceless``: keep the images without faces, so their detections count as false
@@ -254,8 +260,12 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray) -> float:
     return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))
 
 
-def wider_pr_curve(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any], iou_threshold: float = 0.5,
-                   count_faceless: bool = False):
+def wider_pr_curve(
+    predictions: Mapping[str, Any],
+    ground_truth: Mapping[str, Any],
+    iou_threshold: float = 0.5,
+    count_faceless: bool = False,
+):
     """The official WIDER FACE precision/recall curve (see the module docstring).
 
     Returns (precision [1000], recall [1000], thresholds [1000]); index i is the

@@ -1,4 +1,5 @@
 """torchvision ResNets, whole (the RGB baseline) or pruned to layer2..layer4 (the latent model)."""
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,9 @@ def resnet(name: str, weights: str | None = None) -> nn.Module:
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError) as exc:
-        raise CheckpointError(f"{weights}: does not match torchvision {name}: {str(exc).splitlines()[-1].strip()}") from exc
+        raise CheckpointError(
+            f"{weights}: does not match torchvision {name}: {str(exc).splitlines()[-1].strip()}"
+        ) from exc
     return net
 
 

@@ -4,6 +4,7 @@ The backbone then continues from layer2 as if it had run its stem and layer1 on 
 Cost at 640x640 (latent 256x40x40, c1 = 256, as for ResNet-50) is the design constraint:
 the ResNet-50 stem + layer1 that the bridge replaces cost about 6.4 GMACs.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -143,8 +144,9 @@ class CodecBridge(nn.Module):
         self.decode.reset_parameters()
 
     @torch.no_grad()
-    def renormalize(self, old_mean: torch.Tensor, old_std: torch.Tensor, new_mean: torch.Tensor,
-                    new_std: torch.Tensor) -> None:
+    def renormalize(
+        self, old_mean: torch.Tensor, old_std: torch.Tensor, new_mean: torch.Tensor, new_std: torch.Tensor
+    ) -> None:
         """Keep ``decode`` the same function of the raw latent when the model's input normalisation changes."""
         w = self.decode.weight.flatten(1) / old_std[None]  # per raw latent unit
         self.decode.bias.add_(w @ (new_mean - old_mean))

@@ -5,6 +5,7 @@ A model config is what ``model.config`` returns and checkpoints store: ``kind`` 
 :func:`model_config` makes one from a preset and explicit choices over it, :func:`build_model`
 builds the detector it describes, and :func:`model_from_checkpoint` rebuilds a saved one.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,9 +21,15 @@ KINDS = {"latent": LatentRetinaFace, "rgb": RGBRetinaFace}
 RGB_DEFAULTS = dict(backbone="resnet50", out_channels=256)
 
 
-def model_config(kind: str = "latent", preset: str | None = None, backbone: str | None = None,
-                 bridge: str | None = None, out_channels: int | None = None, anchors: Anchors = "default",
-                 in_channels: int = 256) -> dict[str, Any]:
+def model_config(
+    kind: str = "latent",
+    preset: str | None = None,
+    backbone: str | None = None,
+    bridge: str | None = None,
+    out_channels: int | None = None,
+    anchors: Anchors = "default",
+    in_channels: int = 256,
+) -> dict[str, Any]:
     """The model config of ``preset`` (latent only; default "default") with every explicit choice over it.
 
     Cost options of a preset (``blocks``, ``light_p2``) come with it. The RGB baseline takes
@@ -30,8 +37,12 @@ def model_config(kind: str = "latent", preset: str | None = None, backbone: str 
     """
     layout = get_layout(anchors).to_dict()
     if kind == "rgb":
-        return dict(kind="rgb", backbone=backbone or RGB_DEFAULTS["backbone"],
-                    out_channels=out_channels or RGB_DEFAULTS["out_channels"], anchors=layout)
+        return dict(
+            kind="rgb",
+            backbone=backbone or RGB_DEFAULTS["backbone"],
+            out_channels=out_channels or RGB_DEFAULTS["out_channels"],
+            anchors=layout,
+        )
     if kind != "latent":
         raise ValueError(f"model kind must be 'latent' or 'rgb', got {kind!r}")
     name = preset or "default"
@@ -39,7 +50,8 @@ def model_config(kind: str = "latent", preset: str | None = None, backbone: str 
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(LatentRetinaFace.PRESETS)}")
     chosen = LatentRetinaFace.PRESETS[name]
     return {
-        "kind": "latent", **chosen,
+        "kind": "latent",
+        **chosen,
         "backbone": backbone or chosen["backbone"],
         "bridge": bridge or chosen["bridge"],
         "out_channels": out_channels or chosen["out_channels"],

@@ -4,6 +4,7 @@ Both share one body: an input stage that produces C1 (stride 4, layer1's shape),
 layer2..layer4 (C2..C4), the FPN, an SSH module per level and the heads. They differ only in
 the input stage: a bridge from the latent, or the ResNet stem + layer1 from pixels.
 """
+
 from __future__ import annotations
 
 import copy
@@ -35,20 +36,29 @@ class _RetinaFace(nn.Module):
 
     pixels_per_cell = 1
 
-    def __init__(self, net: nn.Module, backbone: str, out_channels: int, anchors: Anchors, in_channels: int,
-                 light_p2: bool = False):
+    def __init__(
+        self,
+        net: nn.Module,
+        backbone: str,
+        out_channels: int,
+        anchors: Anchors,
+        in_channels: int,
+        light_p2: bool = False,
+    ):
         super().__init__()
         self.anchor_layout: AnchorLayout = get_layout(anchors)
         if self.anchor_layout.variances != VARIANCES:  # the loss and post-processing code with these
-            raise ValueError(f"anchor variances {list(self.anchor_layout.variances)}: this version trains and decodes "
-                             f"with {list(VARIANCES)} only")
+            raise ValueError(
+                f"anchor variances {list(self.anchor_layout.variances)}: this version trains and decodes "
+                f"with {list(VARIANCES)} only"
+            )
         c = CHANNELS[backbone]
         self.register_buffer("input_mean", torch.zeros(in_channels))
         self.register_buffer("input_std", torch.ones(in_channels))
         self.layer2, self.layer3, self.layer4 = net.layer2, net.layer3, net.layer4
         light = (2,) if light_p2 else ()
         self.fpn = FPN({2: c[0], 3: c[1], 4: c[2], 5: c[3]}, out_channels, self.anchor_layout.levels, light)
-        self.ssh = nn.ModuleList(SSH(out_channels, separable=l in light) for l in self.anchor_layout.levels)
+        self.ssh = nn.ModuleList(SSH(out_channels, separable=level in light) for level in self.anchor_layout.levels)
         self.heads = Heads(out_channels, len(self.anchor_layout.levels), self.anchor_layout.per_location)
         self._frozen = False
 
@@ -60,7 +70,7 @@ class _RetinaFace(nn.Module):
             )
         return (x - self.input_mean[:, None, None]) / self.input_std[:, None, None]
 
-    def extract(self, x: torch.Tensor) -> "OrderedDict[str, torch.Tensor]":
+    def extract(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         """The named feature maps: C1..C4 (backbone) then the pyramid levels (P2..P6 by default)."""
         c1 = self.input_stage(self.normalize(x))
         c2 = self.layer2(c1)
@@ -72,7 +82,7 @@ class _RetinaFace(nn.Module):
 
     def forward(self, x: torch.Tensor) -> HeadOutputs:
         maps = self.extract(x)
-        levels = [ssh(maps[f"P{l}"]) for ssh, l in zip(self.ssh, self.anchor_layout.levels)]
+        levels = [ssh(maps[f"P{level}"]) for ssh, level in zip(self.ssh, self.anchor_layout.levels)]
         return self.heads(levels)
 
     # -- geometry ----------------------------------------------------------------------------
@@ -90,7 +100,9 @@ class _RetinaFace(nn.Module):
         mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
         std = torch.as_tensor(std, dtype=torch.float32).flatten()
         if mean.shape != self.input_mean.shape or std.shape != self.input_std.shape:
-            raise ValueError(f"normalisation needs {self.input_mean.numel()} channels, got {mean.numel()} / {std.numel()}")
+            raise ValueError(
+                f"normalisation needs {self.input_mean.numel()} channels, got {mean.numel()} / {std.numel()}"
+            )
         if not torch.isfinite(std).all() or (std <= 0).any():
             raise ValueError("normalisation std must be finite and positive")
         bridge = getattr(self, "bridge", None)
@@ -155,8 +167,14 @@ class LatentRetinaFace(_RetinaFace):
         super().__init__(net, backbone, out_channels, anchors, in_channels, light_p2=light_p2)
         self.bridge = build_bridge(bridge, in_channels, CHANNELS[backbone][0])
         self._config = dict(
-            kind="latent", backbone=backbone, bridge=bridge, out_channels=out_channels,
-            in_channels=in_channels, anchors=self.anchor_layout.to_dict(), blocks=blocks, light_p2=light_p2,
+            kind="latent",
+            backbone=backbone,
+            bridge=bridge,
+            out_channels=out_channels,
+            in_channels=in_channels,
+            anchors=self.anchor_layout.to_dict(),
+            blocks=blocks,
+            light_p2=light_p2,
         )
 
     def input_stage(self, x: torch.Tensor) -> torch.Tensor:
@@ -172,7 +190,7 @@ class LatentRetinaFace(_RetinaFace):
     }
 
     @classmethod
-    def preset(cls, name: str, **overrides) -> "LatentRetinaFace":
+    def preset(cls, name: str, **overrides) -> LatentRetinaFace:
         try:
             kwargs = {**cls.PRESETS[name], **overrides}
         except KeyError:
@@ -183,16 +201,22 @@ class LatentRetinaFace(_RetinaFace):
 class RGBRetinaFace(_RetinaFace):
     """The baseline: the same neck and heads on the full ResNet, for float RGB images 0..255 [B, 3, H, W]."""
 
-    def __init__(self, backbone: str = "resnet50", out_channels: int = 256, anchors: Anchors = "default",
-                 pretrained: str | None = None):
+    def __init__(
+        self,
+        backbone: str = "resnet50",
+        out_channels: int = 256,
+        anchors: Anchors = "default",
+        pretrained: str | None = None,
+    ):
         if backbone not in CHANNELS:
             raise ValueError(f"unknown backbone {backbone!r}; choose one of {sorted(CHANNELS)}")
         net = resnet(backbone, pretrained)
         super().__init__(net, backbone, out_channels, anchors, in_channels=3)
         self.set_normalization(_IMAGENET_MEAN, _IMAGENET_STD)
         self.stem = stem_and_layer1(net)
-        self._config = dict(kind="rgb", backbone=backbone, out_channels=out_channels,
-                            anchors=self.anchor_layout.to_dict())
+        self._config = dict(
+            kind="rgb", backbone=backbone, out_channels=out_channels, anchors=self.anchor_layout.to_dict()
+        )
 
     def input_stage(self, x: torch.Tensor) -> torch.Tensor:
         return self.stem(x)

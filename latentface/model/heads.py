@@ -1,4 +1,5 @@
 """Per-level class / box / landmark heads, flattened in (level, y, x, anchor) order like the anchors."""
+
 from __future__ import annotations
 
 from typing import NamedTuple

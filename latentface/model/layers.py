@@ -1,4 +1,5 @@
 """Small building blocks shared by the bridge, neck and heads."""
+
 from __future__ import annotations
 
 from torch import nn
@@ -15,7 +16,9 @@ def conv_bn(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, leaky: fl
     return nn.Sequential(*layers)
 
 
-def separable_conv_bn(in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, leaky: float | None = 0.0) -> nn.Sequential:
+def separable_conv_bn(
+    in_ch: int, out_ch: int, kernel: int = 3, stride: int = 1, leaky: float | None = 0.0
+) -> nn.Sequential:
     """Depthwise conv-BN-ReLU then pointwise :func:`conv_bn`: a cheap stand-in for a full ``conv_bn``."""
     return nn.Sequential(
         nn.Conv2d(in_ch, in_ch, kernel, stride=stride, padding=kernel // 2, groups=in_ch, bias=False),

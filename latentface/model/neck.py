@@ -1,4 +1,5 @@
 """FPN (P2..P6) and SSH context modules, shared by the latent and RGB detectors."""
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -23,32 +24,43 @@ class FPN(nn.Module):
     most of the neck's multiply-adds).
     """
 
-    def __init__(self, in_channels: dict[int, int], out_channels: int, levels: tuple[int, ...],
-                 light_levels: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        in_channels: dict[int, int],
+        out_channels: int,
+        levels: tuple[int, ...],
+        light_levels: tuple[int, ...] = (),
+    ):
         super().__init__()
         leaky = _leaky(out_channels)
         self.levels = tuple(sorted(levels))
-        self.pyramid = tuple(l for l in self.levels if l <= 5)
+        self.pyramid = tuple(level for level in self.levels if level <= 5)
         if not self.pyramid or self.levels != tuple(range(self.levels[0], self.levels[-1] + 1)):
             raise ValueError(f"FPN levels must be consecutive and include one of P2..P5, got {levels}")
-        self.lateral = nn.ModuleDict({f"P{l}": conv_bn(in_channels[l], out_channels, 1, leaky=leaky) for l in self.pyramid})
-        self.merge = nn.ModuleDict({
-            f"P{l}": (separable_conv_bn if l in light_levels else conv_bn)(out_channels, out_channels, 3, leaky=leaky)
-            for l in self.pyramid[:-1]
-        })
+        self.lateral = nn.ModuleDict(
+            {f"P{level}": conv_bn(in_channels[level], out_channels, 1, leaky=leaky) for level in self.pyramid}
+        )
+        self.merge = nn.ModuleDict(
+            {
+                f"P{level}": (separable_conv_bn if level in light_levels else conv_bn)(
+                    out_channels, out_channels, 3, leaky=leaky
+                )
+                for level in self.pyramid[:-1]
+            }
+        )
         self.p6 = conv_bn(in_channels[5], out_channels, 3, stride=2, leaky=leaky) if 6 in self.levels else None
 
-    def forward(self, c: dict[str, torch.Tensor]) -> "OrderedDict[str, torch.Tensor]":
+    def forward(self, c: dict[str, torch.Tensor]) -> OrderedDict[str, torch.Tensor]:
         p: dict[str, torch.Tensor] = {}
         top = None
-        for l in reversed(self.pyramid):
-            lateral = self.lateral[f"P{l}"](c[f"C{l - 1}"])
+        for level in reversed(self.pyramid):
+            lateral = self.lateral[f"P{level}"](c[f"C{level - 1}"])
             if top is not None:
-                lateral = self.merge[f"P{l}"](lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest"))
-            p[f"P{l}"] = top = lateral
+                lateral = self.merge[f"P{level}"](lateral + F.interpolate(top, size=lateral.shape[-2:], mode="nearest"))
+            p[f"P{level}"] = top = lateral
         if self.p6 is not None:
             p["P6"] = self.p6(c["C4"])
-        return OrderedDict((f"P{l}", p[f"P{l}"]) for l in self.levels)
+        return OrderedDict((f"P{level}", p[f"P{level}"]) for level in self.levels)
 
 
 class SSH(nn.Module):

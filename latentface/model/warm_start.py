@@ -9,6 +9,7 @@ On ``dct`` latents of images the codec represents exactly, the fit is that inver
 
 The fit sees the latents as the bridge does: normalised by the model's per-channel mean/std.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -76,10 +77,16 @@ class RidgeFit:
         """One or more pairs: ``latent`` [N, C, h, w] as the bridge sees it (normalised), ``target`` [N, 768, h, w]."""
         if latent.ndim == 3:
             latent, target = latent[None], target[None]
-        if latent.shape[1] != self.channels or target.shape[1] != self.targets or latent.shape[2:] != target.shape[2:] \
-                or latent.shape[0] != target.shape[0]:
-            raise ValueError(f"latent {list(latent.shape)} and target {list(target.shape)} do not pair up "
-                             f"({self.channels} channels, {self.targets} targets per cell)")
+        if (
+            latent.shape[1] != self.channels
+            or target.shape[1] != self.targets
+            or latent.shape[2:] != target.shape[2:]
+            or latent.shape[0] != target.shape[0]
+        ):
+            raise ValueError(
+                f"latent {list(latent.shape)} and target {list(target.shape)} do not pair up "
+                f"({self.channels} channels, {self.targets} targets per cell)"
+            )
         x = latent.double().permute(0, 2, 3, 1).reshape(-1, self.channels)
         x = torch.cat([x, torch.ones(len(x), 1, dtype=torch.float64)], 1)
         y = target.double().permute(0, 2, 3, 1).reshape(-1, self.targets)

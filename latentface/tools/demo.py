@@ -13,6 +13,7 @@ and ``demo.json`` records the codec (and the learned codec's weights digest).
 The data and training settings are the ``demo`` and ``demo-quick`` entries of
 :data:`latentface.training.recipes.RECIPES`, chosen by measurement on 2 CPU cores (see the README).
 """
+
 from __future__ import annotations
 
 import math
@@ -78,8 +79,9 @@ def synthetic_dataset(root: str | Path, recipe: Recipe, progress: bool = True, c
         except ValueError:
             saved = {}
         folders = {split: root / split / "latent" for split in ("train", "val")}
-        counts = {split: sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
-                  for split, folder in folders.items()}
+        counts = {
+            split: sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0 for split, folder in folders.items()
+        }
         if {k: saved.get(k) for k in wanted} == wanted and counts == {"train": recipe.n_train, "val": recipe.n_val}:
             return root, True
     generate_dataset(root, **recipe.data(), progress=progress, overwrite=True, workers=2, codec=codec)
@@ -99,8 +101,15 @@ def training_processes(device: str | None = None) -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def train_model(dataset_root: Path, out: Path, recipe: Recipe, latent_type: str, progress: bool = True,
-                processes: int = 1, **overrides) -> Path:
+def train_model(
+    dataset_root: Path,
+    out: Path,
+    recipe: Recipe,
+    latent_type: str,
+    progress: bool = True,
+    processes: int = 1,
+    **overrides,
+) -> Path:
     """Train into ``out/train`` (replaced if present) and return the run directory.
 
     ``recipe.train["batch_size"]`` is the batch of one optimisation step, split over ``processes``
@@ -110,19 +119,40 @@ def train_model(dataset_root: Path, out: Path, recipe: Recipe, latent_type: str,
     if run_dir.exists():
         shutil.rmtree(run_dir)
     settings = {**recipe.train, **{k: v for k, v in overrides.items() if v is not None}}
-    settings.update(dataset_root=str(dataset_root), latent_type=latent_type, out=str(out), name=TRAIN_RUN, workers=0,
-                    keep_epochs=1, no_wandb=True, progress=progress, seed=recipe.seed)
+    settings.update(
+        dataset_root=str(dataset_root),
+        latent_type=latent_type,
+        out=str(out),
+        name=TRAIN_RUN,
+        workers=0,
+        keep_epochs=1,
+        no_wandb=True,
+        progress=progress,
+        seed=recipe.seed,
+    )
     if processes == 1:
         return train(TrainConfig(**settings).validate())
     settings.update(batch_size=max(1, settings["batch_size"] // processes), device=settings.get("device") or "cpu")
     TrainConfig(**settings).validate()
     config_file = write_json(out / TRAIN_CONFIG_FILE, settings)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
-               "-m", "latentface.train", "--config", str(config_file)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(processes),
+        "-m",
+        "latentface.train",
+        "--config",
+        str(config_file),
+    ]
     done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
     if done.returncode != 0 or not RunDir(run_dir).final.is_file():
-        raise TrainingError(f"training in {processes} processes failed (exit status {done.returncode}); "
-                            f"its messages are above, its settings in {config_file}")
+        raise TrainingError(
+            f"training in {processes} processes failed (exit status {done.returncode}); "
+            f"its messages are above, its settings in {config_file}"
+        )
     return run_dir
 
 
@@ -133,7 +163,7 @@ def _grid(pictures: list[np.ndarray], columns: int = 2) -> np.ndarray:
     grid = np.full((rows * (h + 4) - 4, columns * (w + 4) - 4, 3), 255, np.uint8)
     for i, picture in enumerate(pictures):
         r, c = divmod(i, columns)
-        grid[r * (h + 4):r * (h + 4) + h, c * (w + 4):c * (w + 4) + w] = picture
+        grid[r * (h + 4) : r * (h + 4) + h, c * (w + 4) : c * (w + 4) + w] = picture
     return grid
 
 
@@ -167,8 +197,12 @@ def detection_pictures(weight: Path, dataset, out: Path, count: int) -> dict[str
     if decoded:
         written["decoded"] = write_image(out / "detections_decoded.png", _grid(decoded)).name
     written["latent"] = write_image(out / "detections_latent.png", _grid(viewed)).name
-    return {"pictures": written, "background": sorted(backgrounds),
-            "faces_shown": int(sum(len(d["scores"]) for d in dets)), "conf": detector.point.conf}
+    return {
+        "pictures": written,
+        "background": sorted(backgrounds),
+        "faces_shown": int(sum(len(d["scores"]) for d in dets)),
+        "conf": detector.point.conf,
+    }
 
 
 # ----------------------------------------------------------------------------- report
@@ -196,7 +230,7 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         f"Model: {cfg['model']} backbone ({cfg['arch']}), bridge `{cfg['bridge']}`, neck width {cfg['out_channels']}, "
         f"anchors `{cfg['anchors']}`; trained {summary['training']['epochs']:g} epochs ({summary['training']['steps']} "
         f"steps, batch {cfg['batch_size'] * summary['training_processes']}, lr {cfg['lr']:g}) on {summary['device']}"
-        + (f" in {summary['training_processes']} processes." if summary['training_processes'] > 1 else "."),
+        + (f" in {summary['training_processes']} processes." if summary["training_processes"] > 1 else "."),
         "",
         "## Results on the validation split",
         "",
@@ -226,16 +260,27 @@ def write_report(out: Path, summary: dict[str, Any]) -> Path:
         "",
     ]
     pictures = summary["detections"]["pictures"]
-    shown = (f"Detections at confidence >= {summary['detections']['conf']:g} (orange, with landmarks) and the "
-             "labelled faces (green)")
+    shown = (
+        f"Detections at confidence >= {summary['detections']['conf']:g} (orange, with landmarks) and the "
+        "labelled faces (green)"
+    )
     if "decoded" in pictures:
-        lines += [f"{shown} over the {' / '.join(summary['detections']['background'])} image:", "",
-                  f"![detections over the image]({pictures['decoded']})", ""]
-    lines += [f"{shown} over a false-colour view of the latent itself (first three principal components of "
-              "its channels, one 16x16 block per latent cell):", "",
-              f"![detections over the latent]({pictures['latent']})", "",
-              f"Every number is in `{SUMMARY_FILE}`; the training run (checkpoints, metrics.csv, config.json) is "
-              f"in `{TRAIN_RUN}/`; the evaluation report in `{EVAL_REPORT.as_posix()}`.", ""]
+        lines += [
+            f"{shown} over the {' / '.join(summary['detections']['background'])} image:",
+            "",
+            f"![detections over the image]({pictures['decoded']})",
+            "",
+        ]
+    lines += [
+        f"{shown} over a false-colour view of the latent itself (first three principal components of "
+        "its channels, one 16x16 block per latent cell):",
+        "",
+        f"![detections over the latent]({pictures['latent']})",
+        "",
+        f"Every number is in `{SUMMARY_FILE}`; the training run (checkpoints, metrics.csv, config.json) is "
+        f"in `{TRAIN_RUN}/`; the evaluation report in `{EVAL_REPORT.as_posix()}`.",
+        "",
+    ]
     path = out / REPORT_FILE
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
@@ -253,14 +298,17 @@ def summary_line(summary: dict[str, Any]) -> str:
     named = (("dataset", "dataset"), ("training", "train"), ("evaluation", "evaluate"), ("pictures", "detect and draw"))
     steps = [(label, _seconds(timings, step)) for label, step in named]
     sizes = {"tiny": "tiny (<16 px)", "small": "small", "medium": "medium", "large": "large"}
-    by_size = ", ".join(f"{label} {_fmt(ev['ap_by_size'][k]['ap'])}" for k, label in sizes.items()
-                        if k in ev["ap_by_size"])
+    by_size = ", ".join(
+        f"{label} {_fmt(ev['ap_by_size'][k]['ap'])}" for k, label in sizes.items() if k in ev["ap_by_size"]
+    )
     met = "met" if summary["targets"]["ap_met"] else "not met"
-    return (f"{int(total // 60)} min {total % 60:.0f} s in all (" + ", ".join(f"{label} {s:.0f} s" for label, s in steps
-                                                                        if s is not None)
-            + f"); WIDER AP@0.5 {ev['ap']:.3f} on the {summary['dataset']['val_images']} validation images "
-            f"(target {summary['targets']['ap']:.2f}: {met}), COCO mAP@[.5:.95] {_fmt(ev.get('coco', {}).get('mAP'))}; "
-            f"by face height {by_size}.")
+    return (
+        f"{int(total // 60)} min {total % 60:.0f} s in all ("
+        + ", ".join(f"{label} {s:.0f} s" for label, s in steps if s is not None)
+        + f"); WIDER AP@0.5 {ev['ap']:.3f} on the {summary['dataset']['val_images']} validation images "
+        f"(target {summary['targets']['ap']:.2f}: {met}), COCO mAP@[.5:.95] {_fmt(ev.get('coco', {}).get('mAP'))}; "
+        f"by face height {by_size}."
+    )
 
 
 def read_summary(out: str | Path = "runs/demo") -> dict[str, Any]:
@@ -271,10 +319,17 @@ def read_summary(out: str | Path = "runs/demo") -> dict[str, Any]:
 # ------------------------------------------------------------------------------- driver
 
 
-def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = None,
-             synthetic_root: str | Path | None = None, quick: bool = False,
-             latent_type: str = "latent_75.npy", progress: bool = True, processes: int | None = None,
-             codec: str | None = None, **train_overrides) -> dict[str, Any]:
+def run_demo(
+    out: str | Path = "runs/demo",
+    dataset_root: str | Path | None = None,
+    synthetic_root: str | Path | None = None,
+    quick: bool = False,
+    latent_type: str = "latent_75.npy",
+    progress: bool = True,
+    processes: int | None = None,
+    codec: str | None = None,
+    **train_overrides,
+) -> dict[str, Any]:
     """Run every step and return the summary that ``demo.json`` holds.
 
     ``quick`` uses the ``demo-quick`` recipe instead of ``demo``; ``processes`` trains in that
@@ -290,8 +345,10 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
     if dataset_root is not None and codec is not None:
         made_by = read_codec_name(dataset_root)
         if made_by != codec:
-            raise ValueError(f"{dataset_root}: its latents were written by the {made_by or 'unknown'} codec "
-                             f"({CODEC_FILE}), not {codec}; leave out --codec with --dataset_root")
+            raise ValueError(
+                f"{dataset_root}: its latents were written by the {made_by or 'unknown'} codec "
+                f"({CODEC_FILE}), not {codec}; leave out --codec with --dataset_root"
+            )
     codec = codec or "dct"
     codec_identity(codec)  # an unknown codec fails here, before any step
     torch.set_num_threads(1)  # see training_processes: one thread per process is robust on a shared CPU
@@ -306,8 +363,9 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
 
     t0 = time.perf_counter()
     if dataset_root is None:
-        root, reused = synthetic_dataset(synthetic_root or default_synthetic_root(quick, codec), recipe, progress,
-                                         codec)
+        root, reused = synthetic_dataset(
+            synthetic_root or default_synthetic_root(quick, codec), recipe, progress, codec
+        )
         latent_type = f"latent_{recipe.rates[0]}.npy"
     else:
         root, reused = Path(dataset_root), True
@@ -343,12 +401,20 @@ def run_demo(out: str | Path = "runs/demo", dataset_root: str | Path | None = No
         "device": str(torch.device("cuda" if torch.cuda.is_available() and train_config["device"] != "cpu" else "cpu")),
         "training_processes": processes,
         "codec": read_codec_description(root),
-        "dataset": {"root": str(root), "synthetic": dataset_root is None, "reused": reused,
-                    "train_images": len(NestedLatentWiderFaceDataset(root, "train", latent_type)),
-                    "val_images": len(val), "image_size": val.image_size[0],
-                    "latent_shape": list(val.expected_shape), "latent_type": latent_type},
-        "train_config": {**train_config,
-                         "arch": f"blocks={model_config.get('blocks')}, light_p2={model_config.get('light_p2')}"},
+        "dataset": {
+            "root": str(root),
+            "synthetic": dataset_root is None,
+            "reused": reused,
+            "train_images": len(NestedLatentWiderFaceDataset(root, "train", latent_type)),
+            "val_images": len(val),
+            "image_size": val.image_size[0],
+            "latent_shape": list(val.expected_shape),
+            "latent_type": latent_type,
+        },
+        "train_config": {
+            **train_config,
+            "arch": f"blocks={model_config.get('blocks')}, light_p2={model_config.get('light_p2')}",
+        },
         "training": {"epochs": history[-1]["epoch"], "steps": history[-1]["step"], "history": history},
         "evaluation": {k: v for k, v in report.items() if k != "curves"},
         "detections": detections,

@@ -4,6 +4,7 @@ bridge costs and receptive-field extents, and which pyramid level responds to wh
 Every function returns plain numbers (NumPy arrays, dicts); the ``plot_*`` functions turn
 them into matplotlib figures (object API, no pyplot state) and compute nothing of their own.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,8 +35,15 @@ def _figure(figsize):
 # ------------------------------------------------------------------------------ labels
 
 #: The fields of :meth:`NestedLatentWiderFaceDataset.summary` that describe a split rather than count a problem.
-_DESCRIPTIVE = ("split_dir", "latent_types", "labelled_images", "latent_folders", "samples", "faces",
-                "images_without_faces")
+_DESCRIPTIVE = (
+    "split_dir",
+    "latent_types",
+    "labelled_images",
+    "latent_folders",
+    "samples",
+    "faces",
+    "images_without_faces",
+)
 
 
 def dataset_problems(summary: Mapping[str, object]) -> dict[str, object]:
@@ -47,7 +55,6 @@ def available_rates(dataset: NestedLatentWiderFaceDataset, index: int = 0) -> li
     """The rate files (:data:`~latentface.data.layout.RATE_FILES` order) beside sample ``index``'s latent."""
     folder = dataset.latent_files(index)[0].parent
     return [rate for rate in RATE_FILES if (folder / rate).is_file()]
-
 
 
 def label_summary(records: Mapping[str, object]) -> dict:
@@ -75,8 +82,9 @@ def label_summary(records: Mapping[str, object]) -> dict:
         "ignore": ignore,
         "bucket": bucket,
         "bucket_counts": counts,
-        "landmark_fraction": {name: (float(has_lm[bucket == i].mean()) if counts[name] else None)
-                              for i, name in enumerate(SIZE_BUCKETS)},
+        "landmark_fraction": {
+            name: (float(has_lm[bucket == i].mean()) if counts[name] else None) for i, name in enumerate(SIZE_BUCKETS)
+        },
     }
 
 
@@ -95,18 +103,28 @@ def plot_label_summary(summary: dict, title: str = ""):
     for edge in BUCKET_EDGES:
         ax_h.axvline(edge, color="k", lw=0.8, ls="--")
     counts = summary["bucket_counts"]
-    ax_h.set(xlabel="face height (px, log)", ylabel="faces",
-             title=" / ".join(f"{name} {counts[name]}" for name in SIZE_BUCKETS), )
+    ax_h.set(
+        xlabel="face height (px, log)",
+        ylabel="faces",
+        title=" / ".join(f"{name} {counts[name]}" for name in SIZE_BUCKETS),
+    )
     ax_h.title.set_fontsize(9)
     aspect = summary["aspect"][np.isfinite(summary["aspect"])]
     ax_a.hist(np.clip(aspect, 0, 2.5), bins=np.linspace(0, 2.5, 41), color="tab:green")
-    ax_a.set(xlabel="aspect ratio (width / height; 2.5 = 2.5 or more)", ylabel="faces",
-             title=f"median {np.median(aspect):.2f}" if len(aspect) else "no faces")
+    ax_a.set(
+        xlabel="aspect ratio (width / height; 2.5 = 2.5 or more)",
+        ylabel="faces",
+        title=f"median {np.median(aspect):.2f}" if len(aspect) else "no faces",
+    )
     fractions = [summary["landmark_fraction"][name] or 0.0 for name in SIZE_BUCKETS]
     ax_l.bar(SIZE_BUCKETS, fractions, color="tab:purple")
-    ax_l.set(ylim=(0, 1), ylabel="faces with 5 landmarks",
-             title=f"landmarks: {summary['has_landmarks'].mean():.0%} of faces" if len(summary["has_landmarks"])
-             else "landmarks")
+    ax_l.set(
+        ylim=(0, 1),
+        ylabel="faces with 5 landmarks",
+        title=f"landmarks: {summary['has_landmarks'].mean():.0%} of faces"
+        if len(summary["has_landmarks"])
+        else "landmarks",
+    )
     for ax in (ax_n, ax_h, ax_a, ax_l):
         ax.grid(alpha=0.3)
     if title:
@@ -117,8 +135,9 @@ def plot_label_summary(summary: dict, title: str = ""):
 # ------------------------------------------------------------------------------ latents
 
 
-def latent_channel_stats(latents: Callable[[str], Sequence[torch.Tensor]] | Mapping[str, Sequence],
-                         rates: Sequence[str] | None = None) -> dict[str, dict]:
+def latent_channel_stats(
+    latents: Callable[[str], Sequence[torch.Tensor]] | Mapping[str, Sequence], rates: Sequence[str] | None = None
+) -> dict[str, dict]:
     """Per-channel statistics of latents at each rate: ``{rate: {mean, std, zero_fraction, count}}``.
 
     ``latents`` maps a rate to its latents [C, H, W] (a mapping, or a function of the rate
@@ -152,6 +171,7 @@ def latent_channel_stats(latents: Callable[[str], Sequence[torch.Tensor]] | Mapp
 def dataset_latents(root: str | os.PathLike, split: str = "val", max_images: int | None = None):
     """A function ``rate -> iterator of latents`` over ``<root>/<split>`` (the first ``max_images``),
     for :func:`latent_channel_stats`."""
+
     def read(rate: str):
         ds = NestedLatentWiderFaceDataset(root, split, rate)
         for i in range(len(ds) if max_images is None else min(max_images, len(ds))):
@@ -195,8 +215,14 @@ def plot_channel_stats(stats: Mapping[str, dict], luma: int = LUMA_CHANNELS):
     for ax in (ax_std, ax_zero):
         ax.axvline(luma - 0.5, color="k", lw=1, ls="--")
         ax.text(luma * 0.5, 1.0, "luma", transform=ax.get_xaxis_transform(), ha="center", va="bottom")
-        ax.text(luma + (len(s["std"]) - luma) * 0.5, 1.0, "chroma", transform=ax.get_xaxis_transform(),
-                ha="center", va="bottom")
+        ax.text(
+            luma + (len(s["std"]) - luma) * 0.5,
+            1.0,
+            "chroma",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+        )
         ax.set_xlabel("channel")
         ax.grid(alpha=0.3)
     ax_std.set(yscale="log", ylabel="std over cells and images")
@@ -211,8 +237,12 @@ def _outline(ax, boxes, colour="lime") -> None:
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=colour, lw=1.0))
 
 
-def plot_latent_views(latent, pictures: Mapping[str, np.ndarray], truth: np.ndarray,
-                      channels: Sequence[int] = (0, 1, LUMA_CHANNELS, LUMA_CHANNELS + 48)):
+def plot_latent_views(
+    latent,
+    pictures: Mapping[str, np.ndarray],
+    truth: np.ndarray,
+    channels: Sequence[int] = (0, 1, LUMA_CHANNELS, LUMA_CHANNELS + 48),
+):
     """Top row: ``pictures`` (e.g. the decoded image per rate) with the true boxes;
     bottom row: the latent in false colour (its first three principal components) and single channels."""
     latent = np.asarray(latent, dtype=np.float32).reshape(-1, *np.shape(latent)[-2:])
@@ -230,8 +260,14 @@ def plot_latent_views(latent, pictures: Mapping[str, np.ndarray], truth: np.ndar
     _outline(axes[1, 0], truth)
     axes[1, 0].set_title("latent, PCA false colour", fontsize=9)
     for ax, c in zip(axes[1, 1:], channels):
-        image = ax.imshow(latent[c], cmap="RdBu_r", vmin=-np.abs(latent[c]).max(), vmax=np.abs(latent[c]).max(),
-                          extent=extent, interpolation="nearest")
+        image = ax.imshow(
+            latent[c],
+            cmap="RdBu_r",
+            vmin=-np.abs(latent[c]).max(),
+            vmax=np.abs(latent[c]).max(),
+            extent=extent,
+            interpolation="nearest",
+        )
         ax.set_title(f"channel {c} ({'luma' if c < LUMA_CHANNELS else 'chroma'})", fontsize=9)
         fig.colorbar(image, ax=ax, shrink=0.7)
     for ax in axes.ravel():
@@ -244,8 +280,10 @@ def plot_latent_views(latent, pictures: Mapping[str, np.ndarray], truth: np.ndar
 
 def busiest_image(records: Sequence, min_height: float = 24.0) -> int:
     """Index of the record with the most faces at least ``min_height`` pixels high (a telling example)."""
-    counts = [int(((np.asarray(r.boxes).reshape(-1, 4)[:, 3] - np.asarray(r.boxes).reshape(-1, 4)[:, 1])
-                   >= min_height).sum()) for r in records]
+    counts = [
+        int(((np.asarray(r.boxes).reshape(-1, 4)[:, 3] - np.asarray(r.boxes).reshape(-1, 4)[:, 1]) >= min_height).sum())
+        for r in records
+    ]
     return int(np.argmax(counts)) if counts else 0
 
 
@@ -256,8 +294,13 @@ def _rate_colours(n: int):
 # ------------------------------------------------------------------------------ bridges
 
 
-def bridge_costs(bridges: Sequence[str] | None = None, backbone: str = "resnet50", image: int = 640,
-                 repeats: int = 5, in_channels: int = 256) -> list[dict]:
+def bridge_costs(
+    bridges: Sequence[str] | None = None,
+    backbone: str = "resnet50",
+    image: int = 640,
+    repeats: int = 5,
+    in_channels: int = 256,
+) -> list[dict]:
     """Each bridge next to what it replaces (the RGB stem + layer1 of ``backbone``), at ``image`` pixels.
 
     Per row: output shape, parameters, multiply-adds and median CPU latency (batch 1, rows
@@ -274,8 +317,15 @@ def bridge_costs(bridges: Sequence[str] | None = None, backbone: str = "resnet50
         module.eval()
         with torch.inference_mode():
             shape = list(module(x).shape[1:])
-        rows.append({"name": name, "input": list(x.shape[1:]), "output": shape,
-                     "params": bench.parameters(module), "macs": bench.macs(module, x)})
+        rows.append(
+            {
+                "name": name,
+                "input": list(x.shape[1:]),
+                "output": shape,
+                "params": bench.parameters(module),
+                "macs": bench.macs(module, x),
+            }
+        )
         calls[name] = bench.inference_call(module, x)
     times = bench.latency(calls, repeats=repeats, warmup=1)
     for row in rows:
@@ -351,8 +401,12 @@ def level_response(model, dataset, max_images: int | None = None, batch_size: in
             row = torch.full((len(boxes), len(levels)), float("nan"), dtype=torch.float64)
             for j, sl in enumerate(slices.values() if len(boxes) else ()):
                 cx, cy = anchors[sl, 0], anchors[sl, 1]
-                inside = ((cx >= boxes[:, None, 0]) & (cx <= boxes[:, None, 2])
-                          & (cy >= boxes[:, None, 1]) & (cy <= boxes[:, None, 3]))  # [faces, anchors]
+                inside = (
+                    (cx >= boxes[:, None, 0])
+                    & (cx <= boxes[:, None, 2])
+                    & (cy >= boxes[:, None, 1])
+                    & (cy <= boxes[:, None, 3])
+                )  # [faces, anchors]
                 best = torch.where(inside, face[b, sl], -1.0).amax(1)
                 row[:, j] = torch.where(best >= 0, best.double(), float("nan"))
             scores_rows.append(row.numpy())
@@ -374,8 +428,15 @@ def level_response(model, dataset, max_images: int | None = None, batch_size: in
             column = column[~np.isnan(column)]
             if len(column):
                 mean_score[i, j] = column.mean()
-    return {"levels": levels, "buckets": list(SIZE_BUCKETS), "scores": scores, "height": height,
-            "bucket": bucket, "fires": fires, "mean_score": mean_score}
+    return {
+        "levels": levels,
+        "buckets": list(SIZE_BUCKETS),
+        "scores": scores,
+        "height": height,
+        "bucket": bucket,
+        "fires": fires,
+        "mean_score": mean_score,
+    }
 
 
 def plot_level_response(response: dict):
@@ -387,16 +448,19 @@ def plot_level_response(response: dict):
     share = np.divide(fires, totals, out=np.zeros_like(fires), where=totals > 0)
     labels = [f"P{level}" for level in response["levels"]]
     rows = [f"{name} ({int(c)})" for name, c in zip(response["buckets"], fires.sum(1))]
-    for ax, values, title, fmt in ((ax_f, share, "faces whose strongest level it is", "{:.0%}"),
-                                   (ax_s, response["mean_score"], "mean best face score in the box", "{:.2f}")):
+    for ax, values, title, fmt in (
+        (ax_f, share, "faces whose strongest level it is", "{:.0%}"),
+        (ax_s, response["mean_score"], "mean best face score in the box", "{:.2f}"),
+    ):
         ax.imshow(np.nan_to_num(values, nan=0.0), cmap="Blues", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(labels)), labels)
         ax.set_yticks(range(len(rows)), rows)
         ax.set_title(title, fontsize=10)
         for (i, j), v in np.ndenumerate(values):
             if np.isfinite(v):
-                ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=8,
-                        color="white" if v > 0.6 else "black")
+                ax.text(
+                    j, i, fmt.format(v), ha="center", va="center", fontsize=8, color="white" if v > 0.6 else "black"
+                )
     return fig
 
 
@@ -412,8 +476,9 @@ def plot_detections(panels: Sequence[dict], columns: int = 4):
     for ax, panel in zip(axes, panels):
         image = panel["image"]
         height, width = panel.get("input_size") or image.shape[:2]
-        ax.imshow(viz.draw_detections(image, panel["detections"], input_size=(height, width)),
-                  extent=(0, width, height, 0))
+        ax.imshow(
+            viz.draw_detections(image, panel["detections"], input_size=(height, width)), extent=(0, width, height, 0)
+        )
         _outline(ax, panel.get("truth", np.zeros((0, 4))))
         ax.set_title(panel.get("title", ""), fontsize=8)
     for ax in axes:
@@ -445,8 +510,9 @@ def plot_feature_maps(maps: Mapping[str, np.ndarray], truth: np.ndarray, image_s
     return fig
 
 
-def feature_energy(maps: Mapping[str, torch.Tensor], names: Sequence[str] | None = None,
-                   index: int = 0) -> dict[str, np.ndarray]:
+def feature_energy(
+    maps: Mapping[str, torch.Tensor], names: Sequence[str] | None = None, index: int = 0
+) -> dict[str, np.ndarray]:
     """Per named feature map (e.g. ``model.extract(x)``'s P2..P6), the L2 norm over channels [h, w]
     of image ``index``."""
     names = list(names if names is not None else maps)

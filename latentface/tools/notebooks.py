@@ -7,6 +7,7 @@ with the outputs, so the committed notebooks show what the code produces. ``--sm
 configuration instead (what the tests run). A notebook's parameters cell picks its small
 configuration with :func:`latentface.util.env.smoke` (``LATENTFACE_SMOKE=1``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,9 @@ def work_dir(name: str) -> Path:
     return Path(os.path.relpath(folder)) if folder.is_relative_to(root) else folder
 
 
-def synthetic_dataset(root: str | os.PathLike, n_train: int, n_val: int, size: int, seed: int = 0,
-                      rates=None, workers: int = 1) -> Path:
+def synthetic_dataset(
+    root: str | os.PathLike, n_train: int, n_val: int, size: int, seed: int = 0, rates=None, workers: int = 1
+) -> Path:
     """The synthetic dataset at ``root`` with these settings, generated unless already there.
 
     A folder written by ``latentface synth`` with other settings is regenerated; any other
@@ -67,15 +69,22 @@ def synthetic_dataset(root: str | os.PathLike, n_train: int, n_val: int, size: i
         info = read_json(codec_file, "synthetic dataset description")
         if info.get("generator") != "latentface synth":
             raise ValueError(f"{root}: not a synthetic dataset ({codec_file} has no 'generator': 'latentface synth')")
-        counts = {split: len(read_labels(root / split / LABELS_FILE)) if (root / split / LABELS_FILE).is_file() else 0
-                  for split in ("train", "val")}
+        counts = {
+            split: len(read_labels(root / split / LABELS_FILE)) if (root / split / LABELS_FILE).is_file() else 0
+            for split in ("train", "val")
+        }
         if (info.get("size"), info.get("seed"), info.get("rates"), counts) == (
-                size, seed, rates, {"train": n_train, "val": n_val}):
+            size,
+            seed,
+            rates,
+            {"train": n_train, "val": n_val},
+        ):
             return root
     elif root.exists() and any(root.iterdir()):
         raise ValueError(f"{root}: exists and is not a synthetic dataset (no {CODEC_FILE}); pick another folder")
-    generate_dataset(root, n_train, n_val, size=size, rates=rates, seed=seed, progress=False, overwrite=True,
-                     workers=workers)
+    generate_dataset(
+        root, n_train, n_val, size=size, rates=rates, seed=seed, progress=False, overwrite=True, workers=workers
+    )
     return root
 
 
@@ -84,8 +93,7 @@ def recipe_dataset(recipe: Recipe, folder: str | os.PathLike | None = None) -> P
     unless already there, in ``folder`` (default: ``synth<size>-<n_train>-<n_val>`` of the work folder)."""
     if folder is None:
         folder = work_dir("data") / f"synth{recipe.size}-{recipe.n_train}-{recipe.n_val}"
-    return synthetic_dataset(folder, recipe.n_train, recipe.n_val, recipe.size, seed=recipe.seed,
-                             rates=recipe.rates)
+    return synthetic_dataset(folder, recipe.n_train, recipe.n_val, recipe.size, seed=recipe.seed, rates=recipe.rates)
 
 
 def trained_weights(config: TrainConfig) -> Path:
@@ -116,8 +124,12 @@ def show(fig, jpeg: bool = False, quality: int = 80) -> None:
     from IPython.display import Image, display  # optional: the notebooks extra (IPython comes with ipykernel)
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="jpeg" if jpeg else "png", bbox_inches="tight",
-                **({"pil_kwargs": {"quality": quality}} if jpeg else {}))
+    fig.savefig(
+        buffer,
+        format="jpeg" if jpeg else "png",
+        bbox_inches="tight",
+        **({"pil_kwargs": {"quality": quality}} if jpeg else {}),
+    )
     display(Image(buffer.getvalue(), format="jpeg" if jpeg else "png"))
 
 
@@ -146,8 +158,14 @@ def inject_parameters(nb, parameters: dict) -> None:
     nb.cells.insert(index + 1, nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
 
 
-def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 1200, write: bool = True,
-            extra_env: dict[str, str] | None = None, parameters: dict | None = None):
+def execute(
+    path: str | os.PathLike,
+    smoke_run: bool = False,
+    timeout: int = 1200,
+    write: bool = True,
+    extra_env: dict[str, str] | None = None,
+    parameters: dict | None = None,
+):
     """Execute the notebook ``path`` (the ``.py`` or the ``.ipynb`` of a pair) headless.
 
     Runs in the repository folder (the notebook's, when it is not in one) with the ``python3``
@@ -167,8 +185,13 @@ def execute(path: str | os.PathLike, smoke_run: bool = False, timeout: int = 120
         if write:
             raise ValueError("injected parameters would put a cell in the .ipynb that the .py lacks: pass write=False")
         inject_parameters(nb, parameters)
-    environment = {**os.environ, "MPLBACKEND": "Agg", "WANDB_MODE": "disabled",
-                   env.SMOKE_ENV: "1" if smoke_run else "0", **(extra_env or {})}
+    environment = {
+        **os.environ,
+        "MPLBACKEND": "Agg",
+        "WANDB_MODE": "disabled",
+        env.SMOKE_ENV: "1" if smoke_run else "0",
+        **(extra_env or {}),
+    }
     # jupyter_client starts a kernel spec whose command is "python" with this interpreter
     cwd = repo_root(source.parent)  # relative paths in outputs read as from the repository root
     client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}})
@@ -196,8 +219,12 @@ def unpaired(paths: list[Path]) -> list[str]:
         elif code(jupytext.read(path)) != code(nbformat.read(ipynb, as_version=4)):
             problems.append(f"{path} and {ipynb.name} differ in their code cells (run `jupytext --sync {path}`)")
     folders = {path.parent for path in paths}
-    problems += [f"{nb}: has no paired .py" for folder in sorted(folders) for nb in sorted(folder.glob("*.ipynb"))
-                 if nb.with_suffix(".py") not in paths and nb.stem[:1].isdigit()]
+    problems += [
+        f"{nb}: has no paired .py"
+        for folder in sorted(folders)
+        for nb in sorted(folder.glob("*.ipynb"))
+        if nb.with_suffix(".py") not in paths and nb.stem[:1].isdigit()
+    ]
     return problems
 
 
@@ -206,8 +233,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("notebooks", nargs="*", help="notebook .py files (default: notebooks/*.py)")
     parser.add_argument("--smoke", action="store_true", help="the small configuration (as the tests run it)")
     parser.add_argument("--timeout", type=int, default=1200, help="seconds per cell (default 1200)")
-    parser.add_argument("--check-pairs", "--check_pairs", dest="check_pairs", action="store_true",
-                        help="execute nothing: check that every .py/.ipynb pair has the same code cells")
+    parser.add_argument(
+        "--check-pairs",
+        "--check_pairs",
+        dest="check_pairs",
+        action="store_true",
+        help="execute nothing: check that every .py/.ipynb pair has the same code cells",
+    )
     args = parser.parse_args(argv)
     paths = [Path(p) for p in args.notebooks] or sorted((repo_root() / "notebooks").glob("[0-9]*.py"))
     if args.check_pairs:
@@ -218,8 +250,10 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         execute(path, smoke_run=args.smoke, timeout=args.timeout)
         size = path.with_suffix(".ipynb").stat().st_size
-        print(f"{path}: executed in {time.perf_counter() - start:.0f} s"
-              f" -> {path.with_suffix('.ipynb')} ({size / 1e3:.0f} kB)")
+        print(
+            f"{path}: executed in {time.perf_counter() - start:.0f} s"
+            f" -> {path.with_suffix('.ipynb')} ({size / 1e3:.0f} kB)"
+        )
     return 0
 
 

@@ -9,6 +9,7 @@
 
 The fit runs on the main process and is broadcast, so every DDP rank starts from the same weights.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -74,8 +75,14 @@ def pairs(dataset: NestedLatentWiderFaceDataset, max_images: int = MAX_IMAGES, s
         yield latent.float(), torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
 
 
-def fit_bridge(dataset: NestedLatentWiderFaceDataset, mean: torch.Tensor, std: torch.Tensor,
-               max_images: int = MAX_IMAGES, ridge: float = RIDGE, seed: int = 0):
+def fit_bridge(
+    dataset: NestedLatentWiderFaceDataset,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    max_images: int = MAX_IMAGES,
+    ridge: float = RIDGE,
+    seed: int = 0,
+):
     """(weight [768, C], bias [768], images used) of the ridge fit on ``dataset``'s images, the latents
     normalised by ``mean``/``std`` as the model does; weight and bias are None when there is no image."""
     mean, std = mean.double().cpu(), std.double().cpu()
@@ -89,9 +96,16 @@ def fit_bridge(dataset: NestedLatentWiderFaceDataset, mean: torch.Tensor, std: t
     return weight, bias, fit.images
 
 
-def initialise_bridge(model: torch.nn.Module, dataset, log: Callable[[str], None] = print,
-                      broadcast: Callable = lambda obj: obj, is_main: bool = True,
-                      max_images: int = MAX_IMAGES, ridge: float = RIDGE, seed: int = 0) -> str | None:
+def initialise_bridge(
+    model: torch.nn.Module,
+    dataset,
+    log: Callable[[str], None] = print,
+    broadcast: Callable = lambda obj: obj,
+    is_main: bool = True,
+    max_images: int = MAX_IMAGES,
+    ridge: float = RIDGE,
+    seed: int = 0,
+) -> str | None:
     """Start ``model``'s codec bridge as the training data allows (after its normalisation is set);
     logs and returns what was done ("dct synthesis", "ridge fit on N training images (codec X)",
     "random (no training images)"), None when the model has no codec bridge."""

@@ -3,6 +3,7 @@
 Precedence: dataclass defaults < ``--config`` file < command-line flags (``latentface.cli.train``).
 A run directory's ``config.json`` is itself a valid ``--config`` file, so every run can be repeated from it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,15 +74,26 @@ class TrainConfig:
     wandb_project: str = "latentface"
     val_images: int = 4
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         """Reject settings that cannot work, before any data is read."""
         checks = [
             (self.input in ("latent", "rgb"), f"--input must be 'latent' or 'rgb', got {self.input!r}"),
-            (self.model is None or self.model in CHANNELS, f"--model must be one of {sorted(CHANNELS)}, got {self.model!r}"),
-            (self.bridge is None or self.bridge in BRIDGES, f"--bridge must be one of {sorted(BRIDGES)}, got {self.bridge!r}"),
-            (self.preset is None or self.preset in LatentRetinaFace.PRESETS,
-             f"--preset must be one of {sorted(LatentRetinaFace.PRESETS)}, got {self.preset!r}"),
-            (self.anchors in ANCHOR_PRESETS, f"--anchors must be one of {sorted(ANCHOR_PRESETS)}, got {self.anchors!r}"),
+            (
+                self.model is None or self.model in CHANNELS,
+                f"--model must be one of {sorted(CHANNELS)}, got {self.model!r}",
+            ),
+            (
+                self.bridge is None or self.bridge in BRIDGES,
+                f"--bridge must be one of {sorted(BRIDGES)}, got {self.bridge!r}",
+            ),
+            (
+                self.preset is None or self.preset in LatentRetinaFace.PRESETS,
+                f"--preset must be one of {sorted(LatentRetinaFace.PRESETS)}, got {self.preset!r}",
+            ),
+            (
+                self.anchors in ANCHOR_PRESETS,
+                f"--anchors must be one of {sorted(ANCHOR_PRESETS)}, got {self.anchors!r}",
+            ),
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch_size must be at least 1, got {self.batch_size}"),
             (math.isfinite(self.lr) and self.lr > 0, f"--lr must be positive, got {self.lr}"),
@@ -93,7 +105,10 @@ class TrainConfig:
             (self.val_every >= 1, f"--val_every must be at least 1, got {self.val_every}"),
             (self.workers >= 0, f"--workers must be >= 0, got {self.workers}"),
             (self.max_steps is None or self.max_steps >= 1, f"--max_steps must be at least 1, got {self.max_steps}"),
-            (self.time_budget is None or self.time_budget > 0, f"--time_budget must be positive, got {self.time_budget}"),
+            (
+                self.time_budget is None or self.time_budget > 0,
+                f"--time_budget must be positive, got {self.time_budget}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -105,8 +120,9 @@ class TrainConfig:
 
     def model_config(self, in_channels: int = 256) -> dict[str, Any]:
         """The model config (see :func:`latentface.model.model_config`) these settings ask for."""
-        return model_config(self.input, self.preset, self.model, self.bridge, self.out_channels, self.anchors,
-                            in_channels)
+        return model_config(
+            self.input, self.preset, self.model, self.bridge, self.out_channels, self.anchors, in_channels
+        )
 
 
 _DEFAULTS = TrainConfig()
@@ -117,7 +133,9 @@ FIELDS = frozenset(f.name for f in fields(TrainConfig))
 def resolved(config: TrainConfig) -> TrainConfig:
     """``config`` with the preset's architecture written out, as saved in a run's config.json."""
     arch = config.model_config()
-    return dataclasses.replace(config, model=arch["backbone"], bridge=arch.get("bridge"), out_channels=arch["out_channels"])
+    return dataclasses.replace(
+        config, model=arch["backbone"], bridge=arch.get("bridge"), out_channels=arch["out_channels"]
+    )
 
 
 def settings(data: Any, source: str | os.PathLike) -> dict[str, Any]:

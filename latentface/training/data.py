@@ -5,6 +5,7 @@ sample's augmentation draws from a ``torch`` generator seeded by (seed, epoch, i
 resumed at any step therefore sees exactly the batches the uninterrupted run would have
 seen, whatever the number of DataLoader workers.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,7 +28,8 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
         if not (root / split).is_dir():
             raise TrainingError(
                 f"dataset split not found: {root / split} (--dataset_root {config.dataset_root} must hold train/ and "
-                "val/ in the retina-modify layout; `latentface synth` writes a synthetic one)")
+                "val/ in the retina-modify layout; `latentface synth` writes a synthetic one)"
+            )
     if config.input == "rgb":
         train, val = RGBWiderFaceDataset(root, "train"), RGBWiderFaceDataset(root, "val")
         cells = (train.image_size[1] // LATENT_STRIDE, train.image_size[0] // LATENT_STRIDE)
@@ -37,7 +39,7 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
         train = NestedLatentWiderFaceDataset(root, "train", rates, dtype="auto")  # the step casts on the device
         val = NestedLatentWiderFaceDataset(root, "val", rates, expected_shape=train.expected_shape, dtype=train.dtype)
         cells = train.expected_shape[1:]
-        # The built-in codec has an exact flip (sign changes inside the cells); JPEG AI latents are mirrored as they are.
+        # The dct codec has an exact flip (sign changes inside the cells); other latents are mirrored as they are.
         flip, crop = RandomHorizontalFlip(0.5, channel_signs=train.codec), RandomLatentCrop
     if config.augment:
         transforms = [flip]
@@ -71,7 +73,7 @@ class EpochSampler(DistributedSampler):
         self.skip = 0
 
     def __iter__(self):
-        return ((self.epoch, index) for index in list(super().__iter__())[self.skip:])
+        return ((self.epoch, index) for index in list(super().__iter__())[self.skip :])
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.skip)
@@ -83,10 +85,21 @@ def build_loaders(train: Dataset, val: Dataset, config: TrainConfig, rank: int, 
     if sampler.num_samples < config.batch_size:
         raise TrainingError(
             f"{config.dataset_root}/train has {len(train)} samples ({sampler.num_samples} per process), fewer than "
-            f"--batch_size {config.batch_size}: lower --batch_size")
-    common = dict(num_workers=config.workers, collate_fn=collate_faces, pin_memory=pin_memory,
-                  persistent_workers=config.workers > 0)
-    train_loader = DataLoader(SeededSamples(train, config.seed), batch_size=config.batch_size, sampler=sampler,
-                              drop_last=True, generator=torch.Generator().manual_seed(config.seed), **common)
+            f"--batch_size {config.batch_size}: lower --batch_size"
+        )
+    common = dict(
+        num_workers=config.workers,
+        collate_fn=collate_faces,
+        pin_memory=pin_memory,
+        persistent_workers=config.workers > 0,
+    )
+    train_loader = DataLoader(
+        SeededSamples(train, config.seed),
+        batch_size=config.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        generator=torch.Generator().manual_seed(config.seed),
+        **common,
+    )
     val_loader = DataLoader(SeededSamples(val, config.seed), batch_size=config.batch_size, shuffle=False, **common)
     return train_loader, sampler, val_loader

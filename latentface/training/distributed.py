@@ -1,5 +1,6 @@
 """The processes of a run: PyTorch's own DDP under ``torchrun`` (a plain process otherwise), the
 stop signals, the RNG state a resume restores, and the digest that checks every rank's weights."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,7 @@ class Processes:
         return self.rank == 0
 
     @classmethod
-    def start(cls, device_flag: str) -> "Processes":
+    def start(cls, device_flag: str) -> Processes:
         """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPUs), if any."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         if world_size == 1:
@@ -97,9 +98,17 @@ def parameters_digest(model: torch.nn.Module) -> str:
 def rng_state() -> dict:
     """Every RNG a step draws from (python, numpy, torch, CUDA), as a checkpoint stores it."""
     name, key, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": {"name": name, "key": torch.from_numpy(key.astype(np.int64)), "pos": pos,
-                       "has_gauss": has_gauss, "cached": cached}}
+    state = {
+        "python": random.getstate(),
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": name,
+            "key": torch.from_numpy(key.astype(np.int64)),
+            "pos": pos,
+            "has_gauss": has_gauss,
+            "cached": cached,
+        },
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -126,7 +135,7 @@ class StopSignals:
         self._previous: dict = {}
         self._log = log
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
         return self
@@ -134,8 +143,10 @@ class StopSignals:
     def _handle(self, signum, frame) -> None:
         self.received = signal.Signals(signum).name
         signal.signal(signum, self._previous[signum])
-        self._log(f"{self.received} received: finishing this step and saving a resumable checkpoint "
-                  "(send it again to stop at once)")
+        self._log(
+            f"{self.received} received: finishing this step and saving a resumable checkpoint "
+            "(send it again to stop at once)"
+        )
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():

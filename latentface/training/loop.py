@@ -9,6 +9,7 @@ The run directory's files are named by :class:`latentface.checkpoint.RunDir`. Ch
 ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``meters``, ``nonfinite_steps``, ``elapsed_s``
 and ``wandb_id``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -58,12 +59,15 @@ def train(config: TrainConfig) -> Path:
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int, final: float):
-    """LR factor per step: linear warm-up to 1 over ``warmup_steps``, then cosine down to ``final`` at ``total_steps``."""
+    """LR factor per step: linear warm-up to 1 over ``warmup_steps``, then cosine down to ``final`` at
+    ``total_steps``."""
+
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
     return factor
 
 
@@ -76,13 +80,17 @@ class _Run:
             source = RunDir.resume_checkpoint(config.resume)
             payload = load_checkpoint(source)
             if "optimizer" not in payload or "train_config" not in payload:
-                raise CheckpointError(f"{source}: holds weights but no training state; resume from a run's {RunDir.LAST}, "
-                                      "or start a new run from these weights with --weight")
+                raise CheckpointError(
+                    f"{source}: holds weights but no training state; resume from a run's {RunDir.LAST}, "
+                    "or start a new run from these weights with --weight"
+                )
             config = merge_for_resume(config, payload["train_config"], source).validate()
         self.config = config
         # A bad --weight file should fail now, not after the data has been scanned.
         start = load_checkpoint(config.weight) if config.weight and payload is None else None
-        self.log(f"latentface train: {config.input} input, process {procs.rank + 1}/{procs.world_size} on {self.device}")
+        self.log(
+            f"latentface train: {config.input} input, process {procs.rank + 1}/{procs.world_size} on {self.device}"
+        )
         seed_everything(config.seed)
         if config.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
@@ -90,7 +98,8 @@ class _Run:
 
         self.train_set, self.val_set = build_datasets(config)
         self.train_loader, self.sampler, self.val_loader = build_loaders(
-            self.train_set, self.val_set, config, procs.rank, procs.world_size, pin_memory=self.device.type == "cuda")
+            self.train_set, self.val_set, config, procs.rank, procs.world_size, pin_memory=self.device.type == "cuda"
+        )
         self.steps_per_epoch = self.sampler.num_samples // config.batch_size
         self.total_steps = config.epochs * self.steps_per_epoch
 
@@ -112,8 +121,9 @@ class _Run:
             if start is not None:
                 self.bridge_init = f"from {config.weight}"
             else:
-                self.bridge_init = initialise_bridge(model, self.train_set, self.log, procs.broadcast, procs.is_main,
-                                                     seed=config.seed)
+                self.bridge_init = initialise_bridge(
+                    model, self.train_set, self.log, procs.broadcast, procs.is_main, seed=config.seed
+                )
         if config.freeze:
             model.freeze_backbone()
         model.to(self.device)
@@ -123,14 +133,19 @@ class _Run:
             else:
                 self.log("--sync_bn ignored: SyncBatchNorm needs GPUs; BatchNorm statistics stay per process")
         self.raw_model = model
-        self.model = (DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-                      if procs.distributed else model)
+        self.model = (
+            DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            if procs.distributed
+            else model
+        )
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.SGD(self.params, lr=config.lr, momentum=config.momentum,
-                                         weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.SGD(
+            self.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
         warmup = round(config.warmup * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(self.total_steps, warmup, config.final_lr))
+            self.optimizer, warmup_cosine(self.total_steps, warmup, config.final_lr)
+        )
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
         self.criterion = MultiBoxLoss()
@@ -177,7 +192,9 @@ class _Run:
 
     @staticmethod
     def _check_architecture(saved: dict, wanted: dict, source) -> None:
-        diff = {k: (saved.get(k), wanted.get(k)) for k in dict.fromkeys([*saved, *wanted]) if saved.get(k) != wanted.get(k)}
+        diff = {
+            k: (saved.get(k), wanted.get(k)) for k in dict.fromkeys([*saved, *wanted]) if saved.get(k) != wanted.get(k)
+        }
         if diff:
             details = ", ".join(f"{k}: {a!r} in the checkpoint, {b!r} asked for" for k, (a, b) in diff.items())
             raise CheckpointError(f"{source}: a different model architecture ({details})")
@@ -193,14 +210,19 @@ class _Run:
                     n += 1
                     run_dir = stem.with_name(f"{stem.name}-{n}")
             if RunDir(run_dir).holds_run():
-                raise TrainingError(f"{run_dir} already holds a run: continue it with --resume {run_dir}, "
-                                    "or choose another --name")
+                raise TrainingError(
+                    f"{run_dir} already holds a run: continue it with --resume {run_dir}, or choose another --name"
+                )
             run_dir.mkdir(parents=True, exist_ok=True)
             saved = dataclasses.replace(resolved(cfg), resume=None)
             write_json(RunDir(run_dir).config, saved.to_dict())
             # The normalisation the model uses; for RGB the ImageNet statistics it has built in.
-            stats = self.stats or {"mean": self.raw_model.input_mean.tolist(), "std": self.raw_model.input_std.tolist(),
-                                   "count": 0, "latent_type": "rgb (ImageNet statistics, 0..255 pixels)"}
+            stats = self.stats or {
+                "mean": self.raw_model.input_mean.tolist(),
+                "std": self.raw_model.input_std.tolist(),
+                "count": 0,
+                "latent_type": "rgb (ImageNet statistics, 0..255 pixels)",
+            }
             write_json(RunDir(run_dir).stats, stats)
             self.log(f"run directory: {run_dir}")
         return Path(self.procs.broadcast(str(run_dir)))
@@ -212,8 +234,9 @@ class _Run:
             if self.amp:
                 self.scaler.load_state_dict(payload["scaler"])
         except (KeyError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"{source}: its optimizer state does not fit this run ({exc}); "
-                                  "was --freeze changed?") from None
+            raise CheckpointError(
+                f"{source}: its optimizer state does not fit this run ({exc}); was --freeze changed?"
+            ) from None
         self.epoch, self.epoch_step, self.step = payload["epoch"], payload["epoch_step"], payload["step"]
         self.history, self.best = list(payload["metrics"]), payload.get("best")
         self.nonfinite, self.elapsed = payload["nonfinite_steps"], payload["elapsed_s"]
@@ -221,18 +244,30 @@ class _Run:
         self.wandb_id = payload.get("wandb_id")
         set_rng_state(payload["rng"])
         if self.epoch_step > self.steps_per_epoch:
-            raise TrainingError(f"{source}: saved at step {self.epoch_step} of an epoch, but an epoch now has "
-                                f"{self.steps_per_epoch} steps (--batch_size or the dataset changed)")
-        self.log(f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.epoch_step} of "
-                 f"{self.steps_per_epoch} ({self.step} steps done)")
+            raise TrainingError(
+                f"{source}: saved at step {self.epoch_step} of an epoch, but an epoch now has "
+                f"{self.steps_per_epoch} steps (--batch_size or the dataset changed)"
+            )
+        self.log(
+            f"resuming {self.run_dir} at epoch {self.epoch + 1}, step {self.epoch_step} of "
+            f"{self.steps_per_epoch} ({self.step} steps done)"
+        )
 
     # ------------------------------------------------------------------------------ training
     def fit(self) -> Path:
         cfg = self.config
         if self.procs.is_main:
             enabled, why_off = Tracker.wanted(cfg.no_wandb)
-            self.tracker = Tracker(enabled, why_off, cfg.wandb_project, self.run_dir.name, self.run_dir,
-                                   cfg.to_dict() | {"bridge_init": self.bridge_init}, self.wandb_id, log=self.log)
+            self.tracker = Tracker(
+                enabled,
+                why_off,
+                cfg.wandb_project,
+                self.run_dir.name,
+                self.run_dir,
+                cfg.to_dict() | {"bridge_init": self.bridge_init},
+                self.wandb_id,
+                log=self.log,
+            )
             self.wandb_id = self.tracker.run_id
         try:
             with StopSignals(self.log) as signals:
@@ -252,8 +287,15 @@ class _Run:
         while self.epoch < cfg.epochs and stop is None:
             self.sampler.set_epoch(self.epoch)
             self.sampler.skip = self.epoch_step * cfg.batch_size
-            bar = tqdm(total=self.steps_per_epoch, initial=self.epoch_step, desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
-                       unit="step", disable=not (cfg.progress and self.procs.is_main), leave=False, dynamic_ncols=True)
+            bar = tqdm(
+                total=self.steps_per_epoch,
+                initial=self.epoch_step,
+                desc=f"epoch {self.epoch + 1}/{cfg.epochs}",
+                unit="step",
+                disable=not (cfg.progress and self.procs.is_main),
+                leave=False,
+                dynamic_ncols=True,
+            )
             session_start, images = time.perf_counter(), 0
             if self.epoch_step < self.steps_per_epoch:  # a resume may land just after the epoch's last step
                 self._tick = session_start
@@ -265,15 +307,19 @@ class _Run:
                     images += len(inputs) * self.procs.world_size
                     rate = images / (now - session_start)
                     bar.update()
-                    bar.set_postfix(self.meters.postfix(lr=self.optimizer.param_groups[0]["lr"], img_s=rate), refresh=False)
+                    bar.set_postfix(
+                        self.meters.postfix(lr=self.optimizer.param_groups[0]["lr"], img_s=rate), refresh=False
+                    )
                     if stop is not None:
                         break
             bar.close()
             self.meters.images_per_s = images / max(time.perf_counter() - session_start, 1e-9) if images else 0.0
             if stop == "signal":
                 self._save()
-                self.log(f"stopped by {signals.received} at epoch {self.epoch + 1}, step {self.epoch_step}: "
-                         f"continue with --resume {self.run_dir}")
+                self.log(
+                    f"stopped by {signals.received} at epoch {self.epoch + 1}, step {self.epoch_step}: "
+                    f"continue with --resume {self.run_dir}"
+                )
                 return False
             self._end_epoch(final=stop is not None or self.epoch + 1 == cfg.epochs)
             if stop is not None:
@@ -297,8 +343,12 @@ class _Run:
         # Backward runs even on a non-finite loss: every DDP rank must join the gradient all-reduce.
         self.scaler.scale(loss).backward()
         over_budget = cfg.time_budget is not None and self.elapsed + time.perf_counter() - self._tick >= cfg.time_budget
-        flags = self.procs.max(torch.tensor(
-            [float(not torch.isfinite(loss)), float(signals.received is not None), float(over_budget)], device=self.device))
+        flags = self.procs.max(
+            torch.tensor(
+                [float(not torch.isfinite(loss)), float(signals.received is not None), float(over_budget)],
+                device=self.device,
+            )
+        )
         skipped = bool(flags[0])
         if not skipped:
             self.scaler.unscale_(self.optimizer)
@@ -323,7 +373,8 @@ class _Run:
                 raise TrainingError(
                     f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or gradient (epoch "
                     f"{self.epoch + 1}, step {self.step}); training stopped. Lower --lr (now {cfg.lr}) or check the "
-                    f"data; the state is saved in {self.files.last}")
+                    f"data; the state is saved in {self.files.last}"
+                )
         else:
             self.consecutive_nonfinite = 0
             self.meters.add({k: float(v.detach()) for k, v in losses.items()}, len(inputs))
@@ -341,15 +392,18 @@ class _Run:
         cfg = self.config
         complete = self.epoch_step >= self.steps_per_epoch
         due = complete and (self.epoch + 1) % cfg.val_every == 0
-        train = self.procs.sum(torch.tensor([*self.meters.sums(), self.meters.count], dtype=torch.float64,
-                                            device=self.device)).tolist()
+        train = self.procs.sum(
+            torch.tensor([*self.meters.sums(), self.meters.count], dtype=torch.float64, device=self.device)
+        ).tolist()
         val, images = self._validate() if (due or final) and self.procs.is_main else (None, [])
         row = {
-            "epoch": round(self.epoch + self.epoch_step / self.steps_per_epoch, 4), "step": self.step,
+            "epoch": round(self.epoch + self.epoch_step / self.steps_per_epoch, 4),
+            "step": self.step,
             "lr": self.optimizer.param_groups[0]["lr"],
             **{f"train_{k}": (train[i] / train[-1] if train[-1] else None) for i, k in enumerate(LOSS_PARTS)},
             **(val or {}),
-            "nonfinite_steps": self.nonfinite, "images_per_s": round(self.meters.images_per_s, 2),
+            "nonfinite_steps": self.nonfinite,
+            "images_per_s": round(self.meters.images_per_s, 2),
             "elapsed_s": round(self.elapsed, 1),
         }
         if self.history and self.history[-1]["epoch"] > self.epoch:  # the partial row of this epoch, before a resume
@@ -369,15 +423,23 @@ class _Run:
             self._save()
             write_metrics_csv(self.history, self.files.metrics)
             plot_curves(self.history, self.files.curves)
-            self.tracker.log({"epoch": row["epoch"], "lr": row["lr"],
-                              **{f"train/{k}": row[f"train_{k}"] for k in LOSS_PARTS},
-                              **{f"val/{k[4:]}": v for k, v in (val or {}).items()}}, step=self.step)
+            self.tracker.log(
+                {
+                    "epoch": row["epoch"],
+                    "lr": row["lr"],
+                    **{f"train/{k}": row[f"train_{k}"] for k in LOSS_PARTS},
+                    **{f"val/{k[4:]}": v for k, v in (val or {}).items()},
+                },
+                step=self.step,
+            )
             self.tracker.log_images(images, step=self.step)
             ap = "undefined" if row.get("val_ap") is None else f"{row['val_ap']:.4f}"
             train_loss = "n/a (every step skipped)" if row["train_total"] is None else f"{row['train_total']:.4f}"
-            self.log(f"epoch {row['epoch']:g}: train loss {train_loss}"
-                     + (f", val loss {row['val_total']:.4f}, val AP {ap}" if val else "")
-                     + (" (best)" if improved else ""))
+            self.log(
+                f"epoch {row['epoch']:g}: train loss {train_loss}"
+                + (f", val loss {row['val_total']:.4f}, val AP {ap}" if val else "")
+                + (" (best)" if improved else "")
+            )
         self.procs.barrier()
 
     def _is_best(self, val: dict) -> bool:
@@ -385,7 +447,11 @@ class _Run:
         ap = val["val_ap"] if val["val_ap"] is not None and math.isfinite(val["val_ap"]) else -math.inf
         score = [ap, -val["val_total"]]
         if self.best is None or score > self.best["score"]:
-            self.best = {"score": score, "epoch": self.epoch + self.epoch_step / self.steps_per_epoch, "step": self.step}
+            self.best = {
+                "score": score,
+                "epoch": self.epoch + self.epoch_step / self.steps_per_epoch,
+                "step": self.step,
+            }
             return True
         return False
 
@@ -395,8 +461,9 @@ class _Run:
         model = self.raw_model
         model.eval()
         sums, count, predictions, shown = torch.zeros(4, dtype=torch.float64), 0, {}, []
-        for inputs, targets in tqdm(self.val_loader, desc="validate", unit="batch", leave=False,
-                                    disable=not self.config.progress):
+        for inputs, targets in tqdm(
+            self.val_loader, desc="validate", unit="batch", leave=False, disable=not self.config.progress
+        ):
             x = inputs.to(self.device, non_blocking=True).float()  # float16 latents are cast here, on the device
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 outputs = model(x)
@@ -435,9 +502,14 @@ class _Run:
     # ------------------------------------------------------------------------------ checkpoints
     def _weights_payload(self) -> dict:
         return {
-            "model": self.raw_model.state_dict(), "config": self.raw_model.config,
-            "epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step,
-            "metrics": list(self.history), "train_config": self.config.to_dict(), "best": self.best,
+            "model": self.raw_model.state_dict(),
+            "config": self.raw_model.config,
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "step": self.step,
+            "metrics": list(self.history),
+            "train_config": self.config.to_dict(),
+            "best": self.best,
             "bridge_init": self.bridge_init,
         }
 
@@ -450,9 +522,14 @@ class _Run:
             return
         payload = self._weights_payload()
         payload.update(
-            optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
-            scaler=self.scaler.state_dict(), rng=rng_state(), meters=dataclasses.asdict(self.meters),
-            nonfinite_steps=self.nonfinite, elapsed_s=self.elapsed, wandb_id=self.wandb_id,
+            optimizer=self.optimizer.state_dict(),
+            scheduler=self.scheduler.state_dict(),
+            scaler=self.scaler.state_dict(),
+            rng=rng_state(),
+            meters=dataclasses.asdict(self.meters),
+            nonfinite_steps=self.nonfinite,
+            elapsed_s=self.elapsed,
+            wandb_id=self.wandb_id,
         )
         save_checkpoint(payload, self.files.last)
 
@@ -468,9 +545,15 @@ class _Run:
             self._save_weights(self.files.final)
             if self.procs.distributed:
                 same = len(set(digests)) == 1
-                write_json(self.files.ranks, {"world_size": self.procs.world_size, "parameters_sha256": digests,
-                                              "identical": same})
-                self.log("weights identical on all ranks" if same else f"WARNING: ranks ended with different weights: {digests}")
+                write_json(
+                    self.files.ranks,
+                    {"world_size": self.procs.world_size, "parameters_sha256": digests, "identical": same},
+                )
+                self.log(
+                    "weights identical on all ranks"
+                    if same
+                    else f"WARNING: ranks ended with different weights: {digests}"
+                )
             self.log(f"done: {self.files.final}")
         self.procs.barrier()
 

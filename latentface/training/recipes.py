@@ -4,6 +4,7 @@ The demo, the Kaggle kernel's off-Kaggle stand-ins, the notebooks and the benchm
 their settings from this one table, so a recipe is defined once and a document that names
 one ("the demo's recipe") means exactly this entry.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -28,29 +29,89 @@ class Recipe:
         return dict(n_train=self.n_train, n_val=self.n_val, size=self.size, rates=self.rates, seed=self.seed)
 
 
-RECIPES: dict[str, Recipe] = {r.name: r for r in (
-    Recipe("demo", 1500, 150, 192,
-           dict(preset="fast", bridge="codec", out_channels=64, anchors="six", epochs=4, batch_size=8, lr=0.02,
-                crop=1.0, time_budget=660.0),
-           rates=(75,), description="make demo: AP@0.5 >= 0.80 in <= 15 min on 2 CPU cores"),
-    Recipe("demo-quick", 8, 4, 64,
-           dict(preset="fast", bridge="codec", out_channels=16, epochs=2, batch_size=4, lr=0.01),
-           rates=(75,), description="every demo step in seconds (tests); no meaningful AP"),
-    Recipe("notebook", 600, 50, 256,
-           dict(preset="fast", bridge="codec", out_channels=64, lr=0.01, batch_size=16, epochs=8, time_budget=420.0),
-           description="notebook 04's detector: a few minutes on a CPU"),
-    Recipe("notebook-smoke", 8, 4, 64,
-           dict(preset="fast", bridge="codec", out_channels=16, lr=0.01, batch_size=4, epochs=1, max_steps=2),
-           description="notebook 04 under LATENTFACE_SMOKE=1 (tests)"),
-    Recipe("kaggle-local", 48, 16, 320,
-           dict(model="resnet18", bridge="pixelshuffle", out_channels=32, epochs=3, batch_size=4, workers=0,
-                val_images=0),
-           rates=(75,), description="the Kaggle notebook off Kaggle: minutes on a CPU"),
-    Recipe("kaggle-smoke", 8, 4, 128,
-           dict(model="resnet18", bridge="pixelshuffle", out_channels=16, epochs=1, batch_size=2, workers=0,
-                val_images=0),
-           rates=(75,), description="the Kaggle notebook under LATENTFACE_SMOKE=1 (tests)"),
-)}
+RECIPES: dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe(
+            "demo",
+            1500,
+            150,
+            192,
+            dict(
+                preset="fast",
+                bridge="codec",
+                out_channels=64,
+                anchors="six",
+                epochs=4,
+                batch_size=8,
+                lr=0.02,
+                crop=1.0,
+                time_budget=660.0,
+            ),
+            rates=(75,),
+            description="make demo: AP@0.5 >= 0.80 in <= 15 min on 2 CPU cores",
+        ),
+        Recipe(
+            "demo-quick",
+            8,
+            4,
+            64,
+            dict(preset="fast", bridge="codec", out_channels=16, epochs=2, batch_size=4, lr=0.01),
+            rates=(75,),
+            description="every demo step in seconds (tests); no meaningful AP",
+        ),
+        Recipe(
+            "notebook",
+            600,
+            50,
+            256,
+            dict(preset="fast", bridge="codec", out_channels=64, lr=0.01, batch_size=16, epochs=8, time_budget=420.0),
+            description="notebook 04's detector: a few minutes on a CPU",
+        ),
+        Recipe(
+            "notebook-smoke",
+            8,
+            4,
+            64,
+            dict(preset="fast", bridge="codec", out_channels=16, lr=0.01, batch_size=4, epochs=1, max_steps=2),
+            description="notebook 04 under LATENTFACE_SMOKE=1 (tests)",
+        ),
+        Recipe(
+            "kaggle-local",
+            48,
+            16,
+            320,
+            dict(
+                model="resnet18",
+                bridge="pixelshuffle",
+                out_channels=32,
+                epochs=3,
+                batch_size=4,
+                workers=0,
+                val_images=0,
+            ),
+            rates=(75,),
+            description="the Kaggle notebook off Kaggle: minutes on a CPU",
+        ),
+        Recipe(
+            "kaggle-smoke",
+            8,
+            4,
+            128,
+            dict(
+                model="resnet18",
+                bridge="pixelshuffle",
+                out_channels=16,
+                epochs=1,
+                batch_size=2,
+                workers=0,
+                val_images=0,
+            ),
+            rates=(75,),
+            description="the Kaggle notebook under LATENTFACE_SMOKE=1 (tests)",
+        ),
+    )
+}
 
 
 def get_recipe(name: str) -> Recipe:

@@ -2,6 +2,7 @@
 
 Plots use matplotlib's ``Figure`` API only (no pyplot): no global backend, safe in notebooks and workers.
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,10 +18,21 @@ from latentface.viz import draw_detections
 
 #: metrics.csv columns, one row per epoch (a stop mid-epoch leaves a fractional epoch).
 COLUMNS = (
-    "epoch", "step", "lr",
-    "train_total", "train_box", "train_cls", "train_landmark",
-    "val_total", "val_box", "val_cls", "val_landmark", "val_ap",
-    "nonfinite_steps", "images_per_s", "elapsed_s",
+    "epoch",
+    "step",
+    "lr",
+    "train_total",
+    "train_box",
+    "train_cls",
+    "train_landmark",
+    "val_total",
+    "val_box",
+    "val_cls",
+    "val_landmark",
+    "val_ap",
+    "nonfinite_steps",
+    "images_per_s",
+    "elapsed_s",
 )
 LOSS_PARTS = ("total", "box", "cls", "landmark")
 
@@ -52,7 +64,9 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
             ax_loss.plot(*zip(*val), "--s", ms=3, color=colour, alpha=0.7, label=f"val {part}")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss components")
     ax_loss.legend(fontsize=7, ncol=2)
-    aps = [(e, r["val_ap"]) for e, r in zip(epochs, history) if r.get("val_ap") is not None and math.isfinite(r["val_ap"])]
+    aps = [
+        (e, r["val_ap"]) for e, r in zip(epochs, history) if r.get("val_ap") is not None and math.isfinite(r["val_ap"])
+    ]
     if aps:
         ax_ap.plot(*zip(*aps), "-o", ms=3, color="tab:red")
     ax_ap.set(xlabel="epoch", ylabel="AP", title="validation AP (WIDER protocol)", ylim=(0, 1))
@@ -77,8 +91,17 @@ def draw_boxes(image: np.ndarray, predicted: np.ndarray, truth: np.ndarray) -> n
 class Tracker:
     """Weights & Biases when wanted and installed; otherwise every call is a no-op and one line says so."""
 
-    def __init__(self, enabled: bool, reason_off: str | None, project: str, name: str, run_dir: Path,
-                 config: dict, run_id: str | None, log=print):
+    def __init__(
+        self,
+        enabled: bool,
+        reason_off: str | None,
+        project: str,
+        name: str,
+        run_dir: Path,
+        config: dict,
+        run_id: str | None,
+        log=print,
+    ):
         self.run = None
         self.run_id = run_id
         if not enabled:
@@ -92,8 +115,9 @@ class Tracker:
         self._wandb = wandb
         self.run_id = run_id or uuid.uuid4().hex[:8]  # kept in last.pth: a resumed run continues the same W&B run
         try:
-            self.run = wandb.init(project=project, name=name, id=self.run_id, resume="allow", dir=str(run_dir),
-                                  config=config)
+            self.run = wandb.init(
+                project=project, name=name, id=self.run_id, resume="allow", dir=str(run_dir), config=config
+            )
         except Exception as exc:  # noqa: BLE001 - tracking must never stop training
             log(f"experiment tracking off: wandb.init failed ({type(exc).__name__}: {exc})")
             self.run = None

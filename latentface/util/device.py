@@ -1,4 +1,5 @@
 """Device names as users type them (``auto``, ``cpu``, ``cuda``, ``cuda:1``) -> ``torch.device``."""
+
 from __future__ import annotations
 
 import torch

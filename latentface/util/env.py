@@ -1,8 +1,9 @@
 """Environment variables the project reads, each parsed in one place."""
+
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 #: Small configuration for notebooks and the Kaggle kernel (a fast check, not a real run).
 SMOKE_ENV = "LATENTFACE_SMOKE"

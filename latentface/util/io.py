@@ -1,4 +1,5 @@
 """JSON and image files: clear errors that name the file, atomic writes."""
+
 from __future__ import annotations
 
 import json

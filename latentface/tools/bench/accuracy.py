@@ -1,5 +1,6 @@
 """The accuracy sections: the synthetic data, the trained variants, the bridge comparison at equal
 budget (``accuracy``) and AP at every rate (``rates``)."""
+
 from __future__ import annotations
 
 import json
@@ -43,14 +44,27 @@ FINAL_WEIGHTS = RunDir.FINAL
 
 def prepare_data(root: Path, profile: Profile, log=print) -> Path:
     """The synthetic set of this profile (generated once; reused while its description matches)."""
-    wanted = {"size": profile.data_size, "rates": sorted(set(profile.rates) | {profile.main_rate}),
-              "seed": profile.seed, "n_train": profile.n_train, "n_val": profile.n_val}
+    wanted = {
+        "size": profile.data_size,
+        "rates": sorted(set(profile.rates) | {profile.main_rate}),
+        "seed": profile.seed,
+        "n_train": profile.n_train,
+        "n_val": profile.n_val,
+    }
     marker = root / DATA_MARKER
     if marker.is_file() and read_json(marker, "bench data description") == wanted and (root / CODEC_FILE).is_file():
         return root
     log(f"data: generating {profile.n_train}+{profile.n_val} synthetic images at {profile.data_size}px under {root}")
-    generate_dataset(root, profile.n_train, profile.n_val, size=profile.data_size, rates=wanted["rates"],
-                     seed=profile.seed, progress=False, overwrite=True)
+    generate_dataset(
+        root,
+        profile.n_train,
+        profile.n_val,
+        size=profile.data_size,
+        rates=wanted["rates"],
+        seed=profile.seed,
+        progress=False,
+        overwrite=True,
+    )
     for rate in wanted["rates"]:
         shutil.rmtree(root.parent / f"{root.name}-decoded{rate}", ignore_errors=True)
     write_json(marker, wanted)
@@ -64,8 +78,9 @@ def decoded_root(root: Path, rate: int) -> Path:
     out = root.parent / f"{root.name}-decoded{rate}"
     codec = dataset_codec(root)  # the codec that wrote the latents, its weights checked
     if codec is None:
-        raise ValueError(f"{root}: no {CODEC_FILE}, so the codec that decodes its latents for the RGB baseline "
-                         "is unknown")
+        raise ValueError(
+            f"{root}: no {CODEC_FILE}, so the codec that decodes its latents for the RGB baseline is unknown"
+        )
     source = read_codec_description(root)
     done = out / "done"  # holds the codec.json the images were decoded from: reused only while it matches
     if done.is_file() and done.read_text() == json.dumps(source, sort_keys=True):
@@ -108,22 +123,47 @@ def accuracy_variants(profile: Profile) -> list[Variant]:
     default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
     extras = {
         "fast": Variant("fast", "fast preset (its own backbone and width)", preset="fast", keep_architecture=True),
-        "six": Variant(f"latent_{default_bridge}_six",
-                       f"latent, {default_bridge} bridge, 'six' anchors (base 8, two ratios)",
-                       bridge=default_bridge, overrides={"anchors": "six"}),
-        "rgb_six": Variant("rgb_six", f"RGB baseline on images decoded from rate {rate}, 'six' anchors", input="rgb",
-                           train_rate=rate, overrides={"anchors": "six"}),
-        "2x": Variant(f"latent_{default_bridge}_2x", f"latent, {default_bridge} bridge, twice the epochs",
-                      bridge=default_bridge, overrides={"epochs": 2 * profile.epochs}),
+        "six": Variant(
+            f"latent_{default_bridge}_six",
+            f"latent, {default_bridge} bridge, 'six' anchors (base 8, two ratios)",
+            bridge=default_bridge,
+            overrides={"anchors": "six"},
+        ),
+        "rgb_six": Variant(
+            "rgb_six",
+            f"RGB baseline on images decoded from rate {rate}, 'six' anchors",
+            input="rgb",
+            train_rate=rate,
+            overrides={"anchors": "six"},
+        ),
+        "2x": Variant(
+            f"latent_{default_bridge}_2x",
+            f"latent, {default_bridge} bridge, twice the epochs",
+            bridge=default_bridge,
+            overrides={"epochs": 2 * profile.epochs},
+        ),
     }
     variants += [extras[name] for name in profile.extra_variants]
-    variants.append(Variant("latent_mixed", "latent, trained on all rates (one drawn per sample)",
-                            bridge=default_bridge, latent_type="mixed"))
+    variants.append(
+        Variant(
+            "latent_mixed",
+            "latent, trained on all rates (one drawn per sample)",
+            bridge=default_bridge,
+            latent_type="mixed",
+        )
+    )
     return variants
 
 
-def train_variant(variant: Variant, profile: Profile, data_root: Path, runs: Path, device: torch.device,
-                  log=print, reuse_only: bool = False) -> Path | None:
+def train_variant(
+    variant: Variant,
+    profile: Profile,
+    data_root: Path,
+    runs: Path,
+    device: torch.device,
+    log=print,
+    reuse_only: bool = False,
+) -> Path | None:
     """Train one variant with the profile's common schedule (or reuse its finished run of the same config).
 
     ``reuse_only``: never train; None when the variant has no finished run.
@@ -131,12 +171,23 @@ def train_variant(variant: Variant, profile: Profile, data_root: Path, runs: Pat
     rgb = variant.input == "rgb"
     settings = dict(
         dataset_root=str(decoded_root(data_root, variant.train_rate or profile.main_rate) if rgb else data_root),
-        input=variant.input, latent_type=variant.latent_type or f"latent_{profile.main_rate}.npy",
-        preset=variant.preset, bridge=variant.bridge, model=None if variant.keep_architecture else profile.backbone,
+        input=variant.input,
+        latent_type=variant.latent_type or f"latent_{profile.main_rate}.npy",
+        preset=variant.preset,
+        bridge=variant.bridge,
+        model=None if variant.keep_architecture else profile.backbone,
         out_channels=None if variant.keep_architecture else profile.out_channels,
-        epochs=profile.epochs, batch_size=profile.batch_size, lr=profile.lr, seed=profile.seed,
-        workers=0 if profile.name != "full" else 4, device=device.type, no_wandb=True, progress=False,
-        val_every=10**6, out=str(runs), name=variant.name,
+        epochs=profile.epochs,
+        batch_size=profile.batch_size,
+        lr=profile.lr,
+        seed=profile.seed,
+        workers=0 if profile.name != "full" else 4,
+        device=device.type,
+        no_wandb=True,
+        progress=False,
+        val_every=10**6,
+        out=str(runs),
+        name=variant.name,
     )
     settings.update(variant.overrides)
     config = TrainConfig(**settings)
@@ -166,8 +217,12 @@ def evaluate_run(run_dir: Path, data_root: Path, rate: int, device: torch.device
         dataset = NestedLatentWiderFaceDataset(data_root, "val", f"latent_{rate}.npy")
     predictions, _ = predict_dataset(detector, dataset, batch_size=8, progress=False)
     report = evaluation_report(predictions, dataset.records)
-    return {"ap": report["ap"], "ap_by_size": report["ap_by_size"], "coco_map": report["coco"]["mAP"],
-            "faces": report["faces"]}
+    return {
+        "ap": report["ap"],
+        "ap_by_size": report["ap_by_size"],
+        "coco_map": report["coco"]["mAP"],
+        "faces": report["faces"],
+    }
 
 
 def _model_of(config: dict) -> nn.Module:
@@ -179,14 +234,25 @@ def run_summary(run_dir: Path) -> dict:
     payload = load_checkpoint(run_dir / FINAL_WEIGHTS)
     history = payload.get("metrics") or [{}]
     wall = run_dir / RUN_WALL
-    return {"steps": payload.get("step"), "epochs": history[-1].get("epoch"), "model": payload["config"],
-            "train_loss": history[-1].get("train_total"), "wall_s": float(wall.read_text()) if wall.is_file() else None,
-            "params": parameters(_model_of(payload["config"]))}
+    return {
+        "steps": payload.get("step"),
+        "epochs": history[-1].get("epoch"),
+        "model": payload["config"],
+        "train_loss": history[-1].get("train_total"),
+        "wall_s": float(wall.read_text()) if wall.is_file() else None,
+        "params": parameters(_model_of(payload["config"])),
+    }
 
 
-def bridge_comparison(profile: Profile, data_root: Path, runs: Path, device: torch.device,
-                      variants: Sequence[Variant] | None = None, log=print,
-                      reuse_only: bool = False) -> dict[str, dict]:
+def bridge_comparison(
+    profile: Profile,
+    data_root: Path,
+    runs: Path,
+    device: torch.device,
+    variants: Sequence[Variant] | None = None,
+    log=print,
+    reuse_only: bool = False,
+) -> dict[str, dict]:
     """Train every variant on the same schedule and seed, evaluate each at the main rate."""
     results = {}
     for variant in variants if variants is not None else accuracy_variants(profile):
@@ -205,14 +271,17 @@ def bridge_comparison(profile: Profile, data_root: Path, runs: Path, device: tor
     return results
 
 
-def rates_section(profile: Profile, data_root: Path, runs: Path, device: torch.device, log=print,
-                  reuse_only: bool = False) -> dict:
+def rates_section(
+    profile: Profile, data_root: Path, runs: Path, device: torch.device, log=print, reuse_only: bool = False
+) -> dict:
     """AP at every rate of: latent trained at the main rate, latent trained on mixed rates, RGB on decoded images."""
     default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
     variants = {v.name: v for v in accuracy_variants(profile)}
-    trained = {f"latent, trained at rate {profile.main_rate}": variants[f"latent_{default_bridge}"],
-               "latent, trained on mixed rates": variants["latent_mixed"],
-               f"RGB, trained on decoded rate {profile.main_rate}": variants["rgb"]}
+    trained = {
+        f"latent, trained at rate {profile.main_rate}": variants[f"latent_{default_bridge}"],
+        "latent, trained on mixed rates": variants["latent_mixed"],
+        f"RGB, trained on decoded rate {profile.main_rate}": variants["rgb"],
+    }
     out: dict[str, dict] = {}
     for label, variant in trained.items():
         run_dir = train_variant(variant, profile, data_root, runs, device, log, reuse_only)

@@ -1,5 +1,6 @@
 """Measuring one model: multiply-adds, parameters, activation memory, memory saved for backward,
 latency in interleaved repeats, the effective receptive field of a bridge, and the machine itself."""
+
 from __future__ import annotations
 
 import copy
@@ -105,8 +106,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def latency(cases: Mapping[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1,
-            device: str | torch.device = "cpu") -> dict[str, list[float]]:
+def latency(
+    cases: Mapping[str, Callable[[], Any]], repeats: int = 5, warmup: int = 1, device: str | torch.device = "cpu"
+) -> dict[str, list[float]]:
     """Seconds per call of each zero-argument callable, measured in turns.
 
     Every repeat runs every case once, starting one case later each time, so slow drifts in
@@ -120,7 +122,7 @@ def latency(cases: Mapping[str, Callable[[], Any]], repeats: int = 5, warmup: in
     _sync(device)
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             start = time.perf_counter()
             cases[name]()
             _sync(device)
@@ -130,9 +132,11 @@ def latency(cases: Mapping[str, Callable[[], Any]], repeats: int = 5, warmup: in
 
 def inference_call(model: nn.Module, x: torch.Tensor, amp: bool = False) -> Callable[[], Any]:
     """A zero-argument callable that runs one inference forward of ``model`` on ``x`` (for :func:`latency`)."""
+
     def call():
         with torch.inference_mode(), torch.autocast(x.device.type, dtype=torch.float16, enabled=amp):
             return model(x)
+
     return call
 
 
@@ -186,8 +190,14 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "torch": torch.__version__, "platform": platform.platform()}
+    info = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -1,4 +1,5 @@
 """The sizes of a benchmark run (:class:`Profile`) and the three named ones (:data:`PROFILES`)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,15 @@ class Profile:
     repeats: int = 3
     big_batch_repeats: int = 2
     warmup: int = 1
-    latency_rows: tuple[str, ...] | None = ("rgb_r50", "rgb_r50_3level", "latent_r50_seed", "latent_r50_default",
-                                            "rgb_r18", "latent_r18", "fast")
+    latency_rows: tuple[str, ...] | None = (
+        "rgb_r50",
+        "rgb_r50_3level",
+        "latent_r50_seed",
+        "latent_r50_default",
+        "rgb_r18",
+        "latent_r18",
+        "fast",
+    )
     big_batch_rows: tuple[str, ...] = ()
     # training cost (at ``train_image``, ``train_batch``)
     train_image: int = 256
@@ -61,8 +69,15 @@ class Profile:
 def recipe_schedule(name: str) -> dict[str, Any]:
     """The synthetic data and optimiser schedule of a training recipe, as :class:`Profile` fields."""
     recipe = RECIPES[name]
-    return dict(data_size=recipe.size, n_train=recipe.n_train, n_val=recipe.n_val, seed=recipe.seed,
-                epochs=recipe.train["epochs"], batch_size=recipe.train["batch_size"], lr=recipe.train["lr"])
+    return dict(
+        data_size=recipe.size,
+        n_train=recipe.n_train,
+        n_val=recipe.n_val,
+        seed=recipe.seed,
+        epochs=recipe.train["epochs"],
+        batch_size=recipe.train["batch_size"],
+        lr=recipe.train["lr"],
+    )
 
 
 PROFILES = {
@@ -70,18 +85,54 @@ PROFILES = {
     # schedule (taken from the demo's recipe, so that the two cannot drift apart).
     "cpu": Profile("cpu", repeats=7, extra_variants=("fast", "six", "rgb_six"), **recipe_schedule("demo")),
     # The study as designed: needs a GPU (latentface bench --full --device cuda).
-    "full": Profile("full", measure_image=640, repeats=20, big_batch_repeats=20, warmup=3, latency_rows=None,
-                    train_image=640, train_backbone="resnet50",
-                    big_batch_rows=("rgb_r50", "rgb_r50_3level", "latent_r50_seed", "latent_r50_default", "fast"),
-                    train_batch=8, train_repeats=10, data_size=640, n_train=3000, n_val=500, backbone="resnet50",
-                    out_channels=256, epochs=30, batch_size=16, lr=1e-2,
-                    bridges=("bilinear", "context", "codec", "pixelshuffle", "context_dw"),
-                    extra_variants=("fast", "six", "rgb_six", "2x")),
+    "full": Profile(
+        "full",
+        measure_image=640,
+        repeats=20,
+        big_batch_repeats=20,
+        warmup=3,
+        latency_rows=None,
+        train_image=640,
+        train_backbone="resnet50",
+        big_batch_rows=("rgb_r50", "rgb_r50_3level", "latent_r50_seed", "latent_r50_default", "fast"),
+        train_batch=8,
+        train_repeats=10,
+        data_size=640,
+        n_train=3000,
+        n_val=500,
+        backbone="resnet50",
+        out_channels=256,
+        epochs=30,
+        batch_size=16,
+        lr=1e-2,
+        bridges=("bilinear", "context", "codec", "pixelshuffle", "context_dw"),
+        extra_variants=("fast", "six", "rgb_six", "2x"),
+    ),
     # Tiny sizes: every code path in well under a minute (the tests).
-    "quick": Profile("quick", image=64, measure_image=64, batches=(1, 2), repeats=2, big_batch_repeats=2, warmup=1,
-                     latency_rows=("rgb_r50", "latent_r50_seed", "latent_r50_default", "latent_r18", "fast"),
-                     big_batch_rows=("rgb_r50", "latent_r50_default"),
-                     train_image=64, train_batch=2, train_backbone="resnet18", train_repeats=2, loading_seconds=0.5,
-                     data_size=64, n_train=8, n_val=4, out_channels=16, epochs=1, batch_size=4, lr=1e-3,
-                     rates=(50, 75), bridges=("bilinear", "context"), extra_variants=()),
+    "quick": Profile(
+        "quick",
+        image=64,
+        measure_image=64,
+        batches=(1, 2),
+        repeats=2,
+        big_batch_repeats=2,
+        warmup=1,
+        latency_rows=("rgb_r50", "latent_r50_seed", "latent_r50_default", "latent_r18", "fast"),
+        big_batch_rows=("rgb_r50", "latent_r50_default"),
+        train_image=64,
+        train_batch=2,
+        train_backbone="resnet18",
+        train_repeats=2,
+        loading_seconds=0.5,
+        data_size=64,
+        n_train=8,
+        n_val=4,
+        out_channels=16,
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        rates=(50, 75),
+        bridges=("bilinear", "context"),
+        extra_variants=(),
+    ),
 }

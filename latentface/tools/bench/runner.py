@@ -1,6 +1,7 @@
 """Running the benchmark sections and keeping their results: ``benchmarks.json`` holds every
 section's numbers (so one section can be re-measured and the others kept) and ``BENCHMARKS.md``
 is rendered from that file alone (:func:`regenerate_report` re-renders it without measuring)."""
+
 from __future__ import annotations
 
 import json
@@ -46,10 +47,18 @@ def regenerate_report(out: str | Path = "docs") -> Path:
     return write_report(results, out)
 
 
-def run_bench(sections: Sequence[str], profile: Profile, device: torch.device, out: str | Path = "docs",
-              runs: str | Path | None = None, fresh: bool = False, variants: Sequence[str] | None = None,
-              reuse_only: bool = False, command: str = "latentface bench",
-              log: Callable[[str], None] = _stderr) -> Path:
+def run_bench(
+    sections: Sequence[str],
+    profile: Profile,
+    device: torch.device,
+    out: str | Path = "docs",
+    runs: str | Path | None = None,
+    fresh: bool = False,
+    variants: Sequence[str] | None = None,
+    reuse_only: bool = False,
+    command: str = "latentface bench",
+    log: Callable[[str], None] = _stderr,
+) -> Path:
     """Measure ``sections`` with ``profile``, store the results beside the others' and rewrite the report.
 
     ``variants`` restricts the accuracy section to those variant names; ``reuse_only`` evaluates

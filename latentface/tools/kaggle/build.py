@@ -48,8 +48,10 @@ def project_root(project: str | os.PathLike | None = None) -> Path:
     root = Path(project) if project else Path(__file__).resolve().parents[3]
     missing = [p for p in ("pyproject.toml", str(NOTEBOOK), "kaggle/" + KERNEL_METADATA) if not (root / p).is_file()]
     if missing:
-        raise KaggleSetupError(f"{root} is not a latentface source checkout (missing {', '.join(missing)}); "
-                               "run from a clone of the repository or pass --project DIR")
+        raise KaggleSetupError(
+            f"{root} is not a latentface source checkout (missing {', '.join(missing)}); "
+            "run from a clone of the repository or pass --project DIR"
+        )
     return root
 
 
@@ -63,8 +65,9 @@ def build_wheel(out_dir: str | os.PathLike, project: str | os.PathLike | None = 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="latentface-wheel-") as tmp:
         src = Path(tmp) / "src"
-        shutil.copytree(root / "latentface", src / "latentface",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        shutil.copytree(
+            root / "latentface", src / "latentface", ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        )
         for name in ("pyproject.toml", "README.md", "LICENSE", "setup.cfg", "MANIFEST.in"):
             if (root / name).is_file():
                 shutil.copy2(root / name, src / name)
@@ -87,8 +90,9 @@ def kernel_notebook(project: str | os.PathLike | None = None):
     try:
         import jupytext  # optional dependency (the kaggle and notebooks extras)
     except ImportError:
-        raise KaggleSetupError("building the kernel needs jupytext: pip install jupytext "
-                               "(or pip install 'latentface[notebooks]')") from None
+        raise KaggleSetupError(
+            "building the kernel needs jupytext: pip install jupytext (or pip install 'latentface[notebooks]')"
+        ) from None
     notebook = jupytext.read(project_root(project) / NOTEBOOK)
     notebook.metadata.setdefault("kernelspec", {"display_name": "Python 3", "language": "python", "name": "python3"})
     notebook.metadata.setdefault("language_info", {"name": "python"})
@@ -128,8 +132,10 @@ class Build:
         package = read_metadata(out / "package" / DATASET_METADATA)
         wheels = sorted((out / "package").glob("latentface-*.whl"))
         if len(wheels) != 1:
-            raise KaggleSetupError(f"{out / 'package'}: expected one latentface wheel, found {len(wheels)}; "
-                                   "run `latentface kaggle build` again")
+            raise KaggleSetupError(
+                f"{out / 'package'}: expected one latentface wheel, found {len(wheels)}; "
+                "run `latentface kaggle build` again"
+            )
         validate_kernel_metadata(kernel, out / "kernel", str(out / "kernel" / KERNEL_METADATA))
         validate_dataset_metadata(package, out / "package", str(out / "package" / DATASET_METADATA))
         data = [d for d in kernel.get("dataset_sources", []) if d != package["id"]]
@@ -143,10 +149,19 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def build_kernel(user: str, data: str | None = None, slug: str = KERNEL_SLUG, title: str | None = None,
-                 package_slug: str = PACKAGE_SLUG, resume_from: Sequence[str] = (), internet: bool = True,
-                 private: bool = True, machine_shape: str = MACHINE_SHAPE, out: str | os.PathLike | None = None,
-                 project: str | os.PathLike | None = None) -> Build:
+def build_kernel(
+    user: str,
+    data: str | None = None,
+    slug: str = KERNEL_SLUG,
+    title: str | None = None,
+    package_slug: str = PACKAGE_SLUG,
+    resume_from: Sequence[str] = (),
+    internet: bool = True,
+    private: bool = True,
+    machine_shape: str = MACHINE_SHAPE,
+    out: str | os.PathLike | None = None,
+    project: str | os.PathLike | None = None,
+) -> Build:
     """Write ``<out>/kernel`` (kernel-metadata.json + the notebook) and ``<out>/package`` (the wheel +
     dataset-metadata.json) from the templates in ``kaggle/``; both validated as the CLI would."""
     root = project_root(project)
@@ -155,8 +170,10 @@ def build_kernel(user: str, data: str | None = None, slug: str = KERNEL_SLUG, ti
         raise KaggleSetupError(f"--slug must be lowercase letters, digits and single dashes, got {slug!r}")
     title = title or title_for(slug)
     if slugify(title) != slug:
-        raise KaggleSetupError(f"--title {title!r} slugifies to {slugify(title)!r}, not to the kernel slug {slug!r}; "
-                               "Kaggle names a kernel after its title")
+        raise KaggleSetupError(
+            f"--title {title!r} slugifies to {slugify(title)!r}, not to the kernel slug {slug!r}; "
+            "Kaggle names a kernel after its title"
+        )
     data = data or f"{user}/{DATA_SLUG}"
     split_ref(data, "--data")
     for ref in resume_from:
@@ -173,9 +190,15 @@ def build_kernel(user: str, data: str | None = None, slug: str = KERNEL_SLUG, ti
     code_file = f"{slug}.ipynb"
     write_kernel_notebook(kernel_dir / code_file, root)
     kernel.update(
-        id=f"{user}/{slug}", title=title, code_file=code_file, is_private=private,
-        enable_gpu=True, enable_internet=internet, machine_shape=machine_shape,
-        dataset_sources=[data, package["id"]], kernel_sources=list(resume_from),
+        id=f"{user}/{slug}",
+        title=title,
+        code_file=code_file,
+        is_private=private,
+        enable_gpu=True,
+        enable_internet=internet,
+        machine_shape=machine_shape,
+        dataset_sources=[data, package["id"]],
+        kernel_sources=list(resume_from),
     )
     validate_kernel_metadata(kernel, kernel_dir, str(kernel_dir / KERNEL_METADATA))
     write_metadata(kernel_dir / KERNEL_METADATA, kernel)
@@ -200,8 +223,10 @@ def wait_for_dataset(cli: KaggleCLI, ref: str, timeout: float = 600) -> None:
         if last in ("error", "failed"):  # a status, not an HTTP error of a dataset still being created
             raise KaggleSetupError(f"Kaggle could not process dataset {ref}: {status}")
         if time.monotonic() >= deadline:
-            raise KaggleSetupError(f"dataset {ref} is not ready after {timeout:.0f} s (last status: {status!r}); "
-                                   "wait, then run `latentface kaggle push --skip_build` again")
+            raise KaggleSetupError(
+                f"dataset {ref} is not ready after {timeout:.0f} s (last status: {status!r}); "
+                "wait, then run `latentface kaggle push --skip_build` again"
+            )
         time.sleep(POLL_SECONDS)
 
 
@@ -211,8 +236,10 @@ def push(result: Build, cli: KaggleCLI, message: str, wait: float = 600) -> None
     for data in result.data_ids:  # a wrong --data would only show as a kernel failing on Kaggle
         listed = cli.run(["datasets", "files", data], check=False, capture=True)
         if listed.returncode != 0:
-            raise KaggleSetupError(f"cannot read dataset {data} ({(listed.stdout or '').strip()}); "
-                                   f"pass --data OWNER/{DATA_SLUG} with the owner of the dataset on kaggle.com")
+            raise KaggleSetupError(
+                f"cannot read dataset {data} ({(listed.stdout or '').strip()}); "
+                f"pass --data OWNER/{DATA_SLUG} with the owner of the dataset on kaggle.com"
+            )
     if dataset_exists(cli, result.package_id):
         cli.run(["datasets", "version", "-p", result.package_dir, "-m", message, "--dir-mode", "zip"])
     else:

@@ -62,8 +62,10 @@ def _credentials_in(folder: Path, env: Mapping[str, str]) -> str | None:
         return str(folder / "kaggle.json")
     if (folder / "kaggle.json").is_file() and (config.get("username") or config.get("key")):
         missing = "key" if config.get("username") else "username"
-        raise KaggleSetupError(f"{folder / 'kaggle.json'} has no '{missing}'; it needs both "
-                               f'{{"username": ..., "key": ...}}.\n' + credentials_help(env))
+        raise KaggleSetupError(
+            f"{folder / 'kaggle.json'} has no '{missing}'; it needs both "
+            f'{{"username": ..., "key": ...}}.\n' + credentials_help(env)
+        )
     return None
 
 
@@ -78,10 +80,12 @@ def find_credentials(env: Mapping[str, str] = os.environ) -> str:
         if found:
             return found
     if env.get("KAGGLE_USERNAME") or env.get("KAGGLE_KEY"):
-        have, missing = (("KAGGLE_USERNAME", "KAGGLE_KEY") if env.get("KAGGLE_USERNAME")
-                         else ("KAGGLE_KEY", "KAGGLE_USERNAME"))
+        have, missing = (
+            ("KAGGLE_USERNAME", "KAGGLE_KEY") if env.get("KAGGLE_USERNAME") else ("KAGGLE_KEY", "KAGGLE_USERNAME")
+        )
         raise KaggleSetupError(
-            f"{have} is set but {missing} is not: export {missing}=<...> too.\n" + credentials_help(env))
+            f"{have} is set but {missing} is not: export {missing}=<...> too.\n" + credentials_help(env)
+        )
     raise KaggleSetupError(credentials_help(env))
 
 
@@ -102,8 +106,10 @@ def kaggle_username(user: str | None = None, env: Mapping[str, str] = os.environ
 def kaggle_executable(env: Mapping[str, str] = os.environ) -> str:
     found = shutil.which("kaggle", path=env.get("PATH"))
     if not found:
-        raise KaggleSetupError("the `kaggle` command is not on PATH. Install it with `pip install kaggle` "
-                               "(or `pip install 'latentface[kaggle]'`) and check with `kaggle --version`.")
+        raise KaggleSetupError(
+            "the `kaggle` command is not on PATH. Install it with `pip install kaggle` "
+            "(or `pip install 'latentface[kaggle]'`) and check with `kaggle --version`."
+        )
     return found
 
 
@@ -119,11 +125,16 @@ class KaggleCLI:
     def run(self, args: Sequence[str], check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
         command = [self.executable, *map(str, args)]
         print("$ kaggle " + " ".join(map(str, args)), flush=True)
-        result = subprocess.run(command, env=self.env, text=True,
-                                stdout=subprocess.PIPE if capture else None,
-                                stderr=subprocess.STDOUT if capture else None)
+        result = subprocess.run(
+            command,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+            stderr=subprocess.STDOUT if capture else None,
+        )
         if check and result.returncode != 0:
             tail = f":\n{result.stdout.strip()}" if capture and result.stdout else ""
-            raise KaggleSetupError(f"`kaggle {' '.join(map(str, args))}` failed with exit status "
-                                   f"{result.returncode}{tail}")
+            raise KaggleSetupError(
+                f"`kaggle {' '.join(map(str, args))}` failed with exit status {result.returncode}{tail}"
+            )
         return result

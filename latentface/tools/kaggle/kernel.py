@@ -44,9 +44,16 @@ LOCAL_RECIPE = "kaggle-local"
 #: Under LATENTFACE_SMOKE=1: one epoch of a tiny model on a tiny synthetic set (tests).
 SMOKE_RECIPE = "kaggle-smoke"
 #: Import name -> pip name of what training needs besides latentface itself (Kaggle's image has them all).
-RUNTIME_MODULES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
-                   "cv2": "opencv-python-headless", "tqdm": "tqdm", "matplotlib": "matplotlib",
-                   "scipy": "scipy", "pycocotools": "pycocotools"}
+RUNTIME_MODULES = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "numpy": "numpy",
+    "cv2": "opencv-python-headless",
+    "tqdm": "tqdm",
+    "matplotlib": "matplotlib",
+    "scipy": "scipy",
+    "pycocotools": "pycocotools",
+}
 #: The folders Kaggle mounts inputs under as ``<input>/<kind>/<owner>/<slug>``.
 MOUNT_KINDS = ("datasets", "notebooks", "kernels", "models", "competitions")
 
@@ -103,8 +110,9 @@ def find_dataset_root(folder: str | os.PathLike, depth: int = 2) -> Path | None:
         for candidate in level:
             if (candidate / "train" / "labels.txt").is_file():
                 return candidate
-        level = sorted(p for c in level if c.is_dir() for p in c.iterdir()
-                       if p.is_dir() and p.name not in ("train", "val"))
+        level = sorted(
+            p for c in level if c.is_dir() for p in c.iterdir() if p.is_dir() and p.name not in ("train", "val")
+        )
     return None
 
 
@@ -117,9 +125,11 @@ def find_dataset(input_root: str | os.PathLike, slug: str = DATA_SLUG) -> Path:
         found = find_dataset_root(mount)
         if found is not None:
             return found
-    raise KaggleSetupError(f"no dataset with train/labels.txt under {input_root} (attached: {_listing(input_root)}); "
-                           f"attach the {slug} dataset (kernel-metadata.json dataset_sources, "
-                           "or Add Input in the editor)")
+    raise KaggleSetupError(
+        f"no dataset with train/labels.txt under {input_root} (attached: {_listing(input_root)}); "
+        f"attach the {slug} dataset (kernel-metadata.json dataset_sources, "
+        "or Add Input in the editor)"
+    )
 
 
 def _version_key(wheel: Path) -> tuple:
@@ -135,16 +145,27 @@ def find_wheels(input_root: str | os.PathLike) -> list[Path]:
     return sorted(set(wheels), key=_version_key)
 
 
-def install_package(wheel: str | os.PathLike, target: str | os.PathLike | None = None,
-                    env: dict | None = None) -> Path:
+def install_package(wheel: str | os.PathLike, target: str | os.PathLike | None = None, env: dict | None = None) -> Path:
     """``pip install --no-index --no-deps --target`` the wheel: offline, and nothing of the image (torch!)
     is replaced. The target goes first on sys.path and on PYTHONPATH (for the training processes)."""
     env = os.environ if env is None else env
     target = Path(target) if target else Path(tempfile.gettempdir()) / "latentface-site"
     if target.exists():
         shutil.rmtree(target)
-    command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile",
-               "--disable-pip-version-check", "-q", "--target", str(target), str(wheel)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--no-index",
+        "--no-deps",
+        "--no-compile",
+        "--disable-pip-version-check",
+        "-q",
+        "--target",
+        str(target),
+        str(wheel),
+    ]
     result = subprocess.run(command, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise KaggleSetupError(f"installing {wheel} failed ({' '.join(command)}):\n{result.stdout}")
@@ -217,8 +238,9 @@ def cuda_devices(cuda=None) -> list[str]:
         if arches and major * 10 + minor < min(arches):
             raise KaggleSetupError(
                 f"GPU {i} is a {name} (sm_{major}{minor}) but this PyTorch runs on sm_{min(arches)} and newer. "
-                f"Push with \"machine_shape\": \"{MACHINE_SHAPE}\" (T4 x2; `latentface kaggle push` sets it) "
-                "using a kaggle CLI that sends it (pip install -U kaggle), or pick GPU T4 x2 in the editor.")
+                f'Push with "machine_shape": "{MACHINE_SHAPE}" (T4 x2; `latentface kaggle push` sets it) '
+                "using a kaggle CLI that sends it (pip install -U kaggle), or pick GPU T4 x2 in the editor."
+            )
         names.append(name)
     return names
 
@@ -233,8 +255,9 @@ def local_recipe(root: str | os.PathLike | None = None, env: Mapping[str, str] =
     return None
 
 
-def train_settings(settings: Mapping[str, Any], root: str | os.PathLike | None = None,
-                   env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+def train_settings(
+    settings: Mapping[str, Any], root: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ
+) -> dict[str, Any]:
     """The notebook's training settings, with those of :func:`local_recipe` over them off Kaggle."""
     recipe = local_recipe(root, env)
     return {**settings, **(recipe.train if recipe is not None else {})}
@@ -247,9 +270,14 @@ class _SettingsParser(argparse.ArgumentParser):
         raise KaggleSetupError(f"training settings: {message}")
 
 
-def train_arguments(settings: Mapping[str, Any], dataset: str | os.PathLike, out: str | os.PathLike,
-                    name: str, resume: str | os.PathLike | None = None,
-                    time_budget: float | None = None) -> list[str]:
+def train_arguments(
+    settings: Mapping[str, Any],
+    dataset: str | os.PathLike,
+    out: str | os.PathLike,
+    name: str,
+    resume: str | os.PathLike | None = None,
+    time_budget: float | None = None,
+) -> list[str]:
     """``latentface train`` flags from ``{flag: value}`` (True: a switch, None/False: left out), checked
     against the train command's own parser before any process starts.
 
@@ -279,8 +307,17 @@ def train_arguments(settings: Mapping[str, Any], dataset: str | os.PathLike, out
 def train_command(n_gpus: int, args: Sequence[str], python: str = sys.executable) -> list[str]:
     """One process per GPU through torchrun when there are two or more, else a plain process."""
     if n_gpus >= 2:
-        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n_gpus}",
-                "-m", "latentface.cli", "train", *map(str, args)]
+        return [
+            python,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={n_gpus}",
+            "-m",
+            "latentface.cli",
+            "train",
+            *map(str, args),
+        ]
     return [python, "-m", "latentface.cli", "train", *map(str, args)]
 
 
@@ -290,17 +327,26 @@ def run_logged(command: Sequence[str], log: str | os.PathLike, env: Mapping[str,
     log.parent.mkdir(parents=True, exist_ok=True)
     print("$ " + " ".join([Path(command[0]).name, *map(str, command[1:])]), flush=True)
     tail: list[str] = []
-    with open(log, "a", encoding="utf-8") as out, subprocess.Popen(
-            list(map(str, command)), env=dict(os.environ if env is None else env), text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as process:
+    with (
+        open(log, "a", encoding="utf-8") as out,
+        subprocess.Popen(
+            list(map(str, command)),
+            env=dict(os.environ if env is None else env),
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        ) as process,
+    ):
         for line in process.stdout:
             print(line, end="", flush=True)
             out.write(line)
             out.flush()  # a session killed mid-run still leaves its log
             tail = (tail + [line])[-20:]
     if process.returncode != 0:
-        raise KaggleSetupError(f"{Path(command[0]).name} {' '.join(map(str, command[1:4]))} ... failed with exit "
-                               f"status {process.returncode} (full log: {log}):\n{''.join(tail)}")
+        raise KaggleSetupError(
+            f"{Path(command[0]).name} {' '.join(map(str, command[1:4]))} ... failed with exit "
+            f"status {process.returncode} (full log: {log}):\n{''.join(tail)}"
+        )
 
 
 # ---------------------------------------------------------------------------- resume
@@ -335,14 +381,18 @@ def find_resume_run(input_root: str | os.PathLike, exclude: Iterable[str | os.Pa
     session's output attached as input; mounts in ``exclude`` (the dataset) are not searched."""
     skip = {Path(p).resolve() for p in exclude}
     last_name = _run_dir(input_root).LAST
-    runs = [found.parent for mount in input_mounts(input_root)
-            if not any(mount.resolve() == s or mount.resolve() in s.parents for s in skip)
-            for found in _find_files(mount, last_name, depth=4)]
+    runs = [
+        found.parent
+        for mount in input_mounts(input_root)
+        if not any(mount.resolve() == s or mount.resolve() in s.parents for s in skip)
+        for found in _find_files(mount, last_name, depth=4)
+    ]
     return max(runs, key=lambda d: (run_progress(d)["epoch"], str(d)), default=None)
 
 
-def resume_point(input_root: str | os.PathLike, run_dir: str | os.PathLike,
-                 exclude: Iterable[str | os.PathLike] = ()) -> Path | None:
+def resume_point(
+    input_root: str | os.PathLike, run_dir: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
+) -> Path | None:
     """The run to continue, as a writable directory: ``run_dir`` itself when it already holds a run at
     least as far along (same session, run again), else a copy of the furthest run among the inputs
     (inputs are read-only; epoch_NNN.pth snapshots are not copied); None for a fresh start."""
@@ -361,8 +411,9 @@ def resume_point(input_root: str | os.PathLike, run_dir: str | os.PathLike,
 # ---------------------------------------------------------------------------- local stand-in and evaluation
 
 
-def prepare_local_input(root: str | os.PathLike, slug: str = DATA_SLUG,
-                        env: Mapping[str, str] = os.environ) -> Path | None:
+def prepare_local_input(
+    root: str | os.PathLike, slug: str = DATA_SLUG, env: Mapping[str, str] = os.environ
+) -> Path | None:
     """Off Kaggle, the synthetic dataset as ``<root>/input/<slug>`` (made once, ``kaggle-local``'s data or
     ``kaggle-smoke``'s), so the kernel's cells run unchanged on a laptop; on Kaggle (``/kaggle``) or when
     it is already there, nothing."""
@@ -387,15 +438,22 @@ def best_weights(run_dir: str | os.PathLike) -> Path:
     raise KaggleSetupError(f"{run_dir}: no {run.BEST}, {run.FINAL} or {run.LAST}; did training start?")
 
 
-def final_evaluation(weight: str | os.PathLike, dataset: str | os.PathLike, out_dir: str | os.PathLike,
-                     latent_type: str = "latent_75.npy", batch_size: int = 8, device: str | None = None) -> dict:
+def final_evaluation(
+    weight: str | os.PathLike,
+    dataset: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    latent_type: str = "latent_75.npy",
+    batch_size: int = 8,
+    device: str | None = None,
+) -> dict:
     """The validation split's evaluation report for a checkpoint: ``report.json`` and ``pr_curve.png``
     in ``out_dir``; returns the report without its curves."""
     from latentface.inference.evaluate import evaluate_checkpoint  # imports torch (see the module docstring)
     from latentface.metrics.report import evaluation_report, plot_pr_curve  # imports scipy, a checked dependency
 
-    predictions, _, data = evaluate_checkpoint(weight, dataset, "val", latent_type, batch_size=batch_size,
-                                               device=device, progress=False)  # at the evaluation's point
+    predictions, _, data = evaluate_checkpoint(
+        weight, dataset, "val", latent_type, batch_size=batch_size, device=device, progress=False
+    )  # at the evaluation's point
     report = evaluation_report(predictions, data.records)
     out_dir = Path(out_dir)
     write_json(out_dir / "report.json", report, indent=2)

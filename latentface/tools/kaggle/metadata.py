@@ -27,14 +27,51 @@ KERNEL_SLUG = "latentface-train"
 #: T4 x2. Kaggle's default GPU (P100, sm_60) no longer runs current PyTorch.
 MACHINE_SHAPE = "NvidiaTeslaT4"
 #: The accelerator names the kaggle CLI documents; the server silently turns any other value into a P100.
-MACHINE_SHAPES = ("NvidiaTeslaP100", "NvidiaTeslaT4", "NvidiaTeslaT4Highmem", "NvidiaTeslaA100", "NvidiaL4",
-                  "NvidiaL4X1", "NvidiaH100", "NvidiaRtxPro6000", "TpuV38", "Tpu1VmV38", "TpuV5E8", "TpuV6E8")
+MACHINE_SHAPES = (
+    "NvidiaTeslaP100",
+    "NvidiaTeslaT4",
+    "NvidiaTeslaT4Highmem",
+    "NvidiaTeslaA100",
+    "NvidiaL4",
+    "NvidiaL4X1",
+    "NvidiaH100",
+    "NvidiaRtxPro6000",
+    "TpuV38",
+    "Tpu1VmV38",
+    "TpuV5E8",
+    "TpuV6E8",
+)
 #: Dataset licences the kaggle CLI documents for dataset-metadata.json.
-LICENSES = ("CC0-1.0", "CC-BY-SA-3.0", "CC-BY-SA-4.0", "CC-BY-NC-SA-4.0", "GPL-2.0", "ODbL-1.0", "DbCL-1.0",
-            "copyright-authors", "other", "unknown", "CC-BY-4.0", "CC-BY-NC-4.0", "PDDL", "CC-BY-3.0",
-            "CC-BY-3.0-IGO", "US-Government-Works", "CC-BY-NC-SA-3.0-IGO", "CDLA-Permissive-1.0",
-            "CDLA-Sharing-1.0", "CC-BY-ND-4.0", "CC-BY-NC-ND-4.0", "ODC-BY-1.0", "LGPL-3.0", "AGPL-3.0",
-            "FDL-1.3", "EU-ODP-Legal-Notice", "apache-2.0", "GPL-3.0")
+LICENSES = (
+    "CC0-1.0",
+    "CC-BY-SA-3.0",
+    "CC-BY-SA-4.0",
+    "CC-BY-NC-SA-4.0",
+    "GPL-2.0",
+    "ODbL-1.0",
+    "DbCL-1.0",
+    "copyright-authors",
+    "other",
+    "unknown",
+    "CC-BY-4.0",
+    "CC-BY-NC-4.0",
+    "PDDL",
+    "CC-BY-3.0",
+    "CC-BY-3.0-IGO",
+    "US-Government-Works",
+    "CC-BY-NC-SA-3.0-IGO",
+    "CDLA-Permissive-1.0",
+    "CDLA-Sharing-1.0",
+    "CC-BY-ND-4.0",
+    "CC-BY-NC-ND-4.0",
+    "ODC-BY-1.0",
+    "LGPL-3.0",
+    "AGPL-3.0",
+    "FDL-1.3",
+    "EU-ODP-Legal-Notice",
+    "apache-2.0",
+    "GPL-3.0",
+)
 SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
@@ -84,7 +121,8 @@ def _check_kernel_sources(meta: Mapping, where: str) -> None:
         _, slug = split_ref(source, f"{where}: field 'kernel_sources'")
         if len(slug) < 5:
             raise KaggleSetupError(
-                f"{where}: field 'kernel_sources': kernel slug {slug!r} is shorter than 5 characters")
+                f"{where}: field 'kernel_sources': kernel slug {slug!r} is shorter than 5 characters"
+            )
     for source in _string_list(meta, "model_sources", where):
         split_ref(source, f"{where}: field 'model_sources'", parts=5)
     for source in _string_list(meta, "competition_sources", where):
@@ -101,13 +139,15 @@ def _check_code_file(folder: str | os.PathLike, code_file: str, kernel_type: str
             notebook = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise KaggleSetupError(
-                f"{path}: a notebook kernel's code_file must be an .ipynb JSON file ({exc})") from None
+                f"{path}: a notebook kernel's code_file must be an .ipynb JSON file ({exc})"
+            ) from None
         if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
             raise KaggleSetupError(f"{path}: not a Jupyter notebook (no 'cells' list)")
 
 
-def validate_kernel_metadata(meta: Mapping, folder: str | os.PathLike | None = None,
-                             where: str = KERNEL_METADATA) -> None:
+def validate_kernel_metadata(
+    meta: Mapping, folder: str | os.PathLike | None = None, where: str = KERNEL_METADATA
+) -> None:
     """The checks ``kaggle kernels push`` makes before uploading (plus the title/slug match it only warns
     about, and the accelerator name the server would silently replace). Raises naming the field."""
     if not isinstance(meta, Mapping):
@@ -122,33 +162,35 @@ def validate_kernel_metadata(meta: Mapping, folder: str | os.PathLike | None = N
     if meta.get("id"):
         _, slug = split_ref(meta["id"], f"{where}: field 'id'")
         if len(slug) < 5:
-            raise KaggleSetupError(
-                f"{where}: field 'id': the kernel slug must be at least 5 characters, got {slug!r}")
+            raise KaggleSetupError(f"{where}: field 'id': the kernel slug must be at least 5 characters, got {slug!r}")
         if slugify(title) != slug.lower():
-            raise KaggleSetupError(f"{where}: field 'title' {title!r} slugifies to {slugify(title)!r}, "
-                                   f"not to the id's slug {slug!r}; Kaggle names the kernel after its title")
+            raise KaggleSetupError(
+                f"{where}: field 'title' {title!r} slugifies to {slugify(title)!r}, "
+                f"not to the id's slug {slug!r}; Kaggle names the kernel after its title"
+            )
     code_file = meta.get("code_file")
     if not code_file or not isinstance(code_file, str):
         raise KaggleSetupError(f"{where}: field 'code_file' (the notebook or script to upload) is required")
     language = meta.get("language")
     if language not in ("python", "r", "rmarkdown"):
-        raise KaggleSetupError(
-            f"{where}: field 'language' must be one of python, r, rmarkdown; got {language!r}")
+        raise KaggleSetupError(f"{where}: field 'language' must be one of python, r, rmarkdown; got {language!r}")
     kernel_type = meta.get("kernel_type")
     if kernel_type not in ("script", "notebook"):
-        raise KaggleSetupError(
-            f"{where}: field 'kernel_type' must be 'script' or 'notebook', got {kernel_type!r}")
+        raise KaggleSetupError(f"{where}: field 'kernel_type' must be 'script' or 'notebook', got {kernel_type!r}")
     for field in ("is_private", "enable_gpu", "enable_tpu", "enable_internet"):
         _boolean(meta, field, where)
     _check_kernel_sources(meta, where)
     pinning = meta.get("docker_image_pinning_type")
     if pinning is not None and pinning not in ("original", "latest"):
         raise KaggleSetupError(
-            f"{where}: field 'docker_image_pinning_type' must be 'original' or 'latest', got {pinning!r}")
+            f"{where}: field 'docker_image_pinning_type' must be 'original' or 'latest', got {pinning!r}"
+        )
     shape = meta.get("machine_shape")
     if shape is not None and shape not in MACHINE_SHAPES:
-        raise KaggleSetupError(f"{where}: field 'machine_shape' {shape!r} is not an accelerator Kaggle knows "
-                               f"(it would silently run on a P100); use one of {', '.join(MACHINE_SHAPES)}")
+        raise KaggleSetupError(
+            f"{where}: field 'machine_shape' {shape!r} is not an accelerator Kaggle knows "
+            f"(it would silently run on a P100); use one of {', '.join(MACHINE_SHAPES)}"
+        )
     if folder is not None:
         _check_code_file(folder, code_file, kernel_type, where)
 
@@ -160,8 +202,9 @@ def _check_dataset_identity(meta: Mapping, where: str) -> None:
     if not 6 <= len(slug) <= 50:
         raise KaggleSetupError(f"{where}: field 'id': the dataset slug must be 6 to 50 characters, got {slug!r}")
     if not SLUG.match(slug):
-        raise KaggleSetupError(f"{where}: field 'id': the dataset slug must be lowercase letters, digits and "
-                               f"single dashes, got {slug!r}")
+        raise KaggleSetupError(
+            f"{where}: field 'id': the dataset slug must be lowercase letters, digits and single dashes, got {slug!r}"
+        )
     title = meta["title"]
     if title == "INSERT_TITLE_HERE":
         raise KaggleSetupError(f"{where}: field 'title' still holds the template's INSERT_TITLE_HERE")
@@ -169,8 +212,9 @@ def _check_dataset_identity(meta: Mapping, where: str) -> None:
         raise KaggleSetupError(f"{where}: field 'title' must be 6 to 50 characters, got {title!r}")
 
 
-def validate_dataset_metadata(meta: Mapping, folder: str | os.PathLike | None = None,
-                              where: str = DATASET_METADATA) -> None:
+def validate_dataset_metadata(
+    meta: Mapping, folder: str | os.PathLike | None = None, where: str = DATASET_METADATA
+) -> None:
     """The checks ``kaggle datasets create`` makes before uploading; raises naming the field."""
     if not isinstance(meta, Mapping):
         raise KaggleSetupError(f"{where}: expected a JSON object, got {type(meta).__name__}")
@@ -184,8 +228,9 @@ def validate_dataset_metadata(meta: Mapping, folder: str | os.PathLike | None = 
     if not isinstance(licenses[0], Mapping) or "name" not in licenses[0]:
         raise KaggleSetupError(f"{where}: field 'licenses': the licence needs a 'name', got {licenses[0]!r}")
     if licenses[0]["name"] not in LICENSES:
-        raise KaggleSetupError(f"{where}: field 'licenses': unknown licence {licenses[0]['name']!r}; "
-                               f"use one of {', '.join(LICENSES)}")
+        raise KaggleSetupError(
+            f"{where}: field 'licenses': unknown licence {licenses[0]['name']!r}; use one of {', '.join(LICENSES)}"
+        )
     subtitle = meta.get("subtitle")
     if subtitle and not 20 <= len(subtitle) <= 80:
         raise KaggleSetupError(f"{where}: field 'subtitle' must be 20 to 80 characters, got {len(subtitle)}")

@@ -4,6 +4,7 @@ effect on validation images, over detections cached once per image and rate.
 :mod:`.logic` holds the caching, NMS re-runs and precision/recall arithmetic;
 :mod:`.widgets` the ipywidgets view (imported only by :meth:`ThresholdTuner.widgets`).
 """
+
 from latentface.tools.tuner.logic import MAX_CANDIDATES, ThresholdTuner
 
 __all__ = ["MAX_CANDIDATES", "ThresholdTuner"]

@@ -24,6 +24,7 @@ The operating point is an :class:`~latentface.inference.operating_point.Operatin
 (:attr:`ThresholdTuner.point`), saved as the thresholds JSON ``--thresholds`` reads. The
 interactive view is :mod:`latentface.tools.tuner.widgets` (:meth:`ThresholdTuner.widgets`).
 """
+
 from __future__ import annotations
 
 import os
@@ -75,12 +76,15 @@ def _count_above(scores: np.ndarray, conf: float) -> int:
     return int(np.searchsorted(-scores, -np.float32(conf), side="left"))
 
 
-def _run_nms(cands: Mapping[str, _Candidates], keys: list[str], nms: float, topk: int,
-             above: float | None) -> dict[str, np.ndarray]:
+def _run_nms(
+    cands: Mapping[str, _Candidates], keys: list[str], nms: float, topk: int, above: float | None
+) -> dict[str, np.ndarray]:
     """Per image: the first ``topk`` candidates (those above ``above`` only), NMS at IoU ``nms``;
     kept candidate indices, best first. One ``batched_nms`` call keyed by image."""
-    counts = np.array([min(topk, len(cands[k].scores) if above is None else _count_above(cands[k].scores, above))
-                       for k in keys], dtype=np.int64)
+    counts = np.array(
+        [min(topk, len(cands[k].scores) if above is None else _count_above(cands[k].scores, above)) for k in keys],
+        dtype=np.int64,
+    )
     boxes = torch.from_numpy(np.concatenate([cands[k].boxes[:n] for k, n in zip(keys, counts)]).reshape(-1, 4))
     scores = torch.from_numpy(np.concatenate([cands[k].scores[:n] for k, n in zip(keys, counts)]))
     image = np.repeat(np.arange(len(keys)), counts)
@@ -114,19 +118,30 @@ class ThresholdTuner:
             options["point"] = OperatingPoint(conf=DISPLAY_CONF, nms=own.nms, topk=topk, keep=own.keep)
         self._setup({rate: _ground_truth(ds) for rate, ds in self.datasets.items()}, **options)
 
-    def _setup(self, ground_truth: Mapping[str, Mapping[str, object]], floor: float = EVAL_CONF,
-               max_candidates: int = MAX_CANDIDATES, point: OperatingPoint | None = None,
-               conf: float | None = None, nms: float | None = None, topk: int | None = None,
-               keep: int | None = None, iou_threshold: float = 0.5) -> None:
+    def _setup(
+        self,
+        ground_truth: Mapping[str, Mapping[str, object]],
+        floor: float = EVAL_CONF,
+        max_candidates: int = MAX_CANDIDATES,
+        point: OperatingPoint | None = None,
+        conf: float | None = None,
+        nms: float | None = None,
+        topk: int | None = None,
+        keep: int | None = None,
+        iou_threshold: float = 0.5,
+    ) -> None:
         if not 0 <= floor < 1:
             raise ValueError(f"floor must be in [0, 1), got {floor}")
         self.ground_truth = {rate: dict(records) for rate, records in ground_truth.items()}
         self.rates = list(self.ground_truth)
         self.keys = {rate: list(records) for rate, records in self.ground_truth.items()}
-        self._gt = {rate: {key: ground_truth_arrays(r, key) for key, r in records.items()}
-                    for rate, records in self.ground_truth.items()}
-        self._faces = {rate: int(sum((~ignore).sum() for _, ignore in arrays.values()))
-                       for rate, arrays in self._gt.items()}
+        self._gt = {
+            rate: {key: ground_truth_arrays(r, key) for key, r in records.items()}
+            for rate, records in self.ground_truth.items()
+        }
+        self._faces = {
+            rate: int(sum((~ignore).sum() for _, ignore in arrays.values())) for rate, arrays in self._gt.items()
+        }
         self.floor, self.max_candidates, self.iou_threshold = float(floor), int(max_candidates), iou_threshold
         self._candidates: dict[str, dict[str, _Candidates]] = {}
         self._nms_cache: dict[tuple, dict[str, np.ndarray]] = {}
@@ -139,8 +154,12 @@ class ThresholdTuner:
         self.set(**{**self.point.to_dict(), **given})  # the tuner's own checks (floor, cached candidates)
 
     @classmethod
-    def from_candidates(cls, candidates: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
-                        ground_truth: Mapping[str, Mapping[str, object]], **kwargs) -> ThresholdTuner:
+    def from_candidates(
+        cls,
+        candidates: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]],
+        ground_truth: Mapping[str, Mapping[str, object]],
+        **kwargs,
+    ) -> ThresholdTuner:
         """A tuner over given candidates ``{rate: {key: {"boxes", "scores", "landmarks"}}}`` (no model).
 
         ``ground_truth``: ``{rate: {key: record}}`` with ``.boxes``/``.ignore`` (or dicts with those keys).
@@ -156,16 +175,26 @@ class ThresholdTuner:
                 scores = np.asarray(det.get("scores", ()), np.float32).reshape(-1)
                 boxes = np.asarray(det.get("boxes", ()), np.float32).reshape(-1, 4)
                 lms = det.get("landmarks")
-                lms = (np.zeros((len(scores), 5, 2), np.float32) if lms is None
-                       else np.asarray(lms, np.float32).reshape(-1, 5, 2))
+                lms = (
+                    np.zeros((len(scores), 5, 2), np.float32)
+                    if lms is None
+                    else np.asarray(lms, np.float32).reshape(-1, 5, 2)
+                )
                 order = np.argsort(-scores, kind="stable")
                 order = order[scores[order] > tuner.floor][: tuner.max_candidates]
                 tuner._candidates[rate][key] = _Candidates(boxes[order], scores[order], lms[order])
         return tuner
 
     # ------------------------------------------------------------------ state
-    def set(self, conf: float | None = None, nms: float | None = None, topk: int | None = None,
-            keep: int | None = None, rate: str | int | None = None, image: int | str | None = None) -> ThresholdTuner:
+    def set(
+        self,
+        conf: float | None = None,
+        nms: float | None = None,
+        topk: int | None = None,
+        keep: int | None = None,
+        rate: str | int | None = None,
+        image: int | str | None = None,
+    ) -> ThresholdTuner:
         """Change any of the operating point, the rate shown and the image shown; checks every value first."""
         new_conf = self.conf if conf is None else float(conf)
         new_nms = self.nms if nms is None else float(nms)
@@ -173,13 +202,15 @@ class ThresholdTuner:
         new_keep = self.keep if keep is None else int(keep)
         new_rate = self.rate if rate is None else self._rate_name(rate)
         if not self.floor <= new_conf <= 1:
-            raise ValueError(f"conf must be in [{self.floor}, 1] (candidates were cached above floor {self.floor}), "
-                             f"got {new_conf}")
+            raise ValueError(
+                f"conf must be in [{self.floor}, 1] (candidates were cached above floor {self.floor}), got {new_conf}"
+            )
         if not 0 < new_nms <= 1:
             raise ValueError(f"nms IoU must be in (0, 1], got {new_nms}")
         if not 1 <= new_topk <= self.max_candidates:
-            raise ValueError(f"topk must be in [1, {self.max_candidates}] (the cached candidates per image), "
-                             f"got {new_topk}")
+            raise ValueError(
+                f"topk must be in [1, {self.max_candidates}] (the cached candidates per image), got {new_topk}"
+            )
         if new_keep < 1:
             raise ValueError(f"keep must be at least 1, got {new_keep}")
         new_image = self.image if image is None else self._image_index(image, new_rate)
@@ -246,11 +277,18 @@ class ThresholdTuner:
         start = time.perf_counter()
         preds, landmarks = predict_dataset(raw, self.datasets[rate], batch_size=self.batch_size, progress=self.progress)
         self.detection_seconds[rate] = time.perf_counter() - start
-        return {key: _Candidates(preds[key][:, :4].astype(np.float32), preds[key][:, 4].astype(np.float32),
-                                 landmarks[key].astype(np.float32)) for key in self.keys[rate]}
+        return {
+            key: _Candidates(
+                preds[key][:, :4].astype(np.float32),
+                preds[key][:, 4].astype(np.float32),
+                landmarks[key].astype(np.float32),
+            )
+            for key in self.keys[rate]
+        }
 
-    def _nms(self, rate: str, nms: float, topk: int, above: float | None = None,
-             keys: list[str] | None = None) -> dict[str, np.ndarray]:
+    def _nms(
+        self, rate: str, nms: float, topk: int, above: float | None = None, keys: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """{key: candidate indices} kept by pre-NMS top-k and NMS, best first, of the candidates
         scoring above ``above`` (None: all, the result cached per (rate, nms, topk)).
 
@@ -283,8 +321,10 @@ class ThresholdTuner:
         """Every image's detections at the operating point as evaluation predictions ``{key: [K, 5]}``."""
         rate = self.rate if rate is None else self._rate_name(rate)
         cands = self.candidates(rate)
-        return {key: np.concatenate([cands[key].boxes[idx], cands[key].scores[idx, None]], axis=1)
-                for key, idx in self._kept(rate).items()}
+        return {
+            key: np.concatenate([cands[key].boxes[idx], cands[key].scores[idx, None]], axis=1)
+            for key, idx in self._kept(rate).items()
+        }
 
     def pr_curve(self, rate: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(precision, recall) of the WIDER curve over all cached scores at the current NMS, top-k and keep
@@ -299,10 +339,13 @@ class ThresholdTuner:
         """(precision, recall) at a rate, NMS IoU, top-k and keep: NMS over every candidate, cached."""
         if (rate, nms, topk, keep) not in self._curve_cache:
             cands = self.candidates(rate)
-            preds = {key: np.concatenate([cands[key].boxes[idx[:keep]], cands[key].scores[idx[:keep], None]], axis=1)
-                     for key, idx in self._nms(rate, nms, topk).items()}
-            precision, recall, _ = wider_pr_curve(preds, self.ground_truth[rate], self.iou_threshold,
-                                                  count_faceless=True)
+            preds = {
+                key: np.concatenate([cands[key].boxes[idx[:keep]], cands[key].scores[idx[:keep], None]], axis=1)
+                for key, idx in self._nms(rate, nms, topk).items()
+            }
+            precision, recall, _ = wider_pr_curve(
+                preds, self.ground_truth[rate], self.iou_threshold, count_faceless=True
+            )
             self._curve_cache[rate, nms, topk, keep] = (precision, recall)
         return self._curve_cache[rate, nms, topk, keep]
 
@@ -325,9 +368,18 @@ class ThresholdTuner:
         precision = tp / proposals if proposals else 0.0
         recall = tp / faces if faces else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        result = {"precision": precision, "recall": recall, "f1": f1, "true_positives": tp,
-                  "false_positives": proposals - tp, "faces": faces, "detections": detections,
-                  "images": len(self.keys[rate]), "rate": rate, **self.thresholds()}
+        result = {
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "true_positives": tp,
+            "false_positives": proposals - tp,
+            "faces": faces,
+            "detections": detections,
+            "images": len(self.keys[rate]),
+            "rate": rate,
+            **self.thresholds(),
+        }
         if curve:
             result["precision_curve"], result["recall_curve"] = self.pr_curve(rate)
         return result
@@ -349,8 +401,9 @@ class ThresholdTuner:
         return self.point.save(path)
 
     # ---------------------------------------------------------------- views
-    def picture(self, image: int | str | None = None, rate: str | int | None = None,
-                background: str = "auto") -> tuple[np.ndarray, str]:
+    def picture(
+        self, image: int | str | None = None, rate: str | int | None = None, background: str = "auto"
+    ) -> tuple[np.ndarray, str]:
         """(RGB image, what it is) to draw an image's detections on, as ``latentface detect`` picks it:
         the stored image, else the decoded latent where the codec is known, else a false-colour latent."""
         rate = self.rate if rate is None else self._rate_name(rate)
@@ -359,7 +412,8 @@ class ThresholdTuner:
             dataset = self.datasets[rate]
             self._pictures.clear()  # one picture is all the widgets redraw on
             self._pictures[rate, index, background] = picture_background(
-                dataset.latent_files(index)[0], dataset[index][0], background)
+                dataset.latent_files(index)[0], dataset[index][0], background
+            )
         return self._pictures[rate, index, background]
 
     def drawing(self, background: str = "auto") -> np.ndarray:
@@ -371,8 +425,8 @@ class ThresholdTuner:
 
     def pr_artists(self, ax) -> tuple:
         """The PR curve and the operating-point marker on ``ax``; update them with :meth:`update_pr`."""
-        curve, = ax.plot([], [], lw=1.5, label="WIDER PR curve")
-        point, = ax.plot([], [], "o", ms=8, color="crimson", label="operating point")
+        (curve,) = ax.plot([], [], lw=1.5, label="WIDER PR curve")
+        (point,) = ax.plot([], [], "o", ms=8, color="crimson", label="operating point")
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
         return curve, point
@@ -381,8 +435,9 @@ class ThresholdTuner:
         shown = metrics["recall_curve"] > 0  # thresholds above every score carry no point
         curve.set_data(metrics["recall_curve"][shown], metrics["precision_curve"][shown])
         point.set_data([metrics["recall"]], [metrics["precision"]])
-        point.set_label(f"score > {self.conf:.2f}: P {metrics['precision']:.3f}, "
-                        f"R {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}")
+        point.set_label(
+            f"score > {self.conf:.2f}: P {metrics['precision']:.3f}, R {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}"
+        )
         ax.set_title(f"validation at {self.rate}: {metrics['images']} images, {metrics['faces']} faces", fontsize=9)
         ax.legend(loc="lower left", fontsize=8)
 

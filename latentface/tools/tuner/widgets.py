@@ -4,19 +4,19 @@ A change re-thresholds the tuner's cached candidates and redraws the image and t
 point at once; a PR curve not computed yet (a new NMS IoU, top-k, keep or rate) is computed in
 a background thread and drawn when ready, so the sliders never wait for it.
 """
+
 from __future__ import annotations
 
 import io
 import os
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import cv2
 import ipywidgets as w
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the view only calls the tuner's public methods; logic imports this module lazily
     from latentface.tools.tuner.logic import ThresholdTuner
@@ -35,15 +35,21 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
     style = {"description_width": "70px"}
     slider = dict(continuous_update=False, style=style, layout=w.Layout(width="340px"))
     controls = {
-        "conf": w.FloatSlider(value=tuner.conf, min=tuner.floor, max=1.0, step=0.01, description="score >",
-                              readout_format=".2f", **slider),
-        "nms": w.FloatSlider(value=tuner.nms, min=0.05, max=1.0, step=0.05, description="NMS IoU",
-                             readout_format=".2f", **slider),
+        "conf": w.FloatSlider(
+            value=tuner.conf, min=tuner.floor, max=1.0, step=0.01, description="score >", readout_format=".2f", **slider
+        ),
+        "nms": w.FloatSlider(
+            value=tuner.nms, min=0.05, max=1.0, step=0.05, description="NMS IoU", readout_format=".2f", **slider
+        ),
         "topk": w.IntSlider(value=tuner.topk, min=1, max=tuner.max_candidates, description="top-k", **slider),
         "keep": w.IntSlider(value=tuner.keep, min=1, max=max(tuner.keep, 1000), description="keep", **slider),
         "rate": w.Dropdown(options=tuner.rates, value=tuner.rate, description="rate", style=style),
-        "image": w.Dropdown(options=[(k, i) for i, k in enumerate(tuner.keys[tuner.rate])], value=tuner.image,
-                            description="image", style=style),
+        "image": w.Dropdown(
+            options=[(k, i) for i, k in enumerate(tuner.keys[tuner.rate])],
+            value=tuner.image,
+            description="image",
+            style=style,
+        ),
     }
     save = w.Button(description="save thresholds", icon="save")
     status, saved = w.HTML(), w.HTML()
@@ -85,11 +91,13 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
             pending[-1].start()
         else:
             draw_curve(settings)
-        status.value = (f"<b>{tuner.rate}</b>, {tuner.key}: {len(tuner.detections()['scores'])} detections. "
-                        f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
-                        f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
-                        f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms"
-                        + (" (PR curve being computed)" if waiting else ""))
+        status.value = (
+            f"<b>{tuner.rate}</b>, {tuner.key}: {len(tuner.detections()['scores'])} detections. "
+            f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
+            f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
+            f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms"
+            + (" (PR curve being computed)" if waiting else "")
+        )
 
     def wait() -> None:
         """Block until every curve computation started so far has finished (tests, scripts)."""
@@ -103,9 +111,19 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
         c.observe(refresh, names="value")
     save.on_click(on_save)
     refresh()
-    box = w.VBox([w.HBox([w.VBox([controls["conf"], controls["nms"], controls["topk"]]),
-                          w.VBox([controls["keep"], controls["rate"], controls["image"]])]),
-                  status, w.HBox([picture, pr_image]), w.HBox([save, saved])])
+    box = w.VBox(
+        [
+            w.HBox(
+                [
+                    w.VBox([controls["conf"], controls["nms"], controls["topk"]]),
+                    w.VBox([controls["keep"], controls["rate"], controls["image"]]),
+                ]
+            ),
+            status,
+            w.HBox([picture, pr_image]),
+            w.HBox([save, saved]),
+        ]
+    )
     box.controls, box.save_button, box.status, box.saved = controls, save, status, saved
     box.pr_image, box.wait = pr_image, wait
     return box
