@@ -184,6 +184,8 @@ def train_codec(
         model.load_state_dict(ckpt["model"])
         optimiser.load_state_dict(ckpt["optimiser"])
         step, elapsed, history = ckpt["step"], ckpt["elapsed"], ckpt["history"]
+    # each call leaves a mark in the history: where it started and with which budget (a resumed run's recipe)
+    history.append({"run_from_step": step, "steps": settings.steps, "minutes": settings.minutes, "lr": settings.lr})
     lambdas = torch.tensor(settings.lambdas, dtype=torch.float32)
     if len(lambdas) != len(learned.QUALITIES):
         raise LatentfaceError(f"need {len(learned.QUALITIES)} lambdas (one per rate), got {len(lambdas)}")
