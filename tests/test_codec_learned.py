@@ -142,10 +142,19 @@ def test_skipped_residuals_decode_to_the_predicted_mean(tiny_model):
         y = tiny_model.analysis(learned.rgb_to_ycc(img))
         mu, sigma, _ = tiny_model.hyper(y, "round")
         gain = tiny_model.gains(torch.tensor([0]))
-    out = tiny_model.compress(img, 0)
+    with torch.no_grad():
+        out, out_high = tiny_model.compress(img, [0, 4])
     skipped = entropy.skip_mask(sigma, gain)
+    assert torch.equal(out["skipped"], skipped) and torch.equal(out["mu"], mu)
     assert torch.equal(out["y_hat"][skipped], mu[skipped])
-    assert out["skipped"] == pytest.approx(float(skipped.float().mean()))
+    assert out["bits_z"] == out_high["bits_z"]  # one hyperprior for every rate
+    # code(): the same masks and latents as compress, per quality, and encode() is one of them
+    image = _image(64, 4)
+    coded = learned.code(image, [12, 100], tiny_model)
+    assert np.array_equal(coded[12]["skipped"], skipped.numpy())
+    assert np.array_equal(coded[12]["latent"], learned.encode(image, 12, tiny_model))
+    assert np.array_equal(coded[100]["latent"], learned.encode(image, 100, tiny_model))
+    assert learned.estimate(image, 12, tiny_model)["skipped"] == pytest.approx(float(skipped.float().mean()))
 
 
 # -- weights files ---------------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """Built-in latent codecs. ``get_codec("dct")`` returns the module with encode/decode."""
+
 from __future__ import annotations
 
 import importlib

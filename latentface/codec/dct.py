@@ -31,6 +31,7 @@ The decoder is the exact inverse of the transform (inverse DCT of the stored
 coefficients, missing high frequencies set to zero, chroma upsampled bilinearly): the
 only losses are the dropped coefficients, chroma subsampling and quantisation.
 """
+
 from __future__ import annotations
 
 import cv2
@@ -79,7 +80,9 @@ _RGB_TO_YCBCR = np.array(
 # Affine maps for cv2.transform: RGB -> YCbCr - 128 and back.
 _RGB_TO_CENTRED_YCBCR = np.concatenate([_RGB_TO_YCBCR, [[-128.0], [0.0], [0.0]]], axis=1).astype(np.float32)
 _YCBCR_TO_RGB = np.linalg.inv(_RGB_TO_YCBCR.astype(np.float64))
-_CENTRED_YCBCR_TO_RGB = np.concatenate([_YCBCR_TO_RGB, _YCBCR_TO_RGB @ [[128.0], [0.0], [0.0]]], axis=1).astype(np.float32)
+_CENTRED_YCBCR_TO_RGB = np.concatenate([_YCBCR_TO_RGB, _YCBCR_TO_RGB @ [[128.0], [0.0], [0.0]]], axis=1).astype(
+    np.float32
+)
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -107,9 +110,9 @@ _ZZ8 = zigzag(8)[:CHROMA_CHANNELS_EACH]
 _LUMA_FLAT = _ZZ16[:, 0] * 16 + _ZZ16[:, 1]
 _CHROMA_FLAT = _ZZ8[:, 0] * 8 + _ZZ8[:, 1]
 #: Scale from DCT coefficient to stored value, per channel (1/16 luma, 1/8 chroma).
-_STORE_SCALE = np.concatenate(
-    [np.full(LUMA_CHANNELS, 1 / 16), np.full(2 * CHROMA_CHANNELS_EACH, 1 / 8)]
-).astype(np.float32)
+_STORE_SCALE = np.concatenate([np.full(LUMA_CHANNELS, 1 / 16), np.full(2 * CHROMA_CHANNELS_EACH, 1 / 8)]).astype(
+    np.float32
+)
 
 
 def channel_frequencies() -> np.ndarray:
@@ -201,17 +204,29 @@ def encode(image: np.ndarray, quality: int) -> np.ndarray:
     return quantise(transform(image), quality)
 
 
+def encode_rates(image: np.ndarray, qualities) -> dict[int, np.ndarray]:
+    """``{quality: encode(image, quality)}`` from one transform (only the quantisation differs per rate)."""
+    coefficients = transform(image)
+    return {q: quantise(coefficients, q) for q in qualities}
+
+
 def decode(latent: np.ndarray) -> np.ndarray:
     """Decode a latent [1, 256, h, w] or [256, h, w] -> RGB uint8 [16h, 16w, 3]."""
     lat = np.asarray(latent)
     if lat.ndim == 4 and lat.shape[0] == 1:
         lat = lat[0]
     if lat.ndim != 3 or lat.shape[0] != CHANNELS:
-        raise ValueError(f"expected a latent of shape [1, {CHANNELS}, h, w] or [{CHANNELS}, h, w], got {list(np.shape(latent))}")
+        raise ValueError(
+            f"expected a latent of shape [1, {CHANNELS}, h, w] or [{CHANNELS}, h, w], got {list(np.shape(latent))}"
+        )
     coef = lat.astype(np.float32) / _STORE_SCALE[:, None, None]
     y = _block_idct(coef[:LUMA_CHANNELS], _D16, _LUMA_FLAT)
     cb, cr = (
-        _block_idct(coef[LUMA_CHANNELS + i * CHROMA_CHANNELS_EACH : LUMA_CHANNELS + (i + 1) * CHROMA_CHANNELS_EACH], _D8, _CHROMA_FLAT)
+        _block_idct(
+            coef[LUMA_CHANNELS + i * CHROMA_CHANNELS_EACH : LUMA_CHANNELS + (i + 1) * CHROMA_CHANNELS_EACH],
+            _D8,
+            _CHROMA_FLAT,
+        )
         for i in range(2)
     )
     h, w = y.shape

@@ -237,20 +237,22 @@ class LearnedCodecModel(nn.Module):
         return {"bpp": bits / pixels, "mse": mse, "x_hat": x_hat, "skipped": skipped.float().flatten(1).mean(1)}
 
     @torch.no_grad()
-    def compress(self, rgb: torch.Tensor, rate_index: int) -> dict:
-        """Inference: ``y_hat`` [B, 256, h, w] (float32) and the estimated cost (bits, skipped share)."""
+    def compress(self, rgb: torch.Tensor, rate_indices) -> list[dict]:
+        """Inference at several rates from one analysis and hyperprior (the rates differ only in their
+        gains): per rate ``y_hat`` [B, 256, h, w] float32, ``mu``, the ``skipped`` mask and the bits."""
         y = self.analysis(rgb_to_ycc(rgb))
         mu, sigma, z_lik = self.hyper(y, "round")
-        gain = self.gains(torch.full((rgb.shape[0],), rate_index, dtype=torch.long))
-        y_hat, r, skipped = entropy.gain_quantise(y, mu, sigma, gain, mode="round")
-        lik = entropy.gaussian_likelihood(r, sigma * gain)
-        lik = torch.where(skipped, torch.ones_like(lik), lik)
-        return {
-            "y_hat": y_hat,
-            "bits_y": float(entropy.bits(lik)),
-            "bits_z": float(entropy.bits(z_lik)),
-            "skipped": float(skipped.float().mean()),
-        }
+        bits_z = float(entropy.bits(z_lik))
+        out = []
+        for rate_index in rate_indices:
+            gain = self.gains(torch.full((rgb.shape[0],), rate_index, dtype=torch.long))
+            y_hat, r, skipped = entropy.gain_quantise(y, mu, sigma, gain, mode="round")
+            lik = entropy.gaussian_likelihood(r, sigma * gain)
+            lik = torch.where(skipped, torch.ones_like(lik), lik)
+            out.append(
+                {"y_hat": y_hat, "mu": mu, "skipped": skipped, "bits_y": float(entropy.bits(lik)), "bits_z": bits_z}
+            )
+        return out
 
 
 # -- weights ---------------------------------------------------------------------------------
@@ -329,23 +331,41 @@ def _as_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
 
 
-def estimate(image: np.ndarray, quality: int, model: LearnedCodecModel | None = None) -> dict:
-    """Encode and estimate the cost: ``{"latent", "bits", "bpp", "skipped"}`` (bits from the entropy model)."""
+def code(image: np.ndarray, qualities, model: LearnedCodecModel | None = None) -> dict[int, dict]:
+    """Encode at several rates with one analysis and hyperprior: per quality ``{"latent"`` float16
+    [1, 256, h, w], ``"mu"`` the predicted mean (float32, same shape), ``"skipped"`` the bool mask of
+    skipped residuals, ``"bits"``, ``"bpp"}`` (bits from the entropy model)."""
     _check_image(image)
-    index = _rate_index(quality)
-    out = (model or get_model()).compress(_as_tensor(image), index)
-    bits = out["bits_y"] + out["bits_z"]
+    indices = [_rate_index(q) for q in qualities]
+    with torch.no_grad():
+        coded = (model or get_model()).compress(_as_tensor(image), indices)
+    pixels = image.shape[0] * image.shape[1]
     return {
-        "latent": out["y_hat"].numpy().astype(np.float16),
-        "bits": bits,
-        "bpp": bits / (image.shape[0] * image.shape[1]),
-        "skipped": out["skipped"],
+        q: {
+            "latent": c["y_hat"].numpy().astype(np.float16),
+            "mu": c["mu"].numpy(),
+            "skipped": c["skipped"].numpy(),
+            "bits": c["bits_y"] + c["bits_z"],
+            "bpp": (c["bits_y"] + c["bits_z"]) / pixels,
+        }
+        for q, c in zip(qualities, coded)
     }
+
+
+def estimate(image: np.ndarray, quality: int, model: LearnedCodecModel | None = None) -> dict:
+    """Encode and estimate the cost: ``{"latent", "bits", "bpp", "skipped"}`` (the share of skipped residuals)."""
+    c = code(image, [quality], model)[quality]
+    return {"latent": c["latent"], "bits": c["bits"], "bpp": c["bpp"], "skipped": float(c["skipped"].mean())}
+
+
+def encode_rates(image: np.ndarray, qualities, model: LearnedCodecModel | None = None) -> dict[int, np.ndarray]:
+    """``{quality: encode(image, quality)}`` byte for byte, from one analysis and hyperprior."""
+    return {q: c["latent"] for q, c in code(image, qualities, model).items()}
 
 
 def encode(image: np.ndarray, quality: int, model: LearnedCodecModel | None = None) -> np.ndarray:
     """Encode an RGB uint8 image [H, W, 3] (H, W multiples of 16) -> float16 [1, 256, H/16, W/16]."""
-    return estimate(image, quality, model)["latent"]
+    return encode_rates(image, [quality], model)[quality]
 
 
 def decode(latent: np.ndarray, model: LearnedCodecModel | None = None) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from latentface import LATENT_STRIDE
-from latentface.codec import dct, entropy, get_codec, learned
+from latentface.codec import dct, get_codec
 from latentface.data.labels import FaceRecord, read_labels, sanitize, write_retinaface, write_wider
 from latentface.data.layout import (
     CODEC_FILE,
@@ -54,25 +54,9 @@ def check_rates(codec: ModuleType, rates: Sequence[int]) -> tuple[int, ...]:
 
 def encode_rates(codec: ModuleType, image: np.ndarray, rates: Sequence[int]) -> dict[int, np.ndarray]:
     """The float16 latents [1, 256, H/16, W/16] of an RGB uint8 image at each rate, byte for byte
-    ``codec.encode(image, rate)``, the transform computed once: the ``dct`` block DCT, or the
-    ``learned`` codec's analysis and hyperprior (the rates differ only in their gain vectors).
+    ``codec.encode(image, rate)``, the transform computed once (the codec's own ``encode_rates``).
     The learned codec runs on torch's current threads (:func:`one_thread` makes it reproducible)."""
-    if codec is dct:
-        coefficients = dct.transform(image)
-        return {q: dct.quantise(coefficients, q) for q in rates}
-    if codec is learned:
-        model = learned.get_model()
-        with torch.no_grad():
-            rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
-            y = model.analysis(learned.rgb_to_ycc(rgb))
-            mu, sigma, _ = model.hyper(y, "round")
-            out = {}
-            for q in rates:
-                gain = model.gains(torch.tensor([learned.QUALITIES.index(q)]))
-                y_hat = entropy.gain_quantise(y, mu, sigma, gain, mode="round")[0]
-                out[q] = y_hat.numpy().astype(np.float16)
-        return out
-    return {q: codec.encode(image, q) for q in rates}
+    return codec.encode_rates(image, rates)
 
 
 class one_thread:

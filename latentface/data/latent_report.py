@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from latentface.codec import entropy, learned
+from latentface.codec import learned
 from latentface.codec.learned import CHANNELS, LUMA_CHANNELS
 from latentface.data.dataset import load_latent, read_latent_header
 from latentface.data.layout import CODEC_FILE, image_path, read_codec_name
@@ -226,28 +226,22 @@ class LearnedSkips:
             torch.set_num_threads(threads)
 
     def _add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
-        with torch.no_grad():
-            rgb = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float()[None]
-            y = self.model.analysis(learned.rgb_to_ycc(rgb))
-            mu, sigma, _ = self.model.hyper(y, "round")
-            for rate, stored in latents.items():
-                if rate not in learned.QUALITIES:
-                    continue
-                gain = self.model.gains(torch.tensor([learned.QUALITIES.index(rate)]))
-                y_hat, _, skipped = entropy.gain_quantise(y, mu, sigma, gain)
-                if tuple(y_hat.shape[1:]) != stored.shape:
-                    raise ValueError(
-                        f"latent_{rate}.npy has shape {list(stored.shape)}, its image encodes to "
-                        f"{list(y_hat.shape[1:])}"
-                    )
-                c = stored.shape[0]
-                a = self.acc.setdefault(
-                    rate, {"skipped": np.zeros(c), "equal": np.zeros(c), "match": np.zeros(c), "cells": 0}
+        rates = [rate for rate in latents if rate in learned.QUALITIES]
+        for rate, coded in learned.code(image, rates, self.model).items():
+            stored = latents[rate]
+            y_hat, mu, skipped = coded["latent"][0], coded["mu"][0], coded["skipped"][0]
+            if y_hat.shape != stored.shape:
+                raise ValueError(
+                    f"latent_{rate}.npy has shape {list(stored.shape)}, its image encodes to {list(y_hat.shape)}"
                 )
-                a["skipped"] += skipped[0].reshape(c, -1).sum(1).numpy()
-                a["equal"] += (stored == mu[0].numpy().astype(stored.dtype)).reshape(c, -1).sum(1)
-                a["match"] += (stored == y_hat[0].numpy().astype(stored.dtype)).reshape(c, -1).sum(1)
-                a["cells"] += stored.shape[1] * stored.shape[2]
+            c = stored.shape[0]
+            a = self.acc.setdefault(
+                rate, {"skipped": np.zeros(c), "equal": np.zeros(c), "match": np.zeros(c), "cells": 0}
+            )
+            a["skipped"] += skipped.reshape(c, -1).sum(1)
+            a["equal"] += (stored == mu.astype(stored.dtype)).reshape(c, -1).sum(1)
+            a["match"] += (stored == y_hat.astype(stored.dtype)).reshape(c, -1).sum(1)
+            a["cells"] += stored.shape[1] * stored.shape[2]
 
     def summary(self) -> dict[int, dict]:
         out = {}
