@@ -36,27 +36,30 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from latentface.codec import learned
-from latentface.codec.learned import CHANNELS, LUMA_CHANNELS
 from latentface.data.dataset import load_latent, read_latent_header
-from latentface.data.layout import CODEC_FILE, image_path, read_codec_name
+from latentface.data.latent_skips import (
+    JITTER_FRACTION,
+    PROXY_NOTE,
+    LearnedSkips,
+    learned_unusable,
+    parts,
+    percent,
+    skipped_section,
+)
+from latentface.data.layout import image_path, read_codec_name
 from latentface.data.stats import STD_FLOOR_FRACTION
-from latentface.util.io import read_image, read_json, write_json
+from latentface.util.io import read_image, write_json
 
 REPORT_FILE = "latent_report.json"
 #: Two rates of one image are "near" when ``||a - b|| / ||b||`` is below this.
 NEAR_THRESHOLD = 0.05
 #: Images read by default (the first ones in key order).
 DEFAULT_IMAGES = 200
-#: The repeat baseline jitters each value by this fraction of its channel's std before rounding.
-JITTER_FRACTION = 0.01
 #: A channel is live when its std (over the split) is above this fraction of the rate's rms channel std.
 LIVE_FRACTION = 0.1
-#: Repeats this much above the rounding baseline (a share) mean the values lie on a grid.
-GRID_MARGIN = 0.01
 _RATE = re.compile(r"latent_(\d+)\.npy")
 
 
@@ -77,16 +80,6 @@ def find_samples(root: str | os.PathLike, split: str) -> dict[str, dict[int, Pat
     if not samples:
         raise FileNotFoundError(f"{folder}: no latent_<rate>.npy files")
     return samples
-
-
-def parts(channels: int) -> dict[str, slice]:
-    """Luma 0-159 and chroma 160-255 for 256-channel latents; one part ``all`` otherwise."""
-    if channels == CHANNELS:
-        return {"luma": slice(0, LUMA_CHANNELS), "chroma": slice(LUMA_CHANNELS, channels)}
-    return {"all": slice(0, channels)}
-
-
-# ------------------------------------------------------------------ repeats within a channel
 
 
 def repeat_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -201,132 +194,6 @@ class _RateStats:
 # ------------------------------------------------------------------ skipped residuals
 
 
-class LearnedSkips:
-    """Exact skipped shares of ``learned``-codec latents: the codec's analysis and hyperprior re-run
-    on each image give ``mu``, ``sigma`` and, per rate, the skip mask ``sigma * g < threshold``
-    (:func:`latentface.codec.entropy.gain_quantise`), from the model's own modules.
-
-    Per rate and part: ``skipped_share`` (the mask), ``equal_to_mean_share`` (stored values equal
-    to ``mu``: skipped, or coded with ``r = 0``) and ``reencode_match_share`` (stored values equal
-    to the re-encoded ``y_hat``: how far the first two describe these very files).
-    """
-
-    def __init__(self, model: learned.LearnedCodecModel | None = None):
-        self.model = model or learned.get_model()
-        self.acc: dict[int, dict] = {}
-
-    def add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
-        """One RGB uint8 image and its stored latents ``{rate: [C, H, W]}``. Runs on one thread, as the
-        dataset writers encode (a float reduction split over threads can round differently)."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            self._add(image, latents)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
-        rates = [rate for rate in latents if rate in learned.QUALITIES]
-        for rate, coded in learned.code(image, rates, self.model).items():
-            stored = latents[rate]
-            y_hat, mu, skipped = coded["latent"][0], coded["mu"][0], coded["skipped"][0]
-            if y_hat.shape != stored.shape:
-                raise ValueError(
-                    f"latent_{rate}.npy has shape {list(stored.shape)}, its image encodes to {list(y_hat.shape)}"
-                )
-            c = stored.shape[0]
-            a = self.acc.setdefault(
-                rate, {"skipped": np.zeros(c), "equal": np.zeros(c), "match": np.zeros(c), "cells": 0}
-            )
-            a["skipped"] += skipped.reshape(c, -1).sum(1)
-            a["equal"] += (stored == mu.astype(stored.dtype)).reshape(c, -1).sum(1)
-            a["match"] += (stored == y_hat.astype(stored.dtype)).reshape(c, -1).sum(1)
-            a["cells"] += stored.shape[1] * stored.shape[2]
-
-    def summary(self) -> dict[int, dict]:
-        out = {}
-        for rate, a in sorted(self.acc.items()):
-            out[rate] = {}
-            for name, sl in parts(len(a["skipped"])).items():
-                n = a["cells"] * (sl.stop - sl.start)
-                out[rate][name] = {
-                    "skipped_share": float(a["skipped"][sl].sum() / n),
-                    "equal_to_mean_share": float(a["equal"][sl].sum() / n),
-                    "reencode_match_share": float(a["match"][sl].sum() / n),
-                }
-        return out
-
-
-def _proxy(rate: int, rate_summary: dict, pair_summaries: dict[tuple[int, int], dict]) -> dict:
-    """The honest stand-ins when the codec is unknown (see the module text): do values repeat
-    within a channel beyond float16 rounding (a grid)? Are values equal at two rates?"""
-    p = rate_summary["parts"]
-    n = sum(q["channels"] for q in p.values())
-    share = lambda k: sum(q[k] * q["channels"] for q in p.values()) / n  # noqa: E731
-    repeated, base = share("repeated_share"), share("repeated_share_rounding")
-    mode, mode_base = share("mode_share"), share("mode_share_rounding")
-    grid = repeated - base > GRID_MARGIN
-    rounding = f"{rate_summary['dtype']} rounding"
-    if grid:
-        within = (
-            f"a per-channel grid (within-channel repeats {repeated:.1%}, {rounding} alone {base:.1%}; "
-            f"the most frequent value per channel {mode:.1%})"
-        )
-    else:
-        within = f"no per-channel grid (within-channel repeats {repeated:.1%}, {rounding} alone {base:.1%})"
-    out = {
-        "method": "proxy",
-        "grid": bool(grid),
-        "repeated_share": repeated,
-        "repeated_share_rounding": base,
-        "mode_share": mode,
-        "mode_share_rounding": mode_base,
-    }
-    lower = [lo for lo, hi in pair_summaries if hi == rate]
-    higher = [hi for lo, hi in pair_summaries if lo == rate]
-    other = max(lower) if lower else (min(higher) if higher else None)
-    unequal = ""
-    if other is not None:
-        lo, hi = min(rate, other), max(rate, other)
-        if pair_summaries[(lo, hi)]["verdict"] == "identical":
-            out["text"] = f"cannot be told: rates {lo} and {hi} are identical files (section 3)"
-            return out
-        equal = pair_summaries[(lo, hi)]["equal_share"]
-        total = sum(equal[k] * p[k]["channels"] for k in equal) / n
-        bound = "at most" if other < rate else "at least"
-        out["cross_rate"] = {"with_rate": other, "bound": bound, "parts": equal, "share": total}
-        if total > GRID_MARGIN:
-            shares = "  ".join(f"{k} {_pct(v)}" for k, v in equal.items())
-            out["parts"] = {k: {"equal_to_mean_share": v} for k, v in equal.items()}
-            out["text"] = f"proxy: {bound} {shares} (the values equal at rates {lo} and {hi}); {within}"
-            return out
-        unequal = f"hardly any value is equal at rates {lo} and {hi} ({total:.1%}), and "
-    if grid:
-        out["text"] = (
-            f"proxy: {unequal}values lie on {within}: the skipped share only if the prediction is constant per channel"
-        )
-    else:
-        out["text"] = (
-            f"cannot be told: {unequal}values repeat within a channel no more than {rounding} "
-            f"explains ({repeated:.1%}, rounding alone {base:.1%}); with y_hat = mu + r/g and mu varying "
-            f"per position, skipped residuals are not a repeated value"
-        )
-    return out
-
-
-#: Printed under the skipped shares when a proxy stands in for them.
-PROXY_NOTE = (
-    "proxy: where the prediction mu does not depend on the rate (one model, the rate set by a gain that grows with "
-    "the rate, as in the learned codec), every value equal to mu at rate r is also mu at any lower rate, so the "
-    "values equal at rate r and the next lower rate are the ones equal to mu at r plus the values coded alike at "
-    "both ('at most'; exact when the gains' ratio is no simple fraction); the lowest rate is read against the next "
-    "higher rate, whose share it has at least. Within one channel y_hat = mu + r/g with mu "
-    "varying per position, so skipped residuals are not repeated values: repeats beyond rounding to the file's "
-    f"precision (the same values jittered by {JITTER_FRACTION:.0%} of the channel std) only show that values lie on "
-    "a grid."
-)
-
-
 # ------------------------------------------------------------------ rate pairs
 
 
@@ -406,7 +273,7 @@ def latent_report(
     codec = read_codec_name(root)
     skips, why_not = None, None
     if codec == learned.NAME:
-        why_not = _learned_unusable(root, split, keys)
+        why_not = learned_unusable(root, split, keys)
         if why_not is None:
             try:
                 skips = LearnedSkips(model)
@@ -455,63 +322,9 @@ def latent_report(
         "sizes": sorted(map(list, sizes_seen)),
         "near_threshold": near_threshold,
         "rates": summaries,
-        "skipped": _skipped(codec, summaries, pair_summaries, skips, why_not),
+        "skipped": skipped_section(codec, summaries, pair_summaries, skips, why_not),
         "rate_pairs": {f"{lo}-{hi}": p for (lo, hi), p in pair_summaries.items()},
     }
-
-
-def _skipped(
-    codec: str | None, summaries: dict, pair_summaries: dict, skips: LearnedSkips | None, why_not: str | None
-) -> dict:
-    """Section 2 of the report: exact shares, a labelled proxy, or why they cannot be told."""
-    if skips is not None:
-        return {
-            str(r): {
-                "method": "exact",
-                "parts": p,
-                "text": "exact: the learned codec's analysis + hyperprior re-run on the split's images",
-            }
-            for r, p in skips.summary().items()
-        }
-    if why_not is not None:
-        return {r: {"method": "none", "text": f"cannot be told: {why_not}"} for r in summaries}
-    if codec == "dct":
-        return {
-            r: {
-                "method": "exact",
-                "parts": {
-                    n: {"skipped_share": q["zero_share"], "equal_to_mean_share": q["zero_share"]}
-                    for n, q in s["parts"].items()
-                },
-                "text": "exact: the dct codec predicts 0, so the values equal to the prediction are the exact zeros",
-            }
-            for r, s in summaries.items()
-        }
-    out = {r: _proxy(int(r), s, pair_summaries) for r, s in summaries.items()}
-    for k in out.values():
-        if codec is not None:
-            k["text"] = f"codec {codec!r} is not a built-in one; " + k["text"]
-    return out
-
-
-def _learned_unusable(root: Path, split: str, keys: list[str]) -> str | None:
-    """Why the learned codec cannot be re-run on these files, or None."""
-    missing = [k for k in keys if not image_path(root, split, k).is_file()]
-    if missing:
-        return f"no image for {len(missing)} of {len(keys)} latents (e.g. {image_path(root, split, missing[0])})"
-    description = read_json(root / CODEC_FILE, "codec description")
-    digest = description.get("weights_digest") if isinstance(description, dict) else None
-    if digest is not None:
-        try:
-            ours = learned.weights_digest()
-        except learned.CodecWeightsError as e:
-            return str(e)
-        if digest != ours:
-            return (
-                f"{root / CODEC_FILE} names weights with sha256 {digest[:12]}..., the installed ones "
-                f"{learned.WEIGHTS_FILE} have {ours[:12]}..."
-            )
-    return None
 
 
 def save_report(report: dict, path: str | os.PathLike) -> Path:
@@ -519,10 +332,6 @@ def save_report(report: dict, path: str | os.PathLike) -> Path:
 
 
 # ------------------------------------------------------------------ the table
-
-
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _ratio(ratio: float | None, row: int, rate_summary: dict) -> str:
@@ -549,7 +358,7 @@ def format_report(report: dict) -> str:
             lines.append(
                 f"{rate if i == 0 else '':>4} {name:<7}{q['channels_from']:>4}-{last:<4}"
                 f"{q['mean']:>10.4g}{q['std']:>10.4g}{q['min']:>10.4g}{q['max']:>10.4g}"
-                f"{_pct(q['zero_share']):>8}{q['live_channels']:>6}{q['median_channel_std']:>10.3g}"
+                f"{percent(q['zero_share']):>8}{q['live_channels']:>6}{q['median_channel_std']:>10.3g}"
                 f"{_ratio(s.get('luma_chroma_std_ratio'), i, s):>8}{q['median_live_channel_std']:>10.3g}"
                 f"{_ratio(s.get('live_luma_chroma_std_ratio'), i, s):>8}"
             )
@@ -559,9 +368,10 @@ def format_report(report: dict) -> str:
             lines.append(f"{rate:>4}: {k['text']}")
             continue
         shares = "  ".join(
-            f"{n} {_pct(q['skipped_share'])}"
+            f"{n} {percent(q['skipped_share'])}"
             + (
-                f" (equal to mu {_pct(q['equal_to_mean_share'])}, re-encode match {_pct(q['reencode_match_share'])})"
+                f" (equal to mu {percent(q['equal_to_mean_share'])},"
+                f" re-encode match {percent(q['reencode_match_share'])})"
                 if "reencode_match_share" in q
                 else ""
             )
@@ -581,7 +391,7 @@ def format_report(report: dict) -> str:
         corr = "-" if p["median_channel_corr"] is None else f"{p['median_channel_corr']:.3f}"
         lines.append(
             f"{pair:>7}: {p['verdict']:<9} identical {p['identical']}, near {p['near']}, far {p['far']} "
-            f"of {p['images']}; median {_pct(p['median_relative_l2'])}, max {_pct(p['max_relative_l2'])}, "
+            f"of {p['images']}; median {percent(p['median_relative_l2'])}, max {percent(p['max_relative_l2'])}, "
             f"median channel corr {corr}"
         )
     return "\n".join(lines)
