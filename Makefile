@@ -5,6 +5,7 @@ PY     := $(VENV)/bin/python
 # Exact versions for this project's own environment; the package itself states ranges.
 TORCH  := torch==2.14.1 torchvision==0.29.1
 DATASET_ROOT ?=
+CODEC ?=
 
 .PHONY: demo test test-fast lint notebooks bench bench-report clean
 
@@ -16,12 +17,12 @@ $(VENV)/.ready: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.ready
-	$(PY) -m latentface.cli demo $(if $(DATASET_ROOT),--dataset_root $(DATASET_ROOT))
+	$(PY) -m latentface.cli demo $(if $(CODEC),--codec $(CODEC)) $(if $(DATASET_ROOT),--dataset_root $(DATASET_ROOT))
 
 test: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m pytest -q -n 2
 
-# Everything but the tests marked slow (notebook execution, the demo, DDP, the whole kernel): well under a minute.
+# Everything but the tests marked slow (notebook execution, the demo, DDP, the whole kernel, the quick bench run).
 test-fast: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m pytest -q -n 2 -m "not slow"
 
