@@ -42,7 +42,7 @@ def test_onnx_export_matches_pytorch_at_two_latent_sizes(model, weight, tmp_path
     assert list(diffs) == ["2x256x8x8", "2x256x5x6"] and max(diffs.values()) < TOLERANCE
     assert "max |onnx - pytorch| at 2x256x5x6" in printed
 
-    # the two sizes of the issue, checked here independently of the command, and printed for the record
+    # two more latent sizes, one not square, checked independently of the command and printed for the record
     diffs = onnx_parity(model, path, [(10, 10), (7, 12)], batch=3, seed=1)
     print(f"ONNX parity (max abs difference): {diffs}")
     assert max(diffs.values()) < TOLERANCE

@@ -5,7 +5,7 @@ pipeline (data, training, detection, drawing detections on decoded images) must 
 and be tested. This codec produces latents with JPEG AI's geometry: 256 channels at
 stride 16, a luma part (channels 0-159) and a chroma part (160-255).
 
-Transform (DESIGN.md 4):
+Transform:
 
 - RGB -> YCbCr (JPEG full range, BT.601), each plane centred by subtracting 128.
 - Y: orthonormal 16x16 block DCT; the 160 lowest zig-zag coefficients of each block

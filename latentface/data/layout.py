@@ -1,4 +1,4 @@
-"""File layout of a retina-modify dataset (DESIGN.md 1): every path, reading and writing one sample.
+"""File layout of a retina-modify dataset: every path, reading and writing one sample.
 
 ::
 

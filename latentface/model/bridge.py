@@ -16,7 +16,7 @@ from latentface.model.layers import conv_bn
 
 
 class BilinearBridge(nn.Sequential):
-    """The seed design: x4 bilinear upsampling, then conv3x3-BN-ReLU at stride 4 (~15 GMACs for R50)."""
+    """The original design: x4 bilinear upsampling, then conv3x3-BN-ReLU at stride 4 (~15 GMACs for R50)."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__(

@@ -181,7 +181,7 @@ class LatentRetinaFace(_RetinaFace):
         return self.bridge(x)
 
     PRESETS: dict[str, dict[str, Any]] = {
-        # The seed design exactly.
+        # The original design exactly (the "seed" preset).
         "seed": dict(backbone="resnet50", bridge="bilinear", out_channels=256),
         # The best configuration by measurement (docs/BENCHMARKS.md).
         "default": dict(backbone="resnet50", bridge="codec", out_channels=256),
