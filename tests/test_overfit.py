@@ -12,6 +12,7 @@ from latentface.model import LatentRetinaFace
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.slow  # hundreds of optimiser steps: about 15 s on 2 cores
 def test_tiny_model_overfits_two_latents():
     torch.manual_seed(0)
     model = LatentRetinaFace(backbone="resnet18", bridge="pixelshuffle", out_channels=16, in_channels=16)
