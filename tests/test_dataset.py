@@ -17,6 +17,7 @@ from latentface.data.dataset import (
     collate_faces,
     load_latent,
     measure_loading_throughput,
+    read_latent_header,
     transport_dtype,
 )
 from latentface.data.labels import FaceRecord, write_retinaface, write_wider
@@ -153,8 +154,8 @@ def test_float16_transport_is_exact_and_checked(layout, tmp_path):
     assert latent.dtype == torch.float16
     np.testing.assert_array_equal(latent.numpy().view(np.uint16), layout["k_f16"].reshape(C, H, W).view(np.uint16))
     assert latent.float().equal(NestedLatentWiderFaceDataset(layout["root"], "train")[index(ds, "k_f16")][0])
-    assert transport_dtype(ds) == torch.float16  # the first sample's file is float16
-    assert NestedLatentWiderFaceDataset(layout["root"], "train", dtype="auto").dtype == torch.float16
+    assert transport_dtype(ds) == torch.float32  # the first file is float16, but k_f32 and k_f64 are not
+    assert NestedLatentWiderFaceDataset(layout["root"], "train", dtype="auto").dtype == torch.float32
     with pytest.raises(BadLatentError, match="latent has 1 non-finite values"):
         ds[index(ds, "k_nan")]
 
@@ -439,3 +440,52 @@ def test_dataloader_with_workers(tmp_path):
     assert ds.codec == "dct"
     m = measure_loading_throughput(ds, workers=2, batch_size=4, seconds=0.3)
     assert m["latents"] > 0 and m["latents_per_s"] > 0 and m["workers"] == 2
+
+
+@pytest.mark.parametrize("shape", [(256, 0, 8), (1, 256, 8, 0), (0, 3, 4), (1, 8, 0, 0)])
+def test_empty_latents_are_bad_latents_naming_the_file(tmp_path, shape):
+    path = tmp_path / "empty.npy"
+    np.save(path, np.zeros(shape, np.float16))
+    for read in (load_latent, lambda p: read_latent_header(p, check=True)):
+        with pytest.raises(BadLatentError, match=r"empty.npy: latent shape .* is empty") as err:
+            read(path)
+        assert str(err.value).startswith(f"{path}: ")
+    assert read_latent_header(path) == (shape, np.dtype(np.float16))  # unchecked: the header only
+
+
+def test_empty_latents_are_skipped_and_never_chosen_as_the_shape(tmp_path):
+    """An empty first latent neither sets the dataset's shape nor crashes; with skip it is counted."""
+    records = [face_record(k, [[1, 1, 5, 5]]) for k in ("a_empty", "b_good", "c_good")]
+    empty = save(tmp_path, "a_empty", "latent_75.npy", np.zeros((1, C, 0, W), np.float16))
+    good = np.ones((1, C, H, W), np.float16)
+    for key in ("b_good", "c_good"):
+        save(tmp_path, key, "latent_75.npy", good)
+    write_wider(records, tmp_path / "train" / "labels.txt")
+    ds = NestedLatentWiderFaceDataset(tmp_path, "train")
+    assert ds.expected_shape == (C, H, W)
+    with pytest.raises(BadLatentError, match=re.escape(f"{empty}: latent shape [1, 8, 0, 4] is empty")):
+        ds[index(ds, "a_empty")]
+    skip = NestedLatentWiderFaceDataset(tmp_path, "train", on_bad_latent="skip")
+    latent, target = skip[index(skip, "a_empty")]
+    assert target["key"] == "b_good" and latent.shape == (C, H, W)
+    assert list(skip.bad_latents) == [str(empty)]
+
+
+def test_auto_transport_dtype_does_not_depend_on_the_first_file(tmp_path):
+    """A float16 first file and a float32 file beyond float16's range: "auto" keeps float32, exact."""
+    records = [face_record(k, [[1, 1, 5, 5]]) for k in ("a_half", "b_single")]
+    save(tmp_path, "a_half", "latent_75.npy", np.full((1, C, H, W), 0.5, np.float16))
+    single = np.full((1, C, H, W), 1.0, np.float32)
+    single[0, 0, 0, 0] = 1e5  # beyond float16's 65504
+    single[0, 1, 0, 0] = 1.0 + 2**-20  # not a float16 value either
+    save(tmp_path, "b_single", "latent_75.npy", single)
+    write_wider(records, tmp_path / "train" / "labels.txt")
+    ds = NestedLatentWiderFaceDataset(tmp_path, "train", dtype="auto")
+    assert ds.keys[0] == "a_half" and ds.dtype == torch.float32 and transport_dtype(ds) == torch.float32
+    latent, _ = ds[index(ds, "b_single")]
+    assert latent.dtype == torch.float32
+    np.testing.assert_array_equal(latent.numpy(), single[0])
+    assert ds[index(ds, "a_half")][0].eq(0.5).all()
+
+    save(tmp_path, "b_single", "latent_75.npy", np.full((1, C, H, W), 3.0, np.float16))  # now all float16
+    assert NestedLatentWiderFaceDataset(tmp_path, "train", dtype="auto").dtype == torch.float16

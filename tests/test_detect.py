@@ -368,6 +368,32 @@ def test_bad_latents_in_a_folder_can_be_skipped_and_counted(dataset, weight, tmp
     assert find_latents(folder) == [folder / "good.npy", folder / "nan.npy"]
 
 
+def test_empty_latents_are_bad_latents_and_skip_still_writes_the_others(dataset, weight, tmp_path, capsys):
+    """A latent with H or W of 0 is refused before the model, naming the file; skip writes the good ones."""
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    np.save(folder / "a_good.npy", np.load(latent_file(dataset)))
+    np.save(folder / "b_empty_h.npy", np.zeros((256, 0, 8), np.float16))
+    np.save(folder / "c_empty_w.npy", np.zeros((1, 256, 8, 0), np.float32))
+    np.save(folder / "d_good.npy", np.load(latent_file(dataset, index=3)))
+    fails(
+        ["detect", "--latent", str(folder / "b_empty_h.npy"), "--weight", str(weight), "--output", str(tmp_path / "a")],
+        capsys,
+        r"b_empty_h.npy: latent shape \[256, 0, 8\] is empty",
+    )
+    fails(
+        ["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(tmp_path / "a")],
+        capsys,
+        r"b_empty_h.npy: latent shape \[256, 0, 8\] is empty",
+    )
+    out = tmp_path / "b"
+    argv = ["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(out)]
+    assert main([*argv, "--on_bad_latent", "skip", "--no_progress", "--keep", "1"]) == 0
+    assert [r["image"] for r in json.loads((out / "detections.json").read_text())] == ["a_good", "d_good"]
+    printed = capsys.readouterr().out
+    assert "2 bad latent(s) skipped" in printed and "c_empty_w.npy: latent shape [1, 256, 8, 0] is empty" in printed
+
+
 # ------------------------------------------------------------------ latentface evaluate
 
 

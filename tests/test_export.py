@@ -103,3 +103,14 @@ def test_export_errors_name_the_file(tmp_path, capsys):
     assert err.startswith("latentface export: error: ") and "broken.pth: not a readable latentface checkpoint" in err
     with pytest.raises(ValueError, match="opset must be at least 17"):
         export_onnx(torch.nn.Identity(), tmp_path / "x.onnx", opset=13)
+
+
+@pytest.mark.parametrize("size", [["0", "0"], ["40", "0"], ["-3", "8"]])
+def test_export_rejects_an_empty_latent_size_naming_the_flag(weight, tmp_path, capsys, size):
+    out = tmp_path / "x.onnx"
+    assert main(["export", "--weight", str(weight), "--output", str(out), "--latent_size", *size]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("latentface export: error: --latent_size must be two sizes of at least 1") and (
+        f"got {' '.join(size)}" in err
+    )
+    assert err.count("\n") == 1 and "Traceback" not in err and not out.exists()

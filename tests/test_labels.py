@@ -249,3 +249,17 @@ def test_merge_landmarks(tmp_path):
 def test_image_key():
     assert image_key("0--Parade/0_Parade_Parade_0_1014.jpg") == "0_Parade_Parade_0_1014"
     assert image_key("/x/y/z.png") == "z" and image_key("a\\b\\c.jpeg") == "c"
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
+    """Files saved by editors that write a UTF-8 BOM read exactly like the same file without one."""
+    for text, reader in ((WIDER_TEXT, read_wider), (RETINA_TEXT, read_retinaface)):
+        plain = write(tmp_path, text, "plain.txt")
+        bom = tmp_path / "bom.txt"
+        bom.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+        want, got = reader(plain), reader(bom)
+        assert list(got) == list(want) and all(same_record(got[k], want[k]) for k in want)
+        assert next(iter(got.values())).name == "0--Parade/0_Parade_marchingband_1_849.jpg"
+        assert not any("\ufeff" in r.name or "\ufeff" in k for k, r in got.items())
+        auto = read_labels(bom)
+        assert list(auto) == list(want)

@@ -38,12 +38,17 @@ class BadLatentError(LatentfaceError, ValueError):
     """A latent file that cannot be used; the message starts with the file's path."""
 
 
-def read_latent_header(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of a .npy file; the data is only mapped, not read."""
+def read_latent_header(path: str | os.PathLike, check: bool = False) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype of a .npy file; the data is only mapped, not read.
+
+    ``check``: also raise :class:`BadLatentError` when the shape is not [1,C,H,W]/[C,H,W] or has a size of 0.
+    """
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
         raise BadLatentError(f"{path}: cannot read latent ({type(e).__name__}: {e})") from None
+    if check:
+        _checked_chw(path, tuple(arr.shape))
     return tuple(arr.shape), arr.dtype
 
 
@@ -51,6 +56,16 @@ def _chw(shape: tuple[int, ...]) -> tuple[int, int, int] | None:
     if len(shape) == 4 and shape[0] == 1:
         shape = shape[1:]
     return tuple(shape) if len(shape) == 3 else None
+
+
+def _checked_chw(path: str | os.PathLike, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """``shape`` as (C, H, W), or :class:`BadLatentError` when it is not [1,C,H,W]/[C,H,W] or has a size of 0."""
+    chw = _chw(shape)
+    if chw is None:
+        raise BadLatentError(f"{path}: latent shape {list(shape)}, expected [1,C,H,W] or [C,H,W]")
+    if min(chw) <= 0:
+        raise BadLatentError(f"{path}: latent shape {list(shape)} is empty (C, H and W must be at least 1)")
+    return chw
 
 
 def load_latent(
@@ -69,9 +84,7 @@ def load_latent(
         raise BadLatentError(f"{path}: cannot read latent ({type(e).__name__}: {e})") from None
     if arr.dtype not in _FLOAT_DTYPES:
         raise BadLatentError(f"{path}: latent dtype {arr.dtype}, expected float16, float32 or float64")
-    chw = _chw(arr.shape)
-    if chw is None:
-        raise BadLatentError(f"{path}: latent shape {list(arr.shape)}, expected [1,C,H,W] or [C,H,W]")
+    chw = _checked_chw(path, arr.shape)
     if expected_shape is not None and chw != tuple(expected_shape):
         raise BadLatentError(f"{path}: latent shape {list(arr.shape)}, expected [C,H,W] = {list(expected_shape)}")
     half = dtype == torch.float16
@@ -228,15 +241,14 @@ class NestedLatentWiderFaceDataset(Dataset):
         shapes = collections.Counter()
         for key, available in list(zip(self.keys, self._files))[:8]:
             try:
-                shape, _ = read_latent_header(self.root / self.split / "latent" / key / available[0])
+                shape, _ = read_latent_header(self.root / self.split / "latent" / key / available[0], check=True)
             except BadLatentError:
                 continue
-            if (chw := _chw(shape)) is not None:
-                shapes[chw] += 1
+            shapes[_chw(shape)] += 1
         if not shapes:
             raise BadLatentError(
                 f"{self.root / self.split / 'latent'}: none of the first latents has a readable "
-                "[1,C,H,W] or [C,H,W] shape; pass expected_shape"
+                "non-empty [1,C,H,W] or [C,H,W] shape; pass expected_shape"
             )
         return shapes.most_common(1)[0][0]
 
@@ -312,10 +324,22 @@ class NestedLatentWiderFaceDataset(Dataset):
 
 
 def transport_dtype(dataset: NestedLatentWiderFaceDataset) -> torch.dtype:
-    """The dtype training loads ``dataset``'s latents in: float16 when its files are float16 (exact, half the
-    bytes between loader processes, cast on the device), else float32."""
-    _, stored = read_latent_header(dataset.latent_files(0)[0])
-    return torch.float16 if stored == np.float16 else torch.float32
+    """The dtype training loads ``dataset``'s latents in: float16 when every file is float16 (exact, half the
+    bytes between loader processes, cast on the device), else float32 -- never narrowing a float32 file.
+
+    Decided from every file's header (only mapped, not read), so not from whichever file comes first;
+    unreadable files do not count (loading them reports them).
+    """
+    stored = set()
+    for index in range(len(dataset)):
+        for path in dataset.latent_files(index):
+            try:
+                stored.add(read_latent_header(path)[1])
+            except BadLatentError:
+                continue
+            if stored != {np.dtype(np.float16)}:
+                return torch.float32
+    return torch.float16 if stored else torch.float32
 
 
 def collate_faces(batch):

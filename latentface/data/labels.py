@@ -148,7 +148,7 @@ def _add(records: dict, record: FaceRecord, path, lineno: int) -> None:
 
 def _lines(path) -> list[tuple[int, str]]:
     """Non-empty stripped lines with their 1-based numbers."""
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8-sig") as f:
         return [(i, s) for i, line in enumerate(f, 1) if (s := line.strip())]
 
 

@@ -45,7 +45,7 @@ def write_widerface_predictions(
 
 
 def _read_prediction_file(path: Path) -> np.ndarray:
-    lines = path.read_text().splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
     if len(lines) < 2:
         raise ValueError(f"{path}:{len(lines) + 1}: expected an image name line and a box count line")
     base = lines[0].strip().split("/")[-1]

@@ -53,6 +53,7 @@ def _quiet_tracing():
 
 def _example(model: torch.nn.Module, latent_size: Sequence[int], batch: int = 2) -> torch.Tensor:
     channels = int(model.input_mean.numel())
+    check_latent_size(latent_size)
     return torch.randn(batch, channels, int(latent_size[0]), int(latent_size[1]))
 
 
@@ -201,6 +202,14 @@ class Exported:
     seconds: float
 
 
+def check_latent_size(latent_size: Sequence[int]) -> None:
+    """ValueError naming ``--latent_size`` unless it is two sizes of at least 1 (h, w)."""
+    if len(latent_size) != 2 or any(int(n) < 1 for n in latent_size):
+        raise ValueError(
+            f"--latent_size must be two sizes of at least 1 (H W), got {' '.join(str(n) for n in latent_size)}"
+        )
+
+
 def export_checkpoint(
     weight: str | os.PathLike,
     output: str | os.PathLike,
@@ -218,6 +227,7 @@ def export_checkpoint(
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    check_latent_size(latent_size)
     model, _ = model_from_checkpoint(weight)
     model.eval()
     start = time.perf_counter()
