@@ -24,6 +24,7 @@
 DATA_SLUG = "retina-modify"  # the dataset to find under /kaggle/input
 RUN_NAME = "kaggle"  # the run directory: /kaggle/working/runs/<RUN_NAME>
 TIME_BUDGET_H = 11.0  # hours of training this session; Kaggle stops a session at 12
+RESUME_FROM = []  # OWNER/KERNEL outputs to continue (push --resume_from sets it); then finding no run is an error
 TRAIN = dict(  # `latentface train` flags; batch_size is per GPU process
     preset="default",
     latent_type="latent_75.npy",
@@ -33,6 +34,7 @@ TRAIN = dict(  # `latentface train` flags; batch_size is per GPU process
     workers=2,
     keep_epochs=2,  # newest epoch_NNN.pth snapshots kept; older ones are deleted
     no_progress=True,
+    # device="cpu",  # on Kaggle, no GPU stops the kernel unless the CPU is asked for
 )
 
 # %% [markdown]
@@ -71,8 +73,9 @@ DATASET = lk.find_dataset(ROOT / "input", DATA_SLUG)
 WORKING = ROOT / "working"
 RUN_DIR = WORKING / "runs" / RUN_NAME
 GPUS = lk.cuda_devices()
+lk.require_gpu(GPUS, TRAIN, ROOT)  # on Kaggle: no GPU stops here (says how to turn it on)
 WANDB = lk.configure_wandb(WORKING)
-RESUME = lk.resume_point(ROOT / "input", RUN_DIR, exclude=[DATASET])
+RESUME = lk.resume_point(ROOT / "input", RUN_DIR, exclude=[DATASET], required=RESUME_FROM)
 print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\nrun: {RUN_DIR} ({'resuming' if RESUME else 'new'})")
 
 # %% [markdown]

@@ -311,6 +311,8 @@ FAKE_KAGGLE = textwrap.dedent("""\
     from pathlib import Path
     args = sys.argv[1:]
     state = Path(os.environ["FAKE_KAGGLE_STATE"])
+    if args == ["--version"]:  # KaggleCLI checks that the command starts; not recorded
+        print("Kaggle API 1.7.4.5"); sys.exit(0)
     with open(state / "calls.jsonl", "a") as f:
         f.write(json.dumps(args) + "\\n")
     datasets = json.loads((state / "datasets.json").read_text()) if (state / "datasets.json").exists() else {}
@@ -338,6 +340,8 @@ FAKE_KAGGLE = textwrap.dedent("""\
         print("Kernel version 1 successfully pushed.  Please check progress at "
               "https://www.kaggle.com/code/" + meta["id"])
     elif args[:2] == ["kernels", "status"]:
+        if args[2].startswith("nobody/"):
+            print("404 Client Error: Not Found for url"); sys.exit(1)
         print(args[2] + ' has status "KernelWorkerStatus.COMPLETE"')
     elif args[:2] == ["kernels", "output"]:
         dest = Path(option("-p")) / "runs" / "kaggle"
@@ -411,6 +415,54 @@ def test_push_refuses_data_it_cannot_read(fake_kaggle, tmp_path, monkeypatch, ca
         "cannot read dataset nobody/retina-modify (404 Client Error: Not Found); pass --data OWNER/retina-modify"
     ) in capsys.readouterr().err
     assert fake_kaggle() == [["datasets", "files", "nobody/retina-modify"]]  # nothing uploaded
+
+
+def test_push_refuses_a_resume_source_that_does_not_exist(fake_kaggle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
+    out = str(tmp_path / "build")
+    assert main(["kaggle", "push", "--resume_from", "nobody/latentface-train", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "latentface kaggle push: error: --resume_from nobody/latentface-train: no such kernel" in err
+    assert "`kaggle kernels status nobody/latentface-train` failed" in err
+    assert fake_kaggle() == [["kernels", "status", "nobody/latentface-train"]]  # checked first, nothing uploaded
+    assert main(["kaggle", "push", "--resume_from", "alice/latentface-train", "--out", out, "--wait", "0"]) == 0
+    assert fake_kaggle()[1] == ["kernels", "status", "alice/latentface-train"]
+    assert fake_kaggle()[-1][:2] == ["kernels", "push"]
+
+
+def test_resume_from_reaches_the_built_notebooks_parameters(tmp_path, monkeypatch):
+    monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
+    result = lk.build_kernel("alice", resume_from=["alice/latentface-train"], out=tmp_path)
+    notebook = nbformat.read(result.kernel_dir / "latentface-train.ipynb", as_version=4)
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert "RESUME_FROM = ['alice/latentface-train']  # " in cell.source
+    assert "RESUME_FROM = []  # " in lk.kernel_notebook(REPO).cells[1].source  # the committed default
+
+
+def test_a_kaggle_cli_that_cannot_start_names_the_missing_module(fake_kaggle, tmp_path, capsys):
+    broken = tmp_path / "bin" / "kaggle"  # kaggle 2.2.5 without six: the first command is a traceback
+    broken.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "sys.stderr.write('Traceback (most recent call last):\\n  File \"kaggle/cli.py\", line 1\\n'\n"
+        "                 \"ModuleNotFoundError: No module named 'six'\\n\")\n"
+        "sys.exit(1)\n"
+    )
+    with pytest.raises(lk.KaggleSetupError, match=r"needs the Python module 'six'.*Fix: pip install six \(or pip"):
+        lk.KaggleCLI()
+    assert main(["kaggle", "status", "--user", "alice"]) == 2
+    err = capsys.readouterr().err
+    assert "latentface kaggle status: error: the kaggle CLI" in err and "pip install 'latentface[kaggle]'" in err
+    assert "Traceback" not in err
+    assert fake_kaggle() == []  # stopped before any real call
+    broken.write_text(f"#!{sys.executable}\nimport sys\nprint('boom'); sys.exit(2)\n")
+    with pytest.raises(lk.KaggleSetupError, match=r"`kaggle --version` failed with exit status 2 \(boom\)"):
+        lk.KaggleCLI()
+
+
+def test_pyproject_kaggle_extra_installs_six():
+    line = next(x for x in (REPO / "pyproject.toml").read_text().splitlines() if x.startswith("kaggle = ["))
+    assert '"six"' in line and '"kaggle>=1.6"' in line
 
 
 def test_status_output_and_download_data_wrap_the_cli(fake_kaggle, tmp_path, capfd):
@@ -661,6 +713,43 @@ def test_gpus_too_old_for_this_pytorch_are_refused():
         r"\"machine_shape\": \"NvidiaTeslaT4\"",
     ):
         lk.cuda_devices(_Cuda([(6, 0)]))
+
+
+def test_no_gpu_stops_a_kaggle_run_unless_the_cpu_is_asked_for(tmp_path, monkeypatch):
+    root = tmp_path / "kaggle"  # a fake /kaggle: not the local stand-in, not smoke
+    (root / "input").mkdir(parents=True)
+    monkeypatch.setenv("LATENTFACE_KAGGLE_ROOT", str(root))
+    monkeypatch.delenv("LATENTFACE_SMOKE", raising=False)
+    assert lk.kernel_root() == root
+    gpus = lk.cuda_devices(_Cuda([]))
+    with pytest.raises(lk.KaggleSetupError) as error:
+        lk.require_gpu(gpus, {"epochs": 100}, root)
+    message = str(error.value)
+    assert "no CUDA GPU" in message and "Notebook settings -> Accelerator -> GPU T4 x2" in message
+    assert "phone-verified" in message and "P100 and TPU sessions are not supported" in message
+    assert 'TRAIN["device"] = "cpu"' in message
+    lk.require_gpu(gpus, {"device": "cpu"}, root)  # asked for explicitly
+    lk.require_gpu(lk.cuda_devices(_Cuda([(7, 5), (7, 5)])), {}, root)
+    lk.require_gpu(gpus, {}, lk.LOCAL_ROOT)  # the local stand-in (make notebooks) trains on the CPU
+    monkeypatch.setenv("LATENTFACE_SMOKE", "1")
+    lk.require_gpu(gpus, {}, root)  # the smoke run of the tests too
+
+
+def test_a_resume_that_finds_nothing_stops(tmp_path):
+    inputs = tmp_path / "input"
+    dataset = _dataset(inputs / "retina-modify")
+    (inputs / "notebooks" / "alice" / "latentface-train" / "runs").mkdir(parents=True)  # attached, but no run
+    working = tmp_path / "working" / "runs" / "kaggle"
+    assert lk.resume_point(inputs, working, exclude=[dataset]) is None  # not asked for: a fresh start
+    with pytest.raises(lk.KaggleSetupError) as error:
+        lk.resume_point(inputs, working, exclude=[dataset], required=["alice/latentface-train"])
+    message = str(error.value)
+    assert "resuming from alice/latentface-train was asked for" in message and "last.pth" in message
+    assert f"searched under {inputs}: notebooks/alice/latentface-train." in message  # the dataset is not searched
+    assert f"{inputs}/notebooks/alice/latentface-train" in message
+    run = _run_dir(inputs / "notebooks" / "alice" / "latentface-train" / "runs" / "kaggle", epoch=2, elapsed=5)
+    assert lk.resume_point(inputs, working, exclude=[dataset], required=["alice/latentface-train"]) == working
+    assert lk.run_progress(working) == lk.run_progress(run)
 
 
 def test_resume_continues_the_furthest_run_from_the_inputs(tmp_path):

@@ -85,8 +85,9 @@ def build_wheel(out_dir: str | os.PathLike, project: str | os.PathLike | None = 
     return target
 
 
-def kernel_notebook(project: str | os.PathLike | None = None):
-    """Notebook 03 as the kernel's .ipynb (jupytext conversion of the percent script, no outputs)."""
+def kernel_notebook(project: str | os.PathLike | None = None, parameters: dict | None = None):
+    """Notebook 03 as the kernel's .ipynb (jupytext conversion of the percent script, no outputs);
+    ``parameters`` (``{"RESUME_FROM": [...]}``) replace those assignments in its parameters cell."""
     try:
         import jupytext  # optional dependency (the kaggle and notebooks extras)
     except ImportError:
@@ -99,12 +100,21 @@ def kernel_notebook(project: str | os.PathLike | None = None):
     notebook.metadata.pop("jupytext", None)
     for i, cell in enumerate(notebook.cells):  # stable ids: a rebuild of the same notebook is the same file
         cell.id = f"cell-{i}"
+        if "parameters" in cell.metadata.get("tags", []):
+            for name, value in (parameters or {}).items():
+                line = re.compile(rf"^{re.escape(name)} = [^#\n]*?(\s*#.*)?$", re.M)
+                if not line.search(cell.source):
+                    raise KaggleSetupError(f"{NOTEBOOK}: no `{name} = ...` line in the parameters cell")
+                assignment = f"{name} = {value!r}"
+                cell.source = line.sub(lambda m, a=assignment: a + (m.group(1) or ""), cell.source, count=1)
     return notebook
 
 
-def write_kernel_notebook(path: str | os.PathLike, project: str | os.PathLike | None = None) -> Path:
+def write_kernel_notebook(
+    path: str | os.PathLike, project: str | os.PathLike | None = None, parameters: dict | None = None
+) -> Path:
     """Write :func:`kernel_notebook` to ``path`` (``latentface kaggle sync-notebook`` writes kaggle/'s copy)."""
-    notebook = kernel_notebook(project)
+    notebook = kernel_notebook(project, parameters)
     import nbformat  # optional dependency, installed with jupytext (checked just above)
 
     path = Path(path)
@@ -188,7 +198,7 @@ def build_kernel(
 
     kernel = read_metadata(root / "kaggle" / KERNEL_METADATA)
     code_file = f"{slug}.ipynb"
-    write_kernel_notebook(kernel_dir / code_file, root)
+    write_kernel_notebook(kernel_dir / code_file, root, {"RESUME_FROM": list(resume_from)})
     kernel.update(
         id=f"{user}/{slug}",
         title=title,
@@ -230,9 +240,22 @@ def wait_for_dataset(cli: KaggleCLI, ref: str, timeout: float = 600) -> None:
         time.sleep(POLL_SECONDS)
 
 
+def kernel_exists(cli: KaggleCLI, ref: str) -> bool:
+    """``kaggle kernels status OWNER/KERNEL`` answers (the kernel exists and can be read)."""
+    result = cli.run(["kernels", "status", ref], check=False, capture=True)
+    return result.returncode == 0 and not re.search(r"\b40[34]\b|not found|error", result.stdout or "", re.I)
+
+
 def push(result: Build, cli: KaggleCLI, message: str, wait: float = 600) -> None:
-    """Check that the data can be read, create or version the package dataset, wait until Kaggle has
-    processed it, push (and so run) the kernel."""
+    """Check that the data and the kernels to resume from can be read, create or version the package
+    dataset, wait until Kaggle has processed it, push (and so run) the kernel."""
+    sources = read_metadata(result.kernel_dir / KERNEL_METADATA).get("kernel_sources") or []
+    for ref in sources:  # a wrong --resume_from would only show as a kernel failing on Kaggle
+        if not kernel_exists(cli, ref):
+            raise KaggleSetupError(
+                f"--resume_from {ref}: no such kernel that you can read (`kaggle kernels status {ref}` failed); "
+                "pass the OWNER/KERNEL of a kernel whose output holds the run (see `latentface kaggle status`)"
+            )
     for data in result.data_ids:  # a wrong --data would only show as a kernel failing on Kaggle
         listed = cli.run(["datasets", "files", data], check=False, capture=True)
         if listed.returncode != 0:

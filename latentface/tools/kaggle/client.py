@@ -8,6 +8,7 @@ command looks, so a missing one is reported with exactly what to set.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -113,12 +114,40 @@ def kaggle_executable(env: Mapping[str, str] = os.environ) -> str:
     return found
 
 
+def check_kaggle_works(executable: str, env: Mapping[str, str] = os.environ) -> str:
+    """``kaggle --version`` (the first call that fails with a traceback when the CLI is broken); returns
+    its answer, raises naming the missing module and the fix (kaggle 2.2.5 imports ``six`` undeclared)."""
+    try:
+        result = subprocess.run([executable, "--version"], env=dict(env), text=True, capture_output=True)
+    except OSError as error:
+        raise KaggleSetupError(
+            f"`{executable} --version` could not start ({error}); reinstall: pip install kaggle"
+        ) from None
+    if result.returncode == 0:
+        return (result.stdout or "").strip()
+    output = f"{result.stderr or ''}\n{result.stdout or ''}"
+    missing = re.findall(r"ModuleNotFoundError: No module named '([^']+)'", output)
+    if missing:
+        module = missing[-1].split(".")[0]
+        raise KaggleSetupError(
+            f"the kaggle CLI ({executable}) cannot start: it needs the Python module '{module}', which is not "
+            f"installed. Fix: pip install {module} (or pip install 'latentface[kaggle]'), then check with "
+            "`kaggle --version`."
+        )
+    last = output.strip().splitlines()[-1] if output.strip() else "no output"
+    raise KaggleSetupError(
+        f"`kaggle --version` failed with exit status {result.returncode} ({last}); "
+        "reinstall it with pip install -U kaggle (or pip install 'latentface[kaggle]')"
+    )
+
+
 class KaggleCLI:
     """The official ``kaggle`` command, run in a subprocess (credentials checked first, so the message is ours)."""
 
     def __init__(self, env: Mapping[str, str] | None = None, check_credentials: bool = True):
         self.env = dict(os.environ if env is None else env)
         self.executable = kaggle_executable(self.env)
+        self.version = check_kaggle_works(self.executable, self.env)
         if check_credentials:
             find_credentials(self.env)
 

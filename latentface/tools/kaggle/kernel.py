@@ -245,6 +245,24 @@ def cuda_devices(cuda=None) -> list[str]:
     return names
 
 
+def require_gpu(
+    gpus: Sequence[str],
+    settings: Mapping[str, Any],
+    root: str | os.PathLike | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> None:
+    """On Kaggle (a real run: not the local stand-in, not LATENTFACE_SMOKE), no GPU is an error unless the
+    settings ask for the CPU (``device="cpu"``): a session would otherwise train on the CPU for 12 hours."""
+    if gpus or str(settings.get("device", "")).lower() == "cpu" or local_recipe(root, env) is not None:
+        return
+    raise KaggleSetupError(
+        "no CUDA GPU in this Kaggle session. Turn it on: Notebook settings -> Accelerator -> GPU T4 x2 "
+        "(GPUs need a phone-verified Kaggle account), or push with `latentface kaggle push`, which asks "
+        f'for "machine_shape": "{MACHINE_SHAPE}"; P100 and TPU sessions are not supported. '
+        'To train on the CPU anyway, set TRAIN["device"] = "cpu".'
+    )
+
+
 def local_recipe(root: str | os.PathLike | None = None, env: Mapping[str, str] = os.environ) -> Recipe | None:
     """The recipe that replaces the notebook's settings: ``kaggle-smoke`` under LATENTFACE_SMOKE=1,
     ``kaggle-local`` on the local stand-in root, else None (a real run)."""
@@ -390,15 +408,41 @@ def find_resume_run(input_root: str | os.PathLike, exclude: Iterable[str | os.Pa
     return max(runs, key=lambda d: (run_progress(d)["epoch"], str(d)), default=None)
 
 
+def _no_resume_run(input_root: Path, exclude: Iterable[str | os.PathLike], expected: Sequence[str], last: str):
+    skip = {Path(p).resolve() for p in exclude}
+    searched = [
+        str(m.relative_to(input_root))
+        for m in input_mounts(input_root)
+        if not any(m.resolve() == s or m.resolve() in s.parents for s in skip)
+    ]
+    places = ", ".join(f"{input_root}/notebooks/{ref} (or {input_root}/{ref.split('/')[-1]})" for ref in expected)
+    return KaggleSetupError(
+        f"resuming from {', '.join(expected)} was asked for, but no run directory holding {last} "
+        f"(up to 4 folders deep) is in the inputs searched under {input_root}: "
+        f"{', '.join(searched) or 'none'}. Expected the output of {places}; "
+        "check that that kernel's last version finished and saved runs/<name>/last.pth in /kaggle/working, "
+        "or push without --resume_from to start afresh"
+    )
+
+
 def resume_point(
-    input_root: str | os.PathLike, run_dir: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()
+    input_root: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    exclude: Iterable[str | os.PathLike] = (),
+    required: Sequence[str] = (),
 ) -> Path | None:
     """The run to continue, as a writable directory: ``run_dir`` itself when it already holds a run at
     least as far along (same session, run again), else a copy of the furthest run among the inputs
-    (inputs are read-only; epoch_NNN.pth snapshots are not copied); None for a fresh start."""
+    (inputs are read-only; epoch_NNN.pth snapshots are not copied); None for a fresh start.
+
+    ``required``: the kernels whose output was attached to resume from (``push --resume_from``, the
+    notebook's RESUME_FROM); then finding no run is an error instead of a fresh start."""
     run = _run_dir(run_dir)
     here = run.path if run.last.is_file() else None
+    exclude = list(exclude)
     found = find_resume_run(input_root, exclude)
+    if found is None and here is None and required:
+        raise _no_resume_run(Path(input_root), exclude, list(required), run.LAST)
     if found is None or (here is not None and run_progress(here)["epoch"] >= run_progress(found)["epoch"]):
         return here
     if run.path.exists():
