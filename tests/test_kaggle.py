@@ -458,6 +458,8 @@ def test_a_kaggle_cli_that_cannot_start_names_the_missing_module(fake_kaggle, tm
     broken.write_text(f"#!{sys.executable}\nimport sys\nprint('boom'); sys.exit(2)\n")
     with pytest.raises(lk.KaggleSetupError, match=r"`kaggle --version` failed with exit status 2 \(boom\)"):
         lk.KaggleCLI()
+    with pytest.raises(lk.KaggleSetupError, match="Kaggle credentials not found"):  # checked before --version
+        lk.KaggleCLI(env={"PATH": str(broken.parent), "HOME": str(tmp_path / "nohome")})
 
 
 def test_pyproject_kaggle_extra_installs_six():

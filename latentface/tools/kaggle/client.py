@@ -147,9 +147,9 @@ class KaggleCLI:
     def __init__(self, env: Mapping[str, str] | None = None, check_credentials: bool = True):
         self.env = dict(os.environ if env is None else env)
         self.executable = kaggle_executable(self.env)
-        self.version = check_kaggle_works(self.executable, self.env)
-        if check_credentials:
+        if check_credentials:  # first: kaggle < 1.8 logs in on import, so even --version fails without them
             find_credentials(self.env)
+        self.version = check_kaggle_works(self.executable, self.env)
 
     def run(self, args: Sequence[str], check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
         command = [self.executable, *map(str, args)]
