@@ -37,7 +37,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from latentface import LATENT_STRIDE
+from latentface.codec import check_image
 
 NAME = "dct"
 #: Quality levels, named like the real files' rates (``latent_75.npy`` = quality 75).
@@ -145,20 +145,6 @@ def quantisation_steps(quality: int) -> np.ndarray:
     return steps * _STORE_SCALE
 
 
-def _check_image(image: np.ndarray) -> tuple[int, int]:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected a uint8 RGB image of shape [H, W, 3], got {desc}")
-    h, w = image.shape[:2]
-    if h % LATENT_STRIDE or w % LATENT_STRIDE or h == 0 or w == 0:
-        raise ValueError(
-            f"image size {w}x{h} is not a multiple of {LATENT_STRIDE}; resize or pad it first "
-            f"(e.g. to {max(LATENT_STRIDE, round(w / LATENT_STRIDE) * LATENT_STRIDE)}x"
-            f"{max(LATENT_STRIDE, round(h / LATENT_STRIDE) * LATENT_STRIDE)})"
-        )
-    return h, w
-
-
 def _block_dct(plane: np.ndarray, d: np.ndarray, flat_index: np.ndarray) -> np.ndarray:
     """Block DCT of a [H, W] plane with n x n blocks -> kept coefficients [len(flat_index), H/n, W/n]."""
     n = d.shape[0]
@@ -183,7 +169,7 @@ def transform(image: np.ndarray) -> np.ndarray:
 
     Separate from :func:`quantise` so that one transform serves every quality.
     """
-    h, w = _check_image(image)
+    h, w = check_image(image)
     ycc = cv2.transform(image.astype(np.float32), _RGB_TO_CENTRED_YCBCR)
     luma, cb, cr = cv2.split(ycc)
     parts = [_block_dct(luma, _D16, _LUMA_FLAT)]

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from latentface import LATENT_STRIDE
-from latentface.codec import entropy
+from latentface.codec import check_image, entropy
 from latentface.errors import LatentfaceError
 
 NAME = "learned"
@@ -308,17 +308,6 @@ def hflip_signs() -> None:
 
 
 # -- the codec API -------------------------------------------------------------------------
-def _check_image(image: np.ndarray) -> None:
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f"expected a uint8 RGB image of shape [H, W, 3], got {desc}")
-    h, w = image.shape[:2]
-    if h % LATENT_STRIDE or w % LATENT_STRIDE or h == 0 or w == 0:
-        raise ValueError(
-            f"image size {w}x{h} is not a multiple of {LATENT_STRIDE}; resize or pad it first "
-            f"(e.g. to {max(1, round(w / LATENT_STRIDE)) * LATENT_STRIDE}x"
-            f"{max(1, round(h / LATENT_STRIDE)) * LATENT_STRIDE})"
-        )
 
 
 def _rate_index(quality: int) -> int:
@@ -335,7 +324,7 @@ def code(image: np.ndarray, qualities, model: LearnedCodecModel | None = None) -
     """Encode at several rates with one analysis and hyperprior: per quality ``{"latent"`` float16
     [1, 256, h, w], ``"mu"`` the predicted mean (float32, same shape), ``"skipped"`` the bool mask of
     skipped residuals, ``"bits"``, ``"bpp"}`` (bits from the entropy model)."""
-    _check_image(image)
+    check_image(image)
     indices = [_rate_index(q) for q in qualities]
     with torch.no_grad():
         coded = (model or get_model()).compress(_as_tensor(image), indices)
