@@ -13,7 +13,7 @@ from latentface.cli import main
 from latentface.codec import dct, learned
 from latentface.data.augment import RandomHorizontalFlip, hflip
 from latentface.data.dataset import NestedLatentWiderFaceDataset
-from latentface.data.encode import encode_folder, encode_rates
+from latentface.data.encode import encode_folder
 from latentface.data.labels import read_labels
 from latentface.data.layout import (
     CodecMismatchError,
@@ -130,7 +130,7 @@ def test_synth_writes_learned_latents_and_names_the_weights(root):
 def test_every_rate_from_one_analysis_equals_the_codec(root):
     image = read_image(image_path(root, "train", image_key(0)))
     for codec in (dct, learned):
-        latents = encode_rates(codec, image, codec.QUALITIES)
+        latents = codec.encode_rates(image, codec.QUALITIES)
         assert all(np.array_equal(latents[q], codec.encode(image, q)) for q in codec.QUALITIES)
 
 
@@ -236,7 +236,7 @@ def test_encode_gives_the_same_bytes_whatever_torch_threads(tmp_path):
     (tmp_path / "img").mkdir()
     cv2.imwrite(str(tmp_path / "img" / "a.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     (tmp_path / "labels.txt").write_text("0--A/a.png\n1\n10 10 20 20 0 0 0 0 0 0\n")
-    expected = encode_rates(learned, image, learned.QUALITIES)  # on one thread (the module's fixture)
+    expected = learned.encode_rates(image, learned.QUALITIES)  # on one thread (the module's fixture)
     torch.set_num_threads(2)
     try:
         encode_folder(

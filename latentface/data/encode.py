@@ -7,9 +7,9 @@ black), encoded with a built-in codec (``dct``, the default, or ``learned``) at 
 rate, and its labels rescaled to the new image. Boxes are then clipped to the image and empty
 ones dropped (:func:`latentface.data.labels.sanitize`), counted in the summary.
 
-:func:`encode_rates` is the one place an image becomes its latents at several rates, here and
-in :mod:`latentface.data.synth`: each codec's transform runs once per image and only the
-quantisation runs per rate.
+Every image becomes its latents at all rates through its codec's ``encode_rates``, here and in
+:mod:`latentface.data.synth`: each codec's transform runs once per image and only the quantisation
+runs per rate.
 """
 
 from __future__ import annotations
@@ -50,13 +50,6 @@ def check_rates(codec: ModuleType, rates: Sequence[int]) -> tuple[int, ...]:
     if not rates or any(q not in codec.QUALITIES for q in rates):
         raise ValueError(f"rates must be among {codec.QUALITIES} (the {codec.NAME} codec's), got {list(rates)}")
     return rates
-
-
-def encode_rates(codec: ModuleType, image: np.ndarray, rates: Sequence[int]) -> dict[int, np.ndarray]:
-    """The float16 latents [1, 256, H/16, W/16] of an RGB uint8 image at each rate, byte for byte
-    ``codec.encode(image, rate)``, the transform computed once (the codec's own ``encode_rates``).
-    The learned codec runs on torch's current threads (:func:`one_thread` makes it reproducible)."""
-    return codec.encode_rates(image, rates)
 
 
 class one_thread:
@@ -153,7 +146,7 @@ def _encode_one(job: tuple) -> tuple[FaceRecord, int | None]:
         return rec, None
     canvas, (sx, sy, ox, oy, _, _) = resize_image(image, size, letterbox)
     clean, dropped = sanitize(rescale_record(rec, sx, sy, ox, oy), size, size)
-    write_sample(root, split, rec.key, canvas, encode_rates(get_codec(codec), canvas, rates))
+    write_sample(root, split, rec.key, canvas, get_codec(codec).encode_rates(canvas, rates))
     return clean, dropped
 
 

@@ -35,7 +35,7 @@ from tqdm import tqdm
 
 from latentface import LATENT_STRIDE
 from latentface.codec import dct, get_codec
-from latentface.data.encode import check_rates, encode_rates, one_thread, worker_start
+from latentface.data.encode import check_rates, one_thread, worker_start
 from latentface.data.labels import FaceRecord, write_retinaface, write_wider
 from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, write_codec_description, write_sample
 
@@ -331,7 +331,7 @@ def _make_one(job: tuple) -> FaceRecord:
     rng = np.random.default_rng([seed, split_id, index])
     img, faces = draw_image(rng, size)
     key = image_key(index)
-    write_sample(root, split, key, img, encode_rates(get_codec(codec), img, rates))
+    write_sample(root, split, key, img, get_codec(codec).encode_rates(img, rates))
     return FaceRecord(
         key,
         f"{EVENT}/{key}.jpg",
