@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from latentface.codec import learned
 from latentface.codec.learned import CHANNELS, LUMA_CHANNELS
+from latentface.data.encode import one_thread
 from latentface.data.layout import (
     CODEC_FILE,
     CodecMismatchError,
@@ -57,12 +57,8 @@ class LearnedSkips:
     def add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
         """One RGB uint8 image and its stored latents ``{rate: [C, H, W]}``. Runs on one thread, as the
         dataset writers encode (a float reduction split over threads can round differently)."""
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        with one_thread():
             self._add(image, latents)
-        finally:
-            torch.set_num_threads(threads)
 
     def _add(self, image: np.ndarray, latents: dict[int, np.ndarray]) -> None:
         rates = [rate for rate in latents if rate in learned.QUALITIES]
