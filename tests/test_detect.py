@@ -427,7 +427,9 @@ def test_evaluate_saved_predictions_with_official_wider_mats_in_the_original_fra
     from latentface.formats.widerface import write_widerface_predictions
 
     records = NestedLatentWiderFaceDataset(dataset, "val").records
-    perfect = {key: np.concatenate([r.boxes, np.full((len(r), 1), 0.9)], axis=1) for key, r in records.items()}
+    # every face found, at distinct scores (one score for all is the official 0/0: AP 0)
+    scores = iter(np.linspace(0.9, 0.5, sum(len(r) for r in records.values())))
+    perfect = {key: np.array([[*box, next(scores)] for box in r.boxes]).reshape(-1, 5) for key, r in records.items()}
     write_widerface_predictions(perfect, tmp_path / "preds", {k: r.name for k, r in records.items()})
     # The "original" images were 2x wider and 3x taller than the 64x64 encoded ones.
     labels = read_labels(dataset / "val" / "labels.txt")

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from latentface.data.labels import read_labels
 from latentface.formats.widerface import read_widerface_predictions, write_widerface_predictions
 from latentface.metrics.coco import coco_map
 from latentface.metrics.mat import load_wider_mat, mat_frame_transform, to_mat_frame, wider_easy_medium_hard
@@ -49,6 +50,13 @@ C = [200, 20, 259, 79]
 FAR = [400, 400, 430, 430]  # overlaps nothing
 
 
+def one(box, score=0.9):
+    """One detection plus a false positive at score 0. A lone score is the official 0/0 case (AP 0);
+    the added one normalises the detection to 1 and itself to 0, where it only counts at the last
+    threshold, after every face the detection finds: the AP is the detection's alone."""
+    return np.array([det(box, score), det(FAR, 0.0)])
+
+
 def test_thresholds_are_the_official_sweep():
     assert len(THRESHOLDS) == 1000
     assert THRESHOLDS[0] == 0.999 and THRESHOLDS[-1] == 0.0 and np.all(np.diff(THRESHOLDS) < 0)
@@ -64,24 +72,36 @@ def test_perfect_detector_scores_one():
     assert wider_ap(preds, truth) == 1.0
 
 
-def test_equal_scores_are_one_operating_point():
-    # the official code divides by zero when max == min; here all scores become 1
-    truth = {"a": gt([A, B])}
-    assert wider_ap({"a": np.array([det(A, 1.0), det(B, 1.0)])}, truth) == 1.0
-    # one hit and one miss at one operating point: P = 1/2 at R = 1/2 -> AP = 1/4
-    assert wider_ap({"a": np.array([det(A, 0.5), det(FAR, 0.5)])}, truth) == 0.25
+def test_equal_scores_give_the_official_zero_everywhere():
+    # the official normalisation divides 0 by 0 when every score is the same: NaN scores that no
+    # threshold keeps, so no proposal, no recall and AP 0 -- the same here, on every curve
+    truth = {"a": gt([A, B]), "b": gt(np.zeros((0, 4)))}
+    for score in (0.0, 0.5, 1.0):
+        same = {"a": np.array([det(A, score), det(B, score)]), "b": np.array([det(FAR, score)])}
+        assert wider_ap(same, truth) == 0.0
+        precision, recall, _ = wider_pr_curve(same, truth)
+        assert not precision.any() and not recall.any()
+        assert {v["ap"] for v in ap_by_size(same, truth).values()} <= {0.0, None}
+        report = evaluation_report(same, truth, coco=False)
+        assert report["ap"] == 0.0 and any("same score" in w for w in report["warnings"])
+    # scores above 1 are not all-equal in the official sense (its range starts at [1, 0]): 2 -> 1
+    assert wider_ap({"a": np.array([det(A, 2.0), det(B, 2.0)])}, truth) == 1.0
+    # one distinct score is enough to leave the 0/0 case: A at 1, B at 0 -> AP 1
+    assert wider_ap({"a": np.array([det(A, 0.5), det(B, 0.25)])}, truth) == 1.0
+    distinct = {"a": np.array([det(A, 0.5), det(B, 0.25)]), "b": np.zeros((0, 5))}
+    assert evaluation_report(distinct, truth, coco=False)["warnings"] == []
 
 
 def test_ground_truth_records_with_attributes():
     record = SimpleNamespace(boxes=np.array([A], np.float32), ignore=np.array([False]))
-    assert wider_ap({"a": np.array([det(A, 0.9)])}, {"a": record}) == 1.0
+    assert wider_ap({"a": one(A)}, {"a": record}) == 1.0
 
 
 def test_ignored_faces_neither_count_nor_penalise():
     truth = {"a": gt([A, B], ignore=[False, True])}
     # B ignored and missed: only A counts, found -> AP 1 (were B counted: recall 1/2, AP 1/2)
-    assert wider_ap({"a": np.array([det(A, 1.0)])}, truth) == 1.0
-    assert wider_ap({"a": np.array([det(A, 1.0)])}, {"a": gt([A, B])}) == 0.5
+    assert wider_ap({"a": one(A)}, truth) == 1.0
+    assert wider_ap({"a": one(A)}, {"a": gt([A, B])}) == 0.5
     # a top-scored detection of the ignored face is dropped, not a false positive:
     # at t > 0 no proposal; at t = 0 one proposal (A), one face -> P = 1, R = 1 -> AP 1
     # (were it a proposal, P would be 1/2 at R = 1 -> AP 1/2)
@@ -119,16 +139,17 @@ def test_face_found_twice_has_no_fallback_to_second_best_face():
 def test_image_without_predictions_counts_its_faces():
     truth = {"a": gt([A]), "b": gt([B]), "c": gt([C])}
     # "b" absent, "c" empty: one face of three found, precision 1 -> AP = 1/3
-    preds = {"a": np.array([det(A, 0.9)]), "c": np.zeros((0, 5))}
+    preds = {"a": one(A), "c": np.zeros((0, 5))}
     assert wider_ap(preds, truth) == pytest.approx(1 / 3, abs=1e-12)
 
 
-def test_image_without_faces_is_skipped_as_in_the_official_code():
+def test_false_positives_on_an_image_without_faces_count_as_in_the_official_benchmark():
     truth = {"a": gt([A]), "empty": gt(np.zeros((0, 4)))}
     preds = {"a": np.array([det(A, 0.5)]), "empty": np.array([det(FAR, 0.9), det(B, 0.8)])}
-    # the official evaluation skips face-less images: their false positives never count -> AP 1
-    assert wider_ap(preds, truth) == 1.0
-    # COCO counts them: ranked FP, FP, TP -> precision 1/3 at every recall -> AP = 1/3
+    # the official .mat gives a face-less image a dummy box, so its detections are false positives:
+    # normalised 0.9 -> 1, 0.8 -> 0.75, 0.5 -> 0; ranked FP, FP, TP -> P = 1/3 at R = 1 -> AP = 1/3
+    assert wider_ap(preds, truth) == pytest.approx(1 / 3, abs=1e-12)
+    # COCO agrees: precision 1/3 at every recall -> AP = 1/3
     coco = coco_map(preds, truth)
     assert coco["AP50"] == pytest.approx(1 / 3, abs=1e-6)
     assert coco["mAP"] == pytest.approx(1 / 3, abs=1e-6)
@@ -152,9 +173,9 @@ def test_iou_plus_one_pixel_convention_at_the_border():
     less = [0, 0, 9, 3]  # 10 x 4: IoU = 0.4
     assert iou_plus_one(np.array([half, less], float), np.array([face], float))[:, 0].tolist() == [0.5, 0.4]
     truth = {"a": gt([face])}
-    assert wider_ap({"a": np.array([det(half, 0.9)])}, truth) == 1.0
-    assert wider_ap({"a": np.array([det(less, 0.9)])}, truth) == 0.0
-    assert wider_ap({"a": np.array([det(less, 0.9)])}, truth, iou_threshold=0.4) == 1.0
+    assert wider_ap({"a": one(half)}, truth) == 1.0
+    assert wider_ap({"a": one(less)}, truth) == 0.0
+    assert wider_ap({"a": one(less)}, truth, iou_threshold=0.4) == 1.0
 
 
 def test_unknown_prediction_keys_and_empty_ground_truth_are_errors():
@@ -175,8 +196,10 @@ def _reference_ap(predictions, truth):
         boxes, ignore = g["boxes"].astype(float), g["ignore"]
         faces += int((~ignore).sum())
         p = predictions.get(key, np.zeros((0, 5)))
-        if len(p) == 0 or len(boxes) == 0:
+        if len(p) == 0:
             continue
+        if len(boxes) == 0:  # the official .mat's dummy box: every detection is a false positive
+            boxes, ignore = np.zeros((1, 4)), np.ones(1, bool)
         p = p[np.argsort(-p[:, 4], kind="stable")]
         found, is_proposal, n_found = set(), [], []
         for row in p:
@@ -246,7 +269,7 @@ def test_ap_by_size_bucket_borders_and_ignored_faces():
     heights = [15.9, 16, 31.9, 32, 96, 96.1, 50]
     boxes = [[i * 200, 0, i * 200 + 20, h] for i, h in enumerate(heights)]
     truth = {"a": gt(boxes, ignore=[False] * 6 + [True])}
-    result = ap_by_size({"a": np.array([det(b, 0.9) for b in boxes])}, truth)
+    result = ap_by_size({"a": np.array([det(b, 0.9 - 0.1 * i) for i, b in enumerate(boxes)])}, truth)
     assert {name: r["faces"] for name, r in result.items()} == {"tiny": 1, "small": 2, "medium": 2, "large": 1}
     assert all(r["ap"] == 1.0 for r in result.values())
     # no predictions: the tiny face is missed (AP 0), the empty buckets have no AP
@@ -370,12 +393,12 @@ def test_widerface_text_round_trip(tmp_path):
     assert written[0].read_text().splitlines() == [
         "0_Parade_Parade_0_1014",
         "2",
-        "10.00 10.00 39.00 39.00 0.875",
-        "1.50 2.25 29.00 38.50 0.5",
+        "10 10 39 39 0.875",
+        "1.5 2.25 29 38.5 0.5",
     ]
     back = read_widerface_predictions(tmp_path)
     assert set(back) == set(preds)
-    np.testing.assert_allclose(back["0_Parade_Parade_0_1014"], preds["0_Parade_Parade_0_1014"][::-1])
+    np.testing.assert_array_equal(back["0_Parade_Parade_0_1014"], preds["0_Parade_Parade_0_1014"][::-1])
     assert back["1_Handshaking_7"].shape == (0, 5)
     with pytest.raises(KeyError, match="no image name"):
         write_widerface_predictions({"x": np.zeros((0, 5))}, tmp_path, names)
@@ -398,16 +421,16 @@ def test_widerface_text_errors_name_file_and_line(tmp_path):
         read_widerface_predictions(tmp_path / "missing")
 
 
-def test_faceless_false_positives_count_only_when_asked():
+def test_faceless_false_positives_are_left_out_only_when_asked():
     truth = {"a": gt([A]), "empty": gt(np.zeros((0, 4)))}
     preds = {"a": np.array([det(A, 0.5)]), "empty": np.array([det(FAR, 0.9), det(B, 0.8)])}
-    precision, recall, _ = wider_pr_curve(preds, truth)  # the protocol: "empty" is skipped
-    assert precision[-1] == 1.0 and recall[-1] == 1.0
-    # counted: normalised 0.9 -> 1, 0.8 -> 0.75, 0.5 -> 0; at t = 0 three proposals, one face found
-    precision, recall, _ = wider_pr_curve(preds, truth, count_faceless=True)
+    # the protocol: counted; normalised 0.9 -> 1, 0.8 -> 0.75, 0.5 -> 0; at t = 0 three proposals, one face
+    precision, recall, _ = wider_pr_curve(preds, truth)
     assert precision[0] == 0.0 and recall[0] == 0.0  # the FP alone: no recall yet
     assert precision[-1] == pytest.approx(1 / 3) and recall[-1] == 1.0
     assert voc_ap(recall, precision) == pytest.approx(1 / 3)
+    precision, recall, _ = wider_pr_curve(preds, truth, count_faceless=False)  # outside the protocol
+    assert precision[-1] == 1.0 and recall[-1] == 1.0
 
 
 def test_match_outcomes_is_the_curve_per_detection():
@@ -475,3 +498,163 @@ def test_the_evaluate_facade_re_exports_the_stable_names():
     for name in facade.__all__:
         home = widerface if "widerface" in name else inference_evaluate if name == "evaluate_checkpoint" else metrics
         assert getattr(facade, name) is getattr(home, name), name
+
+
+# ----------------------------------------------------------- one protocol on every path
+
+
+def _random_wider(rng, events=2, images=10, faces=6, faceless=(0, 3)):
+    """Official-kit ground truth of random images: {event: [(name, xywh [N,4], {subset: 1-based indices})]}.
+
+    Face-less images (``faceless`` indices of each event) get the kit's dummy [0 0 0 0] box, listed
+    in no subset, as the official .mat holds them.
+    """
+    data = {}
+    for e in range(events):
+        event = f"{e}--Event{e}"
+        rows = []
+        for i in range(images):
+            name = f"{e}_Event{e}_{i}"
+            if i in faceless:
+                rows.append((name, np.zeros((1, 4)), {s: [] for s in ("easy", "medium", "hard")}))
+                continue
+            n = int(rng.integers(1, faces + 1))
+            xy = rng.integers(0, 400, (n, 2)).astype(float)
+            xywh = np.concatenate([xy, rng.integers(4, 120, (n, 2)).astype(float)], axis=1)
+            hard = [j + 1 for j in range(n) if rng.random() < 0.9]
+            medium = [j for j in hard if rng.random() < 0.7]
+            easy = [j for j in medium if rng.random() < 0.6]
+            rows.append((name, xywh, {"easy": easy, "medium": medium, "hard": hard}))
+        data[event] = rows
+    return data
+
+
+def _save_wider(gt_dir, data):
+    events = list(data)
+    scipy.io.savemat(
+        gt_dir / "wider_face_val.mat",
+        {
+            "event_list": _cell(events),
+            "file_list": _cell([_cell([name for name, _, _ in data[e]]) for e in events]),
+            "face_bbx_list": _cell([_cell([xywh for _, xywh, _ in data[e]]) for e in events]),
+        },
+    )
+    for subset in ("easy", "medium", "hard"):
+        lists = [_cell([np.array(k[subset], float).reshape(-1, 1) for _, _, k in data[e]]) for e in events]
+        scipy.io.savemat(gt_dir / f"wider_{subset}_val.mat", {"gt_list": _cell(lists)})
+
+
+def _random_predictions(rng, truth_xyxy, extra=4):
+    """Sub-pixel detections near each face plus false positives (some at negative x, near zero:
+    where x2 - x1 is not exact in float64), with random scores."""
+    preds = {}
+    for key, boxes in truth_xyxy.items():
+        near = boxes[rng.integers(0, len(boxes), 5)] + rng.normal(0, 4, (5, 4)) if len(boxes) else np.zeros((0, 4))
+        xy = rng.uniform(-0.9, 380, (extra, 2))
+        far = np.concatenate([xy, xy + rng.uniform(0.3, 90, (extra, 2))], axis=1)
+        rows = np.concatenate([near, far])
+        rows[:, 2:] = np.maximum(rows[:, 2:], rows[:, :2] + 0.01)
+        preds[key] = np.concatenate([rows, rng.uniform(0.02, 1.0, (len(rows), 1))], axis=1)
+    return preds
+
+
+def test_labels_and_mat_ground_truth_give_the_same_ap_face_less_images_included(tmp_path):
+    """The same faces through a WIDER labels file (face-less image: count 0 and the all-zero line) and
+    through the official .mat (dummy [0 0 0 0] box): the same AP, bit for bit."""
+    rng = np.random.default_rng(3)
+    data = _random_wider(rng, faceless=(1, 4))
+    for rows in data.values():  # every real face in every subset: each subset is then the labels' set
+        for _, xywh, subsets in rows:
+            if xywh.any():
+                subsets.update({s: list(range(1, len(xywh) + 1)) for s in subsets})
+    _save_wider(tmp_path, data)
+    lines = []
+    for event, rows in data.items():
+        for name, xywh, _ in rows:
+            faces = [] if not xywh.any() else [" ".join(str(int(v)) for v in b) + " 0 0 0 0 0 0" for b in xywh]
+            lines += [f"{event}/{name}.jpg", str(len(faces)), *(faces or ["0 0 0 0 0 0 0 0 0 0"])]
+    (tmp_path / "labels.txt").write_text("\n".join(lines) + "\n")
+    labels = read_labels(tmp_path / "labels.txt")
+    assert sum(len(r) == 0 for r in labels.values()) == 4
+
+    preds = _random_predictions(rng, {k: r.boxes.astype(np.float64) for k, r in labels.items()})
+    from_mat = wider_easy_medium_hard(preds, tmp_path)
+    from_labels = wider_ap(preds, labels)
+    assert from_mat == {"easy": from_labels, "medium": from_labels, "hard": from_labels}
+    assert evaluation_report(preds, labels, gt_dir=tmp_path, coco=False)["wider"]["hard"] == from_labels
+    # the face-less images' false positives are what this checks: skipping them changes the AP
+    assert wider_ap(preds, labels) != pytest.approx(
+        voc_ap(*wider_pr_curve(preds, labels, count_faceless=False)[1::-1]), abs=1e-6
+    )
+
+
+def test_written_prediction_files_evaluate_exactly_as_in_memory(tmp_path):
+    """Random sub-pixel boxes and scores: every AP of the files read back equals the in-memory one."""
+    rng = np.random.default_rng(11)
+    data = _random_wider(rng, images=12)
+    (tmp_path / "gt").mkdir()
+    _save_wider(tmp_path / "gt", data)
+    wider = load_wider_mat(tmp_path / "gt")
+    preds = _random_predictions(rng, {k: v["boxes"] for k, v in wider.items()})
+    names = {key: v["name"] for key, v in wider.items()}
+    write_widerface_predictions(preds, tmp_path / "preds", names)
+    back = read_widerface_predictions(tmp_path / "preds")
+    truth = {key: {"boxes": v["boxes"], "ignore": ~v["hard"]} for key, v in wider.items()}
+
+    assert wider_easy_medium_hard(back, tmp_path / "gt") == wider_easy_medium_hard(preds, tmp_path / "gt")
+    assert wider_ap(back, truth) == wider_ap(preds, truth)
+    assert ap_by_size(back, truth) == ap_by_size(preds, truth)
+    for key, rows in preds.items():  # best first; scores, x1, y1 exact; x2 = x + w within rounding
+        rows = rows[np.argsort(-rows[:, 4], kind="stable")]
+        np.testing.assert_array_equal(back[key][:, [0, 1, 4]], rows[:, [0, 1, 4]])
+        np.testing.assert_allclose(back[key][:, 2:4], rows[:, 2:4], rtol=0, atol=1e-12)
+    # the detector's boxes are float32: their float64 difference is exact, so everything reads back exactly
+    single = {key: rows.astype(np.float32).astype(np.float64) for key, rows in preds.items()}
+    write_widerface_predictions(single, tmp_path / "single", names)
+    again = read_widerface_predictions(tmp_path / "single")
+    for key, rows in single.items():
+        np.testing.assert_array_equal(again[key], rows[np.argsort(-rows[:, 4], kind="stable")])
+
+
+def test_coco_reports_the_standard_100_detections_and_labels_the_rest():
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    # "a": one face found by the 121st best of 150 detections; "b": one face found by its best one
+    truth = {"a": gt([A]), "b": gt([B])}
+    far = [[400 + 3 * i, 400, 430 + 3 * i, 430] for i in range(149)]
+    crowd = np.array([det(box, 0.9 - i * 0.001) for i, box in enumerate(far[:120])] + [det(A, 0.75)])
+    crowd = np.concatenate([crowd, [det(box, 0.5 - i * 0.001) for i, box in enumerate(far[120:])]])
+    preds = {"a": crowd, "b": np.array([det(B, 0.95)])}
+    coco = coco_map(preds, truth)
+    # standard: "a"'s hit is cut (rank 121 > 100): recall 1/2 at precision 1 -> AP50 = 51/101 (COCO's
+    # 101 recall points, 0 ... 0.5 reached); every IoU threshold alike -> mAP = AP50
+    assert coco["AP50"] == pytest.approx(51 / 101, abs=1e-12) and coco["mAP"] == pytest.approx(51 / 101, abs=1e-12)
+    more = coco["beyond_100"]
+    assert more["max_detections"] == 150 and more["AP50"] > coco["AP50"]
+    # pycocotools' own standard run (its defaults, maxDets 1/10/100) prints the same first two numbers
+    image_id = {"a": 1, "b": 2}
+    ds = {
+        "images": [{"id": 1}, {"id": 2}],
+        "categories": [{"id": 1, "name": "face"}],
+        "annotations": [
+            {"id": i + 1, "image_id": image_id[k], "category_id": 1, "iscrowd": 0, "bbox": b, "area": b[2] * b[3]}
+            for i, (k, b) in enumerate([("a", [10, 10, 39, 39]), ("b", [100, 100, 39, 39])])
+        ],
+    }
+    coco_gt = COCO()
+    coco_gt.dataset = ds
+    coco_gt.createIndex()
+    dets = [
+        {"image_id": image_id[k], "category_id": 1, "score": float(r[4]), "bbox": [*r[:2], *(r[2:4] - r[:2])]}
+        for k, rows in preds.items()
+        for r in rows
+    ]
+    evaluator = COCOeval(coco_gt, coco_gt.loadRes(dets), "bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    assert coco["mAP"] == pytest.approx(evaluator.stats[0], abs=1e-12)
+    assert coco["AP50"] == pytest.approx(evaluator.stats[1], abs=1e-12)
+    assert "not COCO's standard" in format_report(evaluation_report(preds, truth))
+    assert "beyond_100" not in coco_map({"b": np.array([det(B, 0.95)])}, truth)

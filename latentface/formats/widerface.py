@@ -1,5 +1,13 @@
 """The per-image text format of the official WIDER FACE evaluation: one ``<event>/<image>.txt`` per
-image with the image name, the number of boxes and one ``x y w h score`` line per box."""
+image with the image name, the number of boxes and one ``x y w h score`` line per box.
+
+Numbers are written with the shortest digits that read back as the same float64, so scores and
+x, y, w, h read back exactly. ``x + w`` (what the official reader and
+:func:`read_widerface_predictions` compute) gives back ``x2`` exactly for the detector's float32
+boxes (their float64 difference is exact); for arbitrary float64 boxes it can be an ulp or two
+off (1e-13 px at 640 px), which no float64 width avoids. Evaluating the written files gives the
+in-memory APs: an IoU would have to sit within about 1e-15 of 0.5 to tell them apart.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +20,11 @@ import numpy as np
 
 from latentface.boxes import xywh_to_xyxy, xyxy_to_xywh
 from latentface.metrics.wider import prediction_array
+
+
+def _number(value: float) -> str:
+    """The shortest decimal that reads back as exactly ``value`` (no exponent)."""
+    return np.format_float_positional(value, unique=True, trim="-")
 
 
 def write_widerface_predictions(
@@ -36,7 +49,7 @@ def write_widerface_predictions(
         rows = rows[np.argsort(-rows[:, 4], kind="stable")]
         lines = [rel.stem, str(len(rows))]
         xywh = xyxy_to_xywh(rows[:, :4])
-        lines += [f"{x:.2f} {y:.2f} {w:.2f} {h:.2f} {score:.6g}" for (x, y, w, h), score in zip(xywh, rows[:, 4])]
+        lines += [" ".join(_number(v) for v in (*box, score)) for box, score in zip(xywh, rows[:, 4])]
         path = out_dir.joinpath(*rel.with_suffix(".txt").parts)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(lines) + "\n")

@@ -12,13 +12,18 @@ import numpy as np
 from latentface.boxes import xyxy_to_xywh
 from latentface.metrics.wider import ground_truth_set, no_faces_error, prediction_set
 
+#: COCO's standard number of detections kept per image (the best-scored ones).
+COCO_MAX_DETECTIONS = 100
 
-def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) -> dict[str, float]:
-    """COCO box AP from pycocotools: ``{"mAP": AP@[.5:.95], "AP50": AP@.5}``.
 
-    Ignored faces are crowd regions (detections on them are neither counted nor
-    penalised). Unlike the WIDER protocol, false positives on face-less images count.
-    Up to max(100, most predictions in one image) detections per image are kept.
+def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) -> dict:
+    """COCO box AP from pycocotools: ``{"mAP": AP@[.5:.95], "AP50": AP@.5}`` at COCO's standard
+    100 detections per image (the best-scored 100), the numbers ``COCOeval.summarize`` prints first.
+
+    Ignored faces are crowd regions (detections on them are neither counted nor penalised).
+    False positives on face-less images count. When an image has more than 100 predictions,
+    ``"beyond_100": {"max_detections": most in one image, "mAP", "AP50"}`` adds the numbers with
+    every prediction kept, labelled as not COCO's standard (from the same evaluation pass).
     """
     # imported here (start-up time): pycocotools is needed by `latentface evaluate` only, not by training's AP
     from pycocotools.coco import COCO
@@ -28,7 +33,8 @@ def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) ->
     preds = prediction_set(predictions, gt)
     if not any((~ignore).any() for _, ignore in gt.values()):
         raise no_faces_error()
-    if not any(len(p) for p in preds.values()):
+    most = max((len(p) for p in preds.values()), default=0)
+    if most == 0:
         return {"mAP": 0.0, "AP50": 0.0}
     image_id = {key: i + 1 for i, key in enumerate(gt)}
 
@@ -64,16 +70,28 @@ def coco_map(predictions: Mapping[str, Any], ground_truth: Mapping[str, Any]) ->
         }
         coco_gt.createIndex()
         evaluator = COCOeval(coco_gt, coco_gt.loadRes(detections), "bbox")
-        evaluator.params.maxDets = [1, 10, max(100, max(len(p) for p in preds.values()))]
+        # evaluate() matches up to the last maxDets per image in score order; accumulate() then cuts
+        # each image to every maxDets, so 100 is COCO's own number and a larger last entry adds
+        # the all-detections one from the same matching
+        max_dets = [1, 10, COCO_MAX_DETECTIONS] + ([most] if most > COCO_MAX_DETECTIONS else [])
+        evaluator.params.maxDets = max_dets
         # only the all-sizes range is reported: evaluating COCO's small/medium/large too costs 4x
         evaluator.params.areaRng, evaluator.params.areaRngLbl = evaluator.params.areaRng[:1], ["all"]
         evaluator.evaluate()
         evaluator.accumulate()
-    # summarize() hard-codes 100 detections for its first number, so read the table directly
-    precision = evaluator.eval["precision"][:, :, 0, 0, -1]  # [IoU threshold, recall point]
     at_50 = np.isclose(evaluator.params.iouThrs, 0.5)
 
-    def mean(values):
-        return float(values[values > -1].mean())
+    def numbers(m: int) -> dict[str, float]:
+        precision = evaluator.eval["precision"][:, :, 0, 0, m]  # [IoU threshold, recall point]
+        return {"mAP": _mean(precision), "AP50": _mean(precision[at_50])}
 
-    return {"mAP": mean(precision), "AP50": mean(precision[at_50])}
+    result: dict = numbers(2)
+    if most > COCO_MAX_DETECTIONS:
+        result["beyond_100"] = {"max_detections": most, **numbers(3)}
+    return result
+
+
+def _mean(values: np.ndarray) -> float:
+    """COCOeval.summarize's mean: over the entries that exist (-1 marks none)."""
+    valid = values[values > -1]
+    return float(valid.mean()) if valid.size else -1.0

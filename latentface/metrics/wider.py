@@ -6,8 +6,10 @@ published figures:
 
 1. Scores are min-max normalised over the whole prediction set. As in the official
    code the running minimum starts at 1 and the running maximum at 0, which is plain
-   min-max for probabilities. Where every score is the same the official code divides
-   by zero; here every prediction then gets score 1 (a single operating point).
+   min-max for probabilities. Where every score is the same (and in [0, 1]) the official
+   code divides 0 by 0: every normalised score is NaN, no threshold keeps any prediction,
+   and the AP is 0. The same happens here (:attr:`Matches.equal_scores` says so, and the
+   evaluation report carries a warning): one behaviour everywhere, the official one.
 2. Per image, predictions in descending score order each take the face of highest
    IoU, with the +1 pixel convention (width = x2 - x1 + 1), when that IoU >= 0.5
    (:func:`match_outcomes`):
@@ -19,10 +21,14 @@ published figures:
      0.5 or more: there is no fall-back to the second-best face.
 
    A prediction whose best IoU is below 0.5 is a false positive.
-3. An image with no ground-truth face, or with no prediction, is skipped: its faces
-   count in recall, but false positives on a face-less image are not counted
-   (COCO mAP does count them; so does the curve with ``count_faceless=True``, which
-   the threshold tuner uses: there they are real false alarms at a threshold).
+3. Every image counts. An image without a prediction (no key, or an empty array) adds its
+   faces to recall and nothing else: its faces are missed (the official code reads an empty
+   prediction file so; it stops at a missing one). An image without a face adds its
+   predictions as false positives: the official ``.mat`` ground truth gives each face-less
+   validation image a dummy ``[0 0 0 0]`` box, so the official benchmark never skips such
+   an image either, and label files (which hold no box for it) give the same AP here.
+   ``count_faceless=False`` skips face-less images instead (what the official code would
+   do with a truly empty box list, which its files never hold): outside the protocol.
 4. At each of 1000 thresholds t = 0.999, 0.998, ..., 0 the proposals and recalled
    faces with normalised score >= t are summed over images:
    precision = recalled faces / proposals, recall = recalled faces / counted faces.
@@ -166,14 +172,28 @@ def match_outcomes(
     """Per detection of one image (best first): (is a proposal, recalls a new face), by the WIDER rules.
 
     Cumulative sums over a best-first prefix give the counts at any score threshold. On an
-    image without faces every detection is a proposal that recalls nothing (the WIDER curve
-    skips such images; see ``count_faceless``).
+    image without faces every detection is a proposal that recalls nothing.
     """
     return outcomes(best_faces(boxes, boxes_gt, iou_threshold), ignore)
 
 
+def equal_scores(preds: Mapping[str, np.ndarray]) -> bool:
+    """True when the official min-max normalisation divides 0 by 0: at least one prediction and
+    every score the same value in [0, 1] (then no threshold keeps a prediction: AP 0)."""
+    scores = [p[:, 4] for p in preds.values() if len(p)]
+    if not scores:
+        return False
+    low = min(1.0, min(float(s.min()) for s in scores))
+    high = max(0.0, max(float(s.max()) for s in scores))
+    return high == low
+
+
 def _normalised_sorted(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Scores min-max normalised over the set (official bounds), rows by descending score."""
+    """Scores min-max normalised over the set (official bounds), rows by descending score.
+
+    All scores equal (0/0 in the official code, NaN scores that no threshold keeps): every
+    normalised score is -inf here, which no threshold keeps either, so the AP is 0 as there.
+    """
     scores = [p[:, 4] for p in preds.values() if len(p)]
     if not scores:
         return preds
@@ -182,7 +202,7 @@ def _normalised_sorted(preds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     out = {}
     for key, p in preds.items():
         p = p.copy()
-        p[:, 4] = 1.0 if high == low else (p[:, 4] - low) / (high - low)
+        p[:, 4] = -np.inf if high == low else (p[:, 4] - low) / (high - low)
         out[key] = p[np.argsort(-p[:, 4], kind="stable")]
     return out
 
@@ -202,11 +222,13 @@ class Matches:
     """A prediction set matched to its ground truth, ready for curves under any ignore masks.
 
     ``ground_truth``: ``{key: (boxes, ignore)}``; ``images``: for each evaluated image its
-    normalised scores (descending) and each prediction's :func:`best_faces` index.
+    normalised scores (descending) and each prediction's :func:`best_faces` index;
+    ``equal_scores``: every score was the same (the official 0/0: AP 0, see :func:`equal_scores`).
     """
 
     ground_truth: dict[str, tuple[np.ndarray, np.ndarray]]
     images: dict[str, tuple[np.ndarray, np.ndarray]]
+    equal_scores: bool = False
 
     def curve(self, ignores: Mapping[str, np.ndarray] | None = None):
         """(precision [1000], recall [1000], number of counted faces) under one ignore mask per image
@@ -231,21 +253,22 @@ def match_predictions(
     predictions: Mapping[str, Any],
     ground_truth: Mapping[str, Any],
     iou_threshold: float = 0.5,
-    count_faceless: bool = False,
+    count_faceless: bool = True,
 ) -> Matches:
     """Validate, normalise and match a prediction set (steps 1-3 of the module docstring).
 
-    ``count_faceless``: keep the images without faces, so their detections count as false
-    positives (the WIDER protocol skips them: the default).
+    ``count_faceless``: the detections on images without faces count as false positives
+    (the default, as in the official benchmark); False skips those images (outside the protocol).
     """
     gt = ground_truth_set(ground_truth)
-    preds = _normalised_sorted(prediction_set(predictions, gt))
+    valid = prediction_set(predictions, gt)
+    preds = _normalised_sorted(valid)
     images = {
         key: (p[:, 4], best_faces(p[:, :4], gt[key][0], iou_threshold))
         for key, p in preds.items()
         if len(p) and (count_faceless or len(gt[key][0]))
     }
-    return Matches(gt, images)
+    return Matches(gt, images, equal_scores(valid))
 
 
 # -------------------------------------------------------------------- curve
@@ -264,13 +287,13 @@ def wider_pr_curve(
     predictions: Mapping[str, Any],
     ground_truth: Mapping[str, Any],
     iou_threshold: float = 0.5,
-    count_faceless: bool = False,
+    count_faceless: bool = True,
 ):
     """The official WIDER FACE precision/recall curve (see the module docstring).
 
     Returns (precision [1000], recall [1000], thresholds [1000]); index i is the
     normalised-score threshold ``thresholds[i]`` = 1 - (i+1)/1000, so recall grows with i.
-    ``count_faceless``: count false positives on images without faces too (not the protocol).
+    ``count_faceless=False``: leave out the false positives on images without faces (not the protocol).
     """
     precision, recall, faces = match_predictions(predictions, ground_truth, iou_threshold, count_faceless).curve()
     if faces == 0:
