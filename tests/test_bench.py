@@ -254,3 +254,66 @@ def test_cpu_profile_trains_on_the_demo_recipe():
     cpu, demo = bench.PROFILES["cpu"], RECIPES["demo"]
     assert (cpu.data_size, cpu.n_train, cpu.n_val) == (demo.size, demo.n_train, demo.n_val)
     assert (cpu.epochs, cpu.batch_size, cpu.lr) == (demo.train["epochs"], demo.train["batch_size"], demo.train["lr"])
+
+
+def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
+    jobs = [job.key for job in bench.study_jobs(bench.PROFILES["cpu"])]
+    assert jobs[:4] == ["dct/rgb/0", "dct/latent_codec/0", "learned/rgb/0", "learned/latent_codec/0"]
+    assert jobs[4:12] == [
+        f"{codec}/{name}/{seed}" for codec in ("dct", "learned") for name in ("rgb", "latent_codec") for seed in (1, 2)
+    ]
+    assert len(jobs) == len(set(jobs))  # every run once
+    for codec in ("dct", "learned"):  # every bridge on both codecs, fast over three seeds
+        assert {f"{codec}/latent_{b}/0" for b in ("bilinear", "context", "pixelshuffle", "context_dw")} <= set(jobs)
+        assert {f"{codec}/fast/{seed}" for seed in (0, 1, 2)} <= set(jobs)
+    frontier = [j for j in jobs if j.split("/")[1].startswith(("rgb_r", "latent_r"))]
+    assert len(frontier) == 6 and all(j.startswith("learned/") for j in frontier)
+
+
+def test_codec_study_summary_is_the_mean_and_sample_spread_over_seeds():
+    def run(ap, tiny):
+        by_size = {"tiny": {"ap": tiny, "faces": 2}, "small": {"ap": None, "faces": 0}}
+        return dict(ap=ap, coco_map=ap / 2, ap_by_size=by_size, description="d", input="latent", macs_640=2e9, steps=9)
+
+    summary = bench.codecs.summarise(
+        {"learned/latent_codec/0": run(0.5, 0.1), "learned/latent_codec/2": run(0.7, 0.3), "dct/rgb/0": run(0.9, 0.2)}
+    )
+    row = summary["learned"]["latent_codec"]
+    assert row["ap"]["mean"] == pytest.approx(0.6) and row["ap"]["std"] == pytest.approx(0.1414213562, abs=1e-9)
+    assert row["ap"]["n"] == 2 and row["seeds"] == [0, 2]
+    assert row["ap_by_size"]["tiny"]["mean"] == pytest.approx(0.2) and "small" not in row["ap_by_size"]
+    assert summary["dct"]["rgb"]["ap"] == {"mean": 0.9, "std": None, "min": 0.9, "max": 0.9, "n": 1}
+
+
+def test_frontier_verdict_wants_a_latent_point_as_good_at_half_the_pipeline_cost():
+    from latentface.tools.bench.codec_report import frontier_verdict
+
+    points = {"rgb": [("rgb", 20.0, 0.80)], "latent": [("fast", 9.0, 0.81), ("big", 30.0, 0.9)]}
+    assert frontier_verdict(points) == (["`rgb` (20.0 G, 0.800): `fast` (9.0 G, 0.810)"], True)
+    points["latent"][0] = ("fast", 10.5, 0.81)  # just over half the cost
+    assert frontier_verdict(points) == (["`rgb` (20.0 G, 0.800): none"], False)
+
+
+def test_learned_decoder_macs_are_counted_at_640():
+    macs = bench.codecs.decoder_macs(640)
+    assert macs == 4 * bench.codecs.decoder_macs(320)  # convolutions only: MACs scale with the pixels
+    assert 1e9 < macs < bench.codecs.JPEG_AI_DECODERS["JPEG AI high"]
+
+
+@pytest.mark.slow  # trains 18 tiny models: about a minute on 2 cores
+def test_quick_codec_study_resumes_from_its_stored_runs_and_renders(tmp_path):
+    profile = bench.PROFILES["quick"]
+    device = torch.device("cpu")
+    saved = []
+    first = bench.codecs.codecs_section(profile, tmp_path / "runs", device, save=saved.append, max_jobs=3)
+    assert list(first["runs"]) == ["dct/rgb/0", "dct/latent_codec/0", "learned/rgb/0"] and len(saved) == 3
+    stored = json.loads(json.dumps(first))
+    resumed = bench.codecs.codecs_section(profile, tmp_path / "runs", device, stored=stored, max_jobs=2)
+    assert list(resumed["runs"])[:5] == [*first["runs"], "learned/latent_codec/0", "dct/rgb/1"]
+    assert resumed["runs"]["dct/rgb/0"] == stored["runs"]["dct/rgb/0"]  # kept, not trained again
+    results = {"profile": "quick", "machine": bench.machine(), "settings": profile.to_dict(), "codecs": resumed}
+    md = bench.render_report(results)
+    rows = _table(md, "## 5. Codec study")
+    assert rows[0][:4] == ["model", "codec", "seeds", "AP@0.5"] and len(rows) == 2 + 4
+    assert [r[1] for r in rows[2:]] == ["learned", "learned", "dct", "dct"]  # the deciding codec first
+    assert "On `learned`: latent default within 3 AP points of RGB" in md

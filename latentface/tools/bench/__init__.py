@@ -4,6 +4,7 @@
 
     latentface bench                       # CPU-sized run of every section -> docs/
     latentface bench --sections cost       # re-measure one section, keep the others' results
+    latentface bench --sections codecs     # the codec study; resumes from its stored runs
     latentface bench --report_only         # BENCHMARKS.md and figures again from docs/benchmarks.json
     latentface bench --quick --out /tmp/b  # tiny sizes, under a minute (what the tests run)
     latentface bench --full --device cuda  # the full-size study (640x640, ResNet-50), for a GPU
@@ -16,8 +17,9 @@ the same optimiser steps, data order and seed for every model, never the same wa
 Modules: :mod:`.profiles` (the sizes of a run), :mod:`.measure` (the building blocks the
 bridge-design notebook uses: :func:`model_cost`, :func:`latency`, :func:`activation_peak`,
 :func:`effective_receptive_field`), :mod:`.cost` (the cost and train sections), :mod:`.accuracy`
-(data, variants, the accuracy and rates sections), :mod:`.report` and :mod:`.notes` (the report,
-rendered from the stored results only), :mod:`.runner` (sections -> ``benchmarks.json`` -> report).
+(data, variants, the accuracy and rates sections), :mod:`.codecs` (the codec study: both codecs,
+several seeds, the decoders, the frontier), :mod:`.report`, :mod:`.codec_report` and :mod:`.notes`
+(the report, rendered from the stored results only), :mod:`.runner` (sections -> ``benchmarks.json`` -> report).
 """
 
 from latentface.tools.bench.accuracy import (
@@ -30,6 +32,7 @@ from latentface.tools.bench.accuracy import (
     rates_section,
     train_variant,
 )
+from latentface.tools.bench.codecs import JPEG_AI_DECODERS, codecs_section, decoder_macs, study_jobs
 from latentface.tools.bench.cost import cost_models, cost_section, train_section, train_step_cost
 from latentface.tools.bench.measure import (
     activation_peak,
@@ -66,6 +69,7 @@ from latentface.tools.bench.runner import load_results, parse_sections, regenera
 
 __all__ = [
     "BASELINE",
+    "JPEG_AI_DECODERS",
     "PROFILES",
     "REPORT_FILE",
     "RESULTS_FILE",
@@ -76,10 +80,12 @@ __all__ = [
     "accuracy_variants",
     "activation_peak",
     "bridge_comparison",
+    "codecs_section",
     "cost_models",
     "cost_section",
     "cost_table",
     "decoded_root",
+    "decoder_macs",
     "effective_receptive_field",
     "evaluate_run",
     "inference_call",
@@ -101,6 +107,7 @@ __all__ = [
     "render_report",
     "run_bench",
     "saved_for_backward",
+    "study_jobs",
     "targets",
     "train_section",
     "train_step_cost",

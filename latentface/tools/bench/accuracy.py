@@ -42,8 +42,9 @@ RUN_WALL = "bench_wall_s.txt"
 FINAL_WEIGHTS = RunDir.FINAL
 
 
-def prepare_data(root: Path, profile: Profile, log=print) -> Path:
-    """The synthetic set of this profile (generated once; reused while its description matches)."""
+def prepare_data(root: Path, profile: Profile, log=print, codec: str = "dct") -> Path:
+    """The synthetic set of this profile with latents of ``codec`` (generated once; reused while its
+    description matches)."""
     wanted = {
         "size": profile.data_size,
         "rates": sorted(set(profile.rates) | {profile.main_rate}),
@@ -51,10 +52,15 @@ def prepare_data(root: Path, profile: Profile, log=print) -> Path:
         "n_train": profile.n_train,
         "n_val": profile.n_val,
     }
+    if codec != "dct":  # a dct set's description stays as it was, so stored sets are reused
+        wanted["codec"] = codec
     marker = root / DATA_MARKER
     if marker.is_file() and read_json(marker, "bench data description") == wanted and (root / CODEC_FILE).is_file():
         return root
-    log(f"data: generating {profile.n_train}+{profile.n_val} synthetic images at {profile.data_size}px under {root}")
+    log(
+        f"data: generating {profile.n_train}+{profile.n_val} synthetic images at {profile.data_size}px "
+        f"({codec} latents) under {root}"
+    )
     generate_dataset(
         root,
         profile.n_train,
@@ -64,6 +70,7 @@ def prepare_data(root: Path, profile: Profile, log=print) -> Path:
         seed=profile.seed,
         progress=False,
         overwrite=True,
+        codec=codec,
     )
     for rate in wanted["rates"]:
         shutil.rmtree(root.parent / f"{root.name}-decoded{rate}", ignore_errors=True)

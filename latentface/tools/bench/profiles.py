@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from latentface.training.recipes import RECIPES
 
-SECTIONS = ("cost", "train", "accuracy", "rates")
+SECTIONS = ("cost", "train", "accuracy", "rates", "codecs")
 RESULTS_FILE = "benchmarks.json"
 REPORT_FILE = "BENCHMARKS.md"
 BASELINE = "rgb_r50"
 #: The budgets the targets measure against (multiply-adds at 640x640): the bridge, the fast preset.
 BRIDGE_BUDGET = 1.6e9
 FAST_BUDGET = 10e9
+
+
+#: The codec study a 2-core CPU can run in a few hours: the target rows over three seeds on both codecs.
+CPU_STUDY: dict[str, Any] = dict(
+    codecs=("dct", "learned"),
+    seeds=(0, 1, 2),
+    size=192,
+    n_train=600,
+    n_val=100,
+    epochs=3,
+    batch_size=8,
+    lr=0.02,
+    rate=75,
+    anchors="six",
+    other_anchors="default",
+    bridges=("bilinear", "context", "codec", "pixelshuffle", "context_dw"),
+    frontier=(("resnet18", 128), ("resnet50", 64), ("resnet50", 128)),
+)
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,8 @@ class Profile:
     main_rate: int = 75
     bridges: tuple[str, ...] = ("bilinear", "context", "codec")
     extra_variants: tuple[str, ...] = ("fast",)
+    # the codec study (section ``codecs``): its own data and schedule, see latentface.tools.bench.codecs
+    study: dict[str, Any] = field(default_factory=lambda: dict(CPU_STUDY))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON values (what a results file records next to the numbers they produced)."""
@@ -107,6 +127,7 @@ PROFILES = {
         lr=1e-2,
         bridges=("bilinear", "context", "codec", "pixelshuffle", "context_dw"),
         extra_variants=("fast", "six", "rgb_six", "2x"),
+        study=dict(CPU_STUDY, size=640, n_train=3000, n_val=500, epochs=30, batch_size=16, lr=1e-2),
     ),
     # Tiny sizes: every code path in well under a minute (the tests).
     "quick": Profile(
@@ -134,5 +155,17 @@ PROFILES = {
         rates=(50, 75),
         bridges=("bilinear", "context"),
         extra_variants=(),
+        study=dict(
+            CPU_STUDY,
+            seeds=(0, 1),
+            size=64,
+            n_train=8,
+            n_val=4,
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            bridges=("bilinear", "codec"),
+            frontier=(("resnet18", 16),),
+        ),
     ),
 }

@@ -10,6 +10,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from latentface.model import LatentRetinaFace
+from latentface.tools.bench.codec_report import FRONTIER_FIGURE, codec_section, codec_targets, plot_frontier
 from latentface.tools.bench.notes import notes as generated_notes
 from latentface.tools.bench.profiles import BASELINE, BRIDGE_BUDGET, FAST_BUDGET, PROFILES, REPORT_FILE, Profile
 
@@ -156,6 +157,8 @@ def plot_figures(results: dict, out: Path) -> list[Path]:
         written.append(plot_cost(results["cost"], out / COST_FIGURE))
     if "rates" in results:
         written.append(plot_rates(results["rates"], out / RATES_FIGURE))
+    if results.get("codecs", {}).get("summary"):
+        written.append(plot_frontier(results["codecs"], out / FRONTIER_FIGURE))
     return written
 
 
@@ -217,7 +220,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
         out.append(
             (f"Latent AP@0.5 within 1 point of RGB at equal budget (rate {rate})", "not measured in this run", "open")
         )
-    return out
+    return out + codec_targets(results)
 
 
 def _cost_section(c: dict) -> list[str]:
@@ -335,6 +338,8 @@ def render_report(results: dict, notes: str | None = None) -> str:
         lines += _accuracy_section(results["accuracy"], p)
     if "rates" in results:
         lines += _rates_section(results["rates"])
+    if "codecs" in results:
+        lines += codec_section(results)
     notes = generated_notes(results, p) if notes is None else notes
     if notes.strip():
         lines += [notes.strip(), ""]

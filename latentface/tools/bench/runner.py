@@ -13,10 +13,20 @@ from pathlib import Path
 import torch
 
 from latentface.tools.bench.accuracy import accuracy_variants, bridge_comparison, prepare_data, rates_section
+from latentface.tools.bench.codecs import codecs_section
 from latentface.tools.bench.cost import cost_section, train_section
 from latentface.tools.bench.measure import machine
 from latentface.tools.bench.profiles import REPORT_FILE, RESULTS_FILE, SECTIONS, Profile
-from latentface.tools.bench.report import COST_FIGURE, RATES_FIGURE, plot_cost, plot_figures, plot_rates, write_report
+from latentface.tools.bench.report import (
+    COST_FIGURE,
+    FRONTIER_FIGURE,
+    RATES_FIGURE,
+    plot_cost,
+    plot_figures,
+    plot_frontier,
+    plot_rates,
+    write_report,
+)
 from latentface.util.io import read_json, write_json
 
 
@@ -87,9 +97,20 @@ def run_bench(
         elif section == "accuracy":
             chosen = [v for v in accuracy_variants(profile) if v.name in variants] if variants else None
             results["accuracy"] = bridge_comparison(profile, data_root, runs, device, chosen, log, reuse_only)
-        else:
+        elif section == "rates":
             results["rates"] = rates_section(profile, data_root, runs, device, log, reuse_only)
             plot_rates(results["rates"], out / RATES_FIGURE)
+        else:
+
+            def save(codecs: dict, results: dict = results) -> None:  # after every study run: resumable
+                results["codecs"] = codecs
+                write_json(store, json.loads(json.dumps(results, default=float)))
+                plot_frontier(codecs, out / FRONTIER_FIGURE)
+                write_report(results, out)
+
+            results["codecs"] = codecs_section(
+                profile, runs / "codecs", device, results.get("codecs"), save, log, reuse_only
+            )
         log(f"bench: {section} done in {time.perf_counter() - start:.0f} s")
         results = json.loads(json.dumps(results, default=float))  # numpy scalars -> plain JSON numbers
         write_json(store, results)

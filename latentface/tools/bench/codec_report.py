@@ -1,0 +1,206 @@
+"""The codec study's part of ``BENCHMARKS.md``: accuracy on both codecs (mean and spread over seeds),
+the decode a decode-then-detect pipeline pays, the cost-accuracy frontier and the study's targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from latentface.metrics.sizes import SIZE_BUCKETS
+from latentface.model import LatentRetinaFace
+
+FRONTIER_FIGURE = "frontier.png"
+#: The codec the decisions are read from: the closer stand-in for JPEG AI.
+DECIDING_CODEC = "learned"
+#: Pipeline cost of a latent point that beats an RGB point: at most this share of the RGB pipeline's.
+FRONTIER_RATIO = 0.5
+#: How close (AP@0.5 points) the latent default must come to RGB on the deciding codec.
+RGB_GAP = 0.03
+OK = {True: "met", False: "**not met**"}
+
+
+def _pm(stat: dict | None, digits: int = 3) -> str:
+    """``mean ± std (n)``; one seed: the value alone."""
+    if not stat:
+        return "—"
+    if stat["n"] == 1:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def _default_name() -> str:
+    return f"latent_{LatentRetinaFace.PRESETS['default']['bridge']}"
+
+
+def pipeline_macs(row: dict, decoder_macs: float) -> float:
+    """Whole-pipeline multiply-adds at 640x640: a latent detector alone; an RGB one after the decoder."""
+    return row["macs_640"] + (decoder_macs if row["input"] == "rgb" else 0.0)
+
+
+def frontier_points(study: dict, codec: str = DECIDING_CODEC) -> dict[str, list[tuple[str, float, float]]]:
+    """(name, pipeline GMACs, mean AP@0.5) of every model of ``codec``, by input."""
+    rows = study.get("summary", {}).get(codec, {})
+    points: dict[str, list[tuple[str, float, float]]] = {"latent": [], "rgb": []}
+    other = study["settings"]["other_anchors"]
+    for name, row in rows.items():
+        if name.endswith(f"_{other}"):
+            continue  # another anchor layout: not a point of the same training recipe
+        points[row["input"]].append((name, pipeline_macs(row, study["decoder_macs_640"]) / 1e9, row["ap"]["mean"]))
+    return points
+
+
+def frontier_verdict(points: dict[str, list[tuple[str, float, float]]]) -> tuple[list[str], bool]:
+    """For each RGB point the cheapest latent point at least as accurate at <= FRONTIER_RATIO of its cost."""
+    lines, ok = [], bool(points["rgb"])
+    for name, cost, ap in sorted(points["rgb"], key=lambda p: p[1]):
+        better = [p for p in points["latent"] if p[2] >= ap and p[1] <= FRONTIER_RATIO * cost]
+        if better:
+            best = min(better, key=lambda p: p[1])
+            lines.append(f"`{name}` ({cost:.1f} G, {ap:.3f}): `{best[0]}` ({best[1]:.1f} G, {best[2]:.3f})")
+        else:
+            ok = False
+            lines.append(f"`{name}` ({cost:.1f} G, {ap:.3f}): none")
+    return lines, ok
+
+
+def codec_targets(results: dict) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) of the codec study's targets, where its rows exist."""
+    study = results.get("codecs")
+    rows = (study or {}).get("summary", {}).get(DECIDING_CODEC, {})
+    out = []
+    default, rgb = rows.get(_default_name()), rows.get("rgb")
+    if default and rgb:
+        gap = default["ap"]["mean"] - rgb["ap"]["mean"]
+        out.append(
+            (
+                f"On `{DECIDING_CODEC}`: latent default within {RGB_GAP * 100:g} AP points of RGB at equal budget",
+                f"{_pm(default['ap'])} vs {_pm(rgb['ap'])} ({gap:+.3f}; seeds {len(default['seeds'])}, "
+                f"{len(rgb['seeds'])})",
+                OK[gap >= -RGB_GAP],
+            )
+        )
+    points = frontier_points(study) if study else {"rgb": []}
+    if len(points["rgb"]) >= 2:
+        lines, ok = frontier_verdict(points)
+        out.append(
+            (
+                f"Frontier on `{DECIDING_CODEC}`: for every RGB point a latent point at least as accurate at "
+                f"≤ {FRONTIER_RATIO:g}× its pipeline cost",
+                "; ".join(lines),
+                OK[ok],
+            )
+        )
+    return out
+
+
+def plot_frontier(study: dict, path: Path) -> Path:
+    """AP@0.5 against whole-pipeline GMACs at 640x640 on the deciding codec; JPEG AI's decoders as offsets."""
+    fig = Figure(figsize=(6.5, 4.2))
+    ax = fig.subplots()
+    points = frontier_points(study)
+    decoder = study["decoder_macs_640"] / 1e9
+    for kind, colour, label in (
+        ("latent", "tab:blue", "latent (detector)"),
+        ("rgb", "tab:red", "RGB (decoder + detector)"),
+    ):
+        pts = sorted(points[kind], key=lambda p: p[1])
+        if not pts:
+            continue
+        ax.plot([p[1] for p in pts], [p[2] for p in pts], "o", color=colour, label=label)
+        for name, x, y in pts:
+            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for (name, macs), marker in zip(study["literature_decoders"].items(), ("^", "s", "D")):
+        if name == "JPEG AI simple":
+            continue
+        shift = macs / 1e9 - decoder
+        pts = points["rgb"]
+        ax.plot(
+            [p[1] + shift for p in pts],
+            [p[2] for p in pts],
+            marker,
+            mfc="none",
+            color="tab:red",
+            alpha=0.6,
+            label=f"RGB after the {name} decoder ({macs / 1e9:.0f} G, literature)",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("whole-pipeline GMACs at 640x640 (log)")
+    ax.set_ylabel("AP@0.5 (mean over seeds)")
+    ax.set_title(f"Cost vs accuracy on '{DECIDING_CODEC}' latents")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _decode_table(study: dict, cost: dict | None) -> list[str]:
+    """Latent detectors against decode + RGB detector at 640x640 (the cost section's multiply-adds)."""
+    decoders = {"learned codec (this repo)": study["decoder_macs_640"], **study["literature_decoders"]}
+    lines = [
+        "Decoders at 640x640: "
+        + ", ".join(f"{name} {macs / 1e9:.1f} GMACs" for name, macs in decoders.items())
+        + " (JPEG AI: the published kMAC/pixel of its operating points, literature).",
+        "",
+    ]
+    if not cost or cost.get("image") != 640:
+        return lines + ["(no 640x640 cost section stored: the detector rows are missing)", ""]
+    rows = cost["rows"]
+    base = rows["rgb_r50"]["macs"]
+    head = ["latent model", "GMACs", "× RGB R50"] + [f"× ({name} + RGB R50)" for name in decoders]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in ("latent_r50_default", "latent_r18", "fast"):
+        if name not in rows:
+            continue
+        m = rows[name]["macs"]
+        cells = [f"`{name}`", f"{m / 1e9:.2f}", f"{m / base:.2f}"] + [
+            f"{m / (base + d):.2f}" for d in decoders.values()
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def codec_section(results: dict) -> list[str]:
+    """Section 5 of the report: the codec study."""
+    study = results["codecs"]
+    s = study["settings"]
+    p = results.get("settings", {})
+    lines = [
+        "## 5. Codec study: `dct` vs `learned` latents, several seeds",
+        "",
+        f"Synthetic set per codec: {s['n_train']} training / {s['n_val']} validation images at "
+        f"{s['size']}x{s['size']}, latents at rate {s['rate']}, the same images for both codecs; the RGB models "
+        f"train on the same latents decoded by the same codec. Every model: {p.get('backbone', 'resnet18')} and a "
+        f"{p.get('out_channels', 64)}-wide neck unless its name or preset says otherwise, "
+        f"'{s['anchors']}' anchors unless its name says otherwise, {s['epochs']} epochs "
+        f"of batch {s['batch_size']}, SGD lr {s['lr']}, seeds {', '.join(map(str, s['seeds']))} (the target rows; "
+        "other rows one seed): the same steps and data order for every model of one seed. AP@0.5 and COCO "
+        "mAP: mean ± sample standard deviation over the seeds a row has. GMACs at 640x640; pipeline (on "
+        f"`{DECIDING_CODEC}`): a latent model alone, an RGB model plus the learned codec's decoder.",
+        "",
+    ]
+    head = ["model", "codec", "seeds", "AP@0.5", *SIZE_BUCKETS, "COCO mAP", "AP − RGB", "GMACs", "pipeline GMACs"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for codec, rows in sorted(study.get("summary", {}).items(), key=lambda kv: kv[0] != DECIDING_CODEC):
+        rgb = rows.get("rgb")
+        for name, row in rows.items():
+            by_size = row["ap_by_size"]
+            gap = f"{row['ap']['mean'] - rgb['ap']['mean']:+.3f}" if rgb else "—"
+            cells = [
+                f"`{name}`: {row['description']}",
+                codec,
+                str(len(row["seeds"])),
+                _pm(row["ap"]),
+                *[_pm(by_size.get(size)) for size in SIZE_BUCKETS],
+                _pm(row["coco_map"]),
+                gap,
+                f"{row['macs_640'] / 1e9:.2f}",
+                f"{pipeline_macs(row, study['decoder_macs_640']) / 1e9:.2f}" if codec == DECIDING_CODEC else "—",
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "### Decode then detect vs detect on latents", ""]
+    lines += _decode_table(study, results.get("cost"))
+    if frontier_points(study)["rgb"]:
+        lines += [f"![cost vs accuracy]({FRONTIER_FIGURE})", ""]
+    return lines

@@ -1,0 +1,241 @@
+"""The codec study (section ``codecs``): the same models on ``dct`` and on ``learned`` latents over
+several seeds, the decoder a decode-then-detect pipeline pays, and the cost-accuracy frontier of
+whole pipelines (latent: the detector alone; RGB: the codec's decoder plus the detector).
+
+Every training run is stored on its own (one directory per codec, variant and seed) and the
+section's results are written after each one, so an interrupted study resumes where it stopped
+and a partial study still renders: rows report the seeds they have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from latentface.codec import learned
+from latentface.model import LatentRetinaFace, build_model
+from latentface.tools.bench.accuracy import Variant, evaluate_run, prepare_data, run_summary, train_variant
+from latentface.tools.bench.measure import macs, model_input
+from latentface.tools.bench.profiles import Profile
+
+#: JPEG AI's published decoder operating points (kMAC per pixel x 640 x 640 pixels), literature rows.
+JPEG_AI_DECODERS = {
+    "JPEG AI simple": 14e3 * 640 * 640,
+    "JPEG AI base": 28e3 * 640 * 640,
+    "JPEG AI high": 215e3 * 640 * 640,
+}
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    """One training run of the study: a variant on one codec's latents with one seed."""
+
+    codec: str
+    variant: Variant
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.codec}/{self.variant.name}/{self.seed}"
+
+
+def study_profile(profile: Profile) -> Profile:
+    """The accuracy fields of ``profile`` replaced by the study's (smaller) data and schedule."""
+    s = profile.study
+    return dataclasses.replace(
+        profile,
+        data_size=s["size"],
+        n_train=s["n_train"],
+        n_val=s["n_val"],
+        epochs=s["epochs"],
+        batch_size=s["batch_size"],
+        lr=s["lr"],
+        rates=(s["rate"],),
+        main_rate=s["rate"],
+        seed=0,
+    )
+
+
+def study_variants(profile: Profile) -> dict[str, Variant]:
+    """The study's models by name: RGB, one latent model per bridge, the fast preset, the other anchor
+    layout for both inputs, and the frontier's backbone x neck-width grid for both inputs."""
+    s = profile.study
+    anchors = {"anchors": s["anchors"]}
+    other = s["other_anchors"]
+    rate = s["rate"]
+    v = {"rgb": Variant("rgb", f"RGB on images decoded from rate {rate}", input="rgb", overrides=anchors)}
+    for bridge in s["bridges"]:
+        v[f"latent_{bridge}"] = Variant(
+            f"latent_{bridge}", f"latent, {bridge} bridge", bridge=bridge, overrides=anchors
+        )
+    v["fast"] = Variant("fast", "fast preset", preset="fast", keep_architecture=True, overrides=anchors)
+    default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
+    v[f"latent_{default_bridge}_{other}"] = Variant(
+        f"latent_{default_bridge}_{other}",
+        f"latent, {default_bridge} bridge, '{other}' anchors",
+        bridge=default_bridge,
+        overrides={"anchors": other},
+    )
+    v[f"rgb_{other}"] = Variant(f"rgb_{other}", f"RGB, '{other}' anchors", input="rgb", overrides={"anchors": other})
+    for backbone, width in s["frontier"]:
+        tag = f"r{backbone[6:]}_{width}"
+        size = {"model": backbone, "out_channels": width, **anchors}
+        v[f"rgb_{tag}"] = Variant(f"rgb_{tag}", f"RGB R{backbone[6:]}, {width}-wide neck", input="rgb", overrides=size)
+        v[f"latent_{tag}"] = Variant(
+            f"latent_{tag}",
+            f"latent R{backbone[6:]}, {default_bridge} bridge, {width}-wide neck",
+            bridge=default_bridge,
+            overrides=size,
+        )
+    return v
+
+
+def study_jobs(profile: Profile) -> list[StudyJob]:
+    """Every run, most decisive first: the target rows (RGB and the default bridge, every seed, learned
+    before dct), then fast, the anchor check, the other bridges and the frontier on one seed."""
+    s = profile.study
+    variants = study_variants(profile)
+    default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
+    first, *more = s["seeds"]
+    codecs = s["codecs"]
+    jobs: list[StudyJob] = []
+
+    def add(codec: str, name: str, seeds) -> None:
+        jobs.extend(StudyJob(codec, variants[name], seed) for seed in seeds)
+
+    for seeds in ([first], more):
+        for codec in codecs:
+            add(codec, "rgb", seeds)
+            add(codec, f"latent_{default_bridge}", seeds)
+    for codec in codecs:
+        add(codec, "fast", s["seeds"])
+    add(codecs[-1], f"latent_{default_bridge}_{s['other_anchors']}", [first])
+    add(codecs[-1], f"rgb_{s['other_anchors']}", [first])
+    for codec in codecs[::-1]:
+        for bridge in s["bridges"]:
+            if bridge != default_bridge:
+                add(codec, f"latent_{bridge}", [first])
+    for name in variants:
+        if name.startswith(("rgb_r", "latent_r")):
+            add(codecs[-1], name, [first])
+    return jobs
+
+
+def decoder_macs(image: int = 640) -> float:
+    """Multiply-adds of the learned codec's synthesis (latent -> RGB) for one ``image`` x ``image`` picture."""
+    model = learned.get_model().eval()
+    return float(macs(_Synthesis(model), torch.zeros(1, 256, image // 16, image // 16)))
+
+
+class _Synthesis(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, y_hat):
+        return self.model.synthesis(y_hat)
+
+
+def _json(value):
+    """Tuples as lists, as they come back from a JSON file (so stored and current settings compare equal)."""
+    if isinstance(value, dict):
+        return {k: _json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json(v) for v in value]
+    return value
+
+
+def _mean_spread(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else None,
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def summarise(runs: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """Per codec and variant: mean, spread and count over seeds of AP@0.5, AP by size and COCO mAP."""
+    grouped: dict[tuple[str, str], list[dict]] = {}
+    for key, result in runs.items():
+        codec, name, _seed = key.split("/")
+        grouped.setdefault((codec, name), []).append(result)
+    out: dict[str, dict[str, dict]] = {}
+
+    def size_ap(result: dict, size: str) -> float | None:
+        value = result["ap_by_size"].get(size)
+        return value.get("ap") if isinstance(value, dict) else value
+
+    for (codec, name), results in sorted(grouped.items()):
+        sizes = results[0]["ap_by_size"].keys()
+        out.setdefault(codec, {})[name] = {
+            "description": results[0]["description"],
+            "input": results[0]["input"],
+            "macs_640": results[0]["macs_640"],
+            "steps": results[0]["steps"],
+            "ap": _mean_spread([r["ap"] for r in results]),
+            "coco_map": _mean_spread([r["coco_map"] for r in results]),
+            "ap_by_size": {
+                size: _mean_spread([size_ap(r, size) for r in results if size_ap(r, size) is not None])
+                for size in sizes
+                if any(size_ap(r, size) is not None for r in results)
+            },
+            "seeds": sorted(int(k.split("/")[2]) for k, r in runs.items() if k.startswith(f"{codec}/{name}/")),
+        }
+    return out
+
+
+def codecs_section(
+    profile: Profile,
+    runs: Path,
+    device: torch.device,
+    stored: dict | None = None,
+    save: Callable[[dict], None] = lambda section: None,
+    log=print,
+    reuse_only: bool = False,
+    max_jobs: int | None = None,
+) -> dict:
+    """Run (or reuse) every study job in order, calling ``save`` with the section after each one."""
+    study = study_profile(profile)
+    settings = _json(profile.study)
+    if stored and stored.get("settings") != settings:
+        log("codecs: the stored study has other settings; its runs are evaluated again where their training matches")
+        stored = None
+    section = {
+        "settings": settings,
+        "decoder_macs_640": decoder_macs(640),
+        "literature_decoders": JPEG_AI_DECODERS,
+        "runs": dict((stored or {}).get("runs", {})),
+    }
+    roots = {codec: prepare_data(runs / f"data-{codec}", study, log, codec=codec) for codec in profile.study["codecs"]}
+    done = 0
+    for job in study_jobs(profile):
+        if job.key in section["runs"]:
+            continue
+        if max_jobs is not None and done >= max_jobs:
+            break
+        variant = dataclasses.replace(
+            job.variant, name=f"{job.variant.name}_s{job.seed}", overrides={**job.variant.overrides, "seed": job.seed}
+        )
+        # a run stopped early (a signal) raises: the study stops there and resumes from its stored runs
+        run_dir = train_variant(variant, study, roots[job.codec], runs / job.codec, device, log, reuse_only)
+        if run_dir is None:
+            continue
+        result = evaluate_run(run_dir, roots[job.codec], study.main_rate, device)
+        result.update(run_summary(run_dir), description=job.variant.description, input=job.variant.input)
+        model = build_model(result["model"])
+        result["macs_640"] = macs(model.eval(), model_input(model, 640, 1, torch.device("cpu")))
+        result.pop("model")
+        section["runs"][job.key] = result
+        section["summary"] = summarise(section["runs"])
+        save(section)
+        done += 1
+        log(f"codecs: {job.key} AP@0.5 {result['ap']:.3f} ({len(section['runs'])} runs stored)")
+    section["summary"] = summarise(section["runs"])
+    return section
