@@ -537,3 +537,49 @@ def test_the_detect_facade_keeps_the_public_names():
     assert facade.Detector is inference.Detector and facade.predict_dataset is inference.predict_dataset
     assert facade.find_latents is layout.find_latents and facade.latent_key is layout.latent_key
     assert facade.detections_json is detections.detections_json
+
+
+def test_evaluate_counts_images_without_prediction_files_warns_and_can_require_all(dataset, tmp_path, capsys):
+    from latentface.data.dataset import NestedLatentWiderFaceDataset
+    from latentface.data.labels import read_labels
+    from latentface.formats.widerface import write_widerface_predictions
+
+    records = NestedLatentWiderFaceDataset(dataset, "val").records
+    first, second = list(records)
+    assert len(records[first]) and len(records[second])
+    r = records[first]  # only the first image has a prediction file: every face of it, distinct scores
+    preds = {first: np.concatenate([r.boxes, np.linspace(0.9, 0.5, len(r))[:, None]], axis=1)}
+    write_widerface_predictions(preds, tmp_path / "preds", {first: r.name})
+    labels = read_labels(dataset / "val" / "labels.txt")
+    boxes = [
+        np.array([[2 * b[0], 3 * b[1], 2 * (b[2] - b[0]), 3 * (b[3] - b[1])] for b in labels[k].boxes]) for k in labels
+    ]
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    _write_mats(gt, list(labels), boxes)
+    argv = ["evaluate", "--predictions", str(tmp_path / "preds"), "--dataset_root", str(dataset), "--no_coco"]
+    out = tmp_path / "eval"
+    assert main([*argv, "--wider_gt", str(gt), "--output", str(out)]) == 0
+    err = capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    counted = {key: int((~rec.ignore).sum()) for key, rec in records.items()}
+    # the second image's faces are missed (the official protocol), not dropped: recall n1/(n1+n2) at precision 1
+    assert report["images_without_predictions"] == 1 and report["images"] == 2
+    assert report["ap"] == pytest.approx(counted[first] / (counted[first] + counted[second]), abs=1e-12)
+    # --wider_gt: the .mat's faces of the unpredicted image count as missed too (they were cut before)
+    assert report["wider_images_without_predictions"] == 1
+    assert report["wider"]["hard"] == pytest.approx(len(boxes[0]) / (len(boxes[0]) + len(boxes[1])), abs=1e-12)
+    warned = [line for line in err.splitlines() if line.startswith("latentface evaluate: warning: ")]
+    assert len(warned) == 2 and all(f"e.g. {second}" in line for line in warned), err
+    assert f"1 of 2 images of the ground truth have no predictions ({counted[second]} faces counted as missed)" in err
+    assert "Traceback" not in err
+
+    fails(
+        [*argv, "--require_all", "--output", str(out)],
+        capsys,
+        rf"preds: 1 of 2 images of split 'val' have no predictions .*e\.g\. {second}; --require_all",
+    )
+    # every file there: no warning, and --require_all passes
+    write_widerface_predictions({second: np.zeros((0, 5))}, tmp_path / "preds", {second: records[second].name})
+    assert main([*argv, "--require_all", "--wider_gt", str(gt), "--output", str(out)]) == 0
+    assert "warning" not in capsys.readouterr().err

@@ -1,12 +1,15 @@
 """``latentface evaluate``: WIDER FACE (and COCO) evaluation of a checkpoint or of saved predictions.
 
 Writes ``report.json``, ``pr_curve.png`` and, for a checkpoint, its predictions in the official
-WIDER text format (``widerface/``) under ``--output``.
+WIDER text format (``widerface/``) under ``--output``. Images without a prediction file count
+as missed faces (as an empty file does in the official code) and a warning on stderr says how
+many; ``--require_all`` makes that an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from latentface.cli.args import add_dataset, add_device, add_operating_point, add_progress, flag, operating_point
@@ -24,6 +27,7 @@ from latentface.metrics import (
     plot_pr_curve,
     to_mat_frame,
 )
+from latentface.metrics.report import missing_predictions, missing_warning
 from latentface.util.io import write_json
 
 
@@ -61,12 +65,29 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="skip COCO mAP (pycocotools is slow on very large prediction sets)",
     )
+    parser.add_argument(
+        *flag("--require_all"),
+        dest="require_all",
+        action="store_true",
+        help="an image of the split (or of --wider_gt) without a prediction file is an error, "
+        "not a missed image with a warning",
+    )
     add_progress(parser)
+
+
+def _require_all(predictions: dict, truth: dict, faces: dict, images_of: str, source: str) -> None:
+    """--require_all: a ValueError naming the prediction source when an image has no predictions
+    (``faces``: the counted faces of each image)."""
+    missing = missing_predictions(predictions, truth)
+    if missing:
+        missed = sum(faces[key] for key in missing)
+        raise ValueError(f"{source}: {missing_warning(missing, len(truth), missed, images_of)}; --require_all")
 
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    wider = load_wider_mat(args.wider_gt) if args.wider_gt else None  # before the model: a bad folder fails fast
     if args.weight:
         point = operating_point(args, evaluation=True)
         predictions, _, dataset = evaluate_checkpoint(
@@ -86,12 +107,18 @@ def run(args: argparse.Namespace) -> int:
         point = None
         dataset = NestedLatentWiderFaceDataset(args.dataset_root, args.split, args.latent_type)
         predictions = read_widerface_predictions(args.predictions)
+        if args.require_all:
+            faces = {key: int((~r.ignore).sum()) for key, r in dataset.records.items()}
+            _require_all(predictions, dataset.records, faces, f"split {args.split!r}", args.predictions)
+    if wider is not None and args.require_all:
+        faces = {key: int(v["hard"].sum()) for key, v in wider.items()}
+        _require_all(predictions, wider, faces, "the WIDER .mat (hard)", args.predictions or args.weight)
     report = evaluation_report(predictions, dataset.records, coco=not args.no_coco)
-    if args.wider_gt:
-        wider = load_wider_mat(args.wider_gt)
+    if wider is not None:
         labels = read_labels(Path(args.dataset_root) / args.split / "labels.txt")
         moved = to_mat_frame(predictions, mat_frame_transform(labels, wider))
-        add_wider_subsets(report, moved, {key: wider[key] for key in moved})
+        # every image of the .mat: one without predictions counts its faces as missed (the official code)
+        add_wider_subsets(report, moved, wider)
     report["source"] = {
         "weight": args.weight,
         "predictions": args.predictions,
@@ -102,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     }
     write_json(out / "report.json", report)
     plot_pr_curve(report, out / "pr_curve.png")
-    print(format_report(report))
+    print(format_report(report, warnings=False))
+    for warning in report["warnings"]:
+        print(f"latentface evaluate: warning: {warning}", file=sys.stderr)
     print(f"-> {out / 'report.json'}, {out / 'pr_curve.png'}" + (f", {out / 'widerface'}/" if args.weight else ""))
     return 0
