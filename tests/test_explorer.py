@@ -12,6 +12,7 @@ from latentface.inference.detector import Detector
 from latentface.model import LatentRetinaFace
 from latentface.tools.explorer import FeatureExplorer, run_with_maps
 from latentface.tools.explorer import logic as explorer_logic
+from latentface.tools.explorer import widgets as explorer_widgets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -214,3 +215,12 @@ def test_widgets_follow_the_controls_and_clicks(counted, val_sets):
     c["rate"].value = "latent_12.npy"
     assert seen["images"] == 3 and explorer.model_runs == 3
     assert "3 model runs so far" in box.title.value
+
+
+def test_saved_notebooks_show_the_explorers_view(explorer):
+    box = explorer.set(map="P3", view="pca").widgets()
+    bundle = box._repr_mimebundle_()
+    assert bundle["image/png"][:4] == b"\x89PNG"
+    assert bundle["text/plain"] == f"feature-map explorer: {explorer.title()} (live controls need a running kernel)"
+    picture = explorer_widgets.static_picture(explorer)
+    assert picture.shape == (SIZE, 2 * SIZE + 8, 3)  # the view, a gap, the decoded image

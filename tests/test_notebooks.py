@@ -236,3 +236,19 @@ def test_pair_check_of_make_lint_finds_what_is_out_of_step(tmp_path, capsys):
     copy.with_suffix(".ipynb").rename(tmp_path / "99_orphan.ipynb")
     found = notebooks.unpaired([copy])
     assert any("missing" in p for p in found) and any("99_orphan.ipynb: has no paired .py" in p for p in found)
+
+
+def test_saved_notebooks_drop_dead_widget_views_and_keep_their_figures():
+    nb = nbformat.v4.new_notebook()
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    nb.cells = [nbformat.v4.new_code_cell("tuner.widgets()")]
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "execute_result",
+            data={notebooks.WIDGET_VIEW: view, "image/png": "iVBOR", "text/plain": "threshold tuner at {...}"},
+            execution_count=1,
+        )
+    ]
+    assert notebooks.strip_widget_views(nb) == 1
+    assert set(nb.cells[0].outputs[0].data) == {"image/png", "text/plain"}
+    assert notebooks.strip_widget_views(nb) == 0

@@ -48,7 +48,7 @@ def hand_tuner(**kwargs):
 
 
 def counts(m):
-    return (m["true_positives"], m["false_positives"], m["faces"], m["detections"])
+    return (m["true_positives"], m["false_positives"], m["faces"], m["detections"], m["false_positives_faceless"])
 
 
 def test_match_outcomes_follow_the_wider_rules():
@@ -63,14 +63,15 @@ def test_match_outcomes_follow_the_wider_rules():
 @pytest.mark.parametrize(
     "settings, expected, precision, recall",
     [
-        # conf 0.02, NMS 0.4: a -> d1 d3 d5 d4 (d2 suppressed), b -> e1. TP d1 d4; FP d5 e1; d3 ignored.
-        (dict(conf=0.02), (2, 2, 2, 5), 2 / 4, 1.0),
-        (dict(conf=0.55), (1, 1, 2, 3), 1 / 2, 1 / 2),  # a: d1 d3; b: e1
-        (dict(conf=0.65), (1, 0, 2, 2), 1.0, 1 / 2),  # a: d1 d3
-        (dict(conf=0.95), (0, 0, 2, 0), 0.0, 0.0),
-        (dict(conf=0.02, nms=0.95), (2, 3, 2, 6), 2 / 5, 1.0),  # d2 survives NMS: a second hit on F1
-        (dict(conf=0.02, nms=0.95, topk=2), (1, 2, 2, 3), 1 / 3, 1 / 2),  # a keeps d1 d2 before NMS
-        (dict(conf=0.02, keep=1), (1, 1, 2, 2), 1 / 2, 1 / 2),  # a: d1; b: e1
+        # conf 0.02, NMS 0.4: a -> d1 d3 d5 d4 (d2 suppressed), b -> e1. TP d1 d4; FP d5; d3 ignored;
+        # e1 is on the face-less image b: counted beside the WIDER precision, not in it
+        (dict(conf=0.02), (2, 1, 2, 5, 1), 2 / 3, 1.0),
+        (dict(conf=0.55), (1, 0, 2, 3, 1), 1.0, 1 / 2),  # a: d1 d3; b: e1
+        (dict(conf=0.65), (1, 0, 2, 2, 0), 1.0, 1 / 2),  # a: d1 d3
+        (dict(conf=0.95), (0, 0, 2, 0, 0), 0.0, 0.0),
+        (dict(conf=0.02, nms=0.95), (2, 2, 2, 6, 1), 2 / 4, 1.0),  # d2 survives NMS: a second hit on F1
+        (dict(conf=0.02, nms=0.95, topk=2), (1, 1, 2, 3, 1), 1 / 2, 1 / 2),  # a keeps d1 d2 before NMS
+        (dict(conf=0.02, keep=1), (1, 0, 2, 2, 1), 1.0, 1 / 2),  # a: d1; b: e1
     ],
 )
 def test_metrics_at_hand_computed_operating_points(settings, expected, precision, recall):
@@ -80,6 +81,8 @@ def test_metrics_at_hand_computed_operating_points(settings, expected, precision
     assert m["recall"] == pytest.approx(recall)
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     assert m["f1"] == pytest.approx(f1)
+    tp, fp, faceless = expected[0], expected[1], expected[4]
+    assert m["precision_with_faceless"] == (tp / (tp + fp + faceless) if tp + fp + faceless else 0.0)
     assert {k: m[k] for k in ("conf", "nms", "topk", "keep")} == hand_tuner().set(**settings).thresholds()
 
 
@@ -94,16 +97,42 @@ def test_detections_of_one_image_are_thresholded_suppressed_and_cut():
     assert len(tuner.set(conf=0.6).detections(image=1)["scores"]) == 0  # strictly above, as postprocess
 
 
-def test_operating_point_lies_on_the_wider_pr_curve():
-    gt = {"r": {"a": GT["a"]}}  # every image has faces: the WIDER curve counts the same proposals
-    tuner = ThresholdTuner.from_candidates({"r": {"a": CANDIDATES["a"]}}, gt)
-    # with the face-less image "b" too: the tuner's curve counts its false positives, as the point does
-    with_faceless = hand_tuner()
-    for conf in (0.02, 0.4, 0.55, 0.75, 0.85):
-        for t in (tuner, with_faceless):
-            m = t.set(conf=conf).metrics()
-            points = np.stack([m["recall_curve"], m["precision_curve"]], 1)
-            assert np.isclose(points, [m["recall"], m["precision"]], atol=1e-9).all(1).any(), conf
+def point_on_its_curve(m) -> tuple:
+    """The curve's vertex for the point's threshold, and the point, as (recall, precision, faceless FP)."""
+    j = m["curve_index"]
+    vertex = (m["recall_curve"][j], m["precision_curve"][j], int(m["faceless_curve"][j]))
+    return vertex, (m["recall"], m["precision"], m["false_positives_faceless"])
+
+
+def test_operating_point_is_a_vertex_of_its_curve():
+    tuner = hand_tuner()
+    m = tuner.set(conf=0.02).metrics()
+    # a and b best first: d1 .9 (TP), d3 .7 (ignored), e1 .6 (face-less), d5 .5 (FP), d4 .3 (TP)
+    assert m["threshold_curve"].tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5, 0.3])
+    assert m["precision_curve"].tolist() == [1.0, 1.0, 1.0, 0.5, 2 / 3]  # d3 and e1: no proposal
+    assert m["recall_curve"].tolist() == [0.5, 0.5, 0.5, 0.5, 1.0]
+    assert m["faceless_curve"].tolist() == [0, 0, 1, 1, 1]
+    for conf in (0.02, 0.4, 0.55, 0.6, 0.75, 0.85):
+        vertex, point = point_on_its_curve(tuner.set(conf=conf).metrics())
+        assert vertex == point, conf
+    assert tuner.set(conf=0.95).metrics()["curve_index"] is None  # nothing above: no point to draw
+
+
+def test_operating_point_is_on_the_drawn_curve_exactly_at_every_setting(shared):
+    """The point and the curve drawn next to it, at many settings (keep=1 included): equal numbers."""
+    tuner = shared
+    checked = 0
+    for rate in ("latent_75.npy", "latent_12.npy"):
+        for nms, topk, keep in ((0.4, 5000, 750), (0.4, 5000, 1), (0.3, 200, 5), (0.7, 50, 750)):
+            for conf in (0.02, 0.1, 0.3, 0.5, 0.7, 0.9):
+                m = tuner.set(rate=rate, conf=conf, nms=nms, topk=topk, keep=keep).metrics()
+                if m["curve_index"] is None:
+                    assert m["detections"] - m["false_positives_faceless"] == 0
+                    continue
+                vertex, point = point_on_its_curve(m)
+                assert vertex == point, (rate, conf, nms, topk, keep)
+                checked += 1
+    assert checked >= 30
 
 
 def test_the_tuner_uses_the_operating_point():
@@ -248,7 +277,7 @@ def test_saved_thresholds_round_trip_through_detect(model, val_sets, shared, tmp
 def expensive_calls(monkeypatch):
     """Counts of the tuner's expensive steps: NMS over every candidate, and a PR curve."""
     calls = {"full_nms": 0, "nms": 0, "curve": 0}
-    run_nms, pr_curve = tuner_logic._run_nms, tuner_logic.wider_pr_curve
+    run_nms, pr_curve = tuner_logic._run_nms, tuner_logic.exact_pr_curve
 
     def counted_nms(cands, keys, nms, topk, above):
         calls["nms"] += 1
@@ -260,7 +289,7 @@ def expensive_calls(monkeypatch):
         return pr_curve(*args, **kwargs)
 
     monkeypatch.setattr(tuner_logic, "_run_nms", counted_nms)
-    monkeypatch.setattr(tuner_logic, "wider_pr_curve", counted_curve)
+    monkeypatch.setattr(tuner_logic, "exact_pr_curve", counted_curve)
     return calls
 
 
@@ -277,33 +306,41 @@ def test_widgets_drive_the_tuner_quickly(shared, tmp_path, expensive_calls, coun
     # NMS over every candidate and the curve never run again (the quick path, whatever the machine load)
     _, seen = counted
     before, images = dict(expensive_calls), seen["images"]
+    full_draws, point_draws = box.draws["full_draws"], box.draws["point_draws"]
     for conf in (0.3, 0.45, 0.6, 0.75, 0.9):
         controls["conf"].value = conf
         m = tuner.metrics(curve=False)
         assert tuner.conf == conf
         assert f"precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>" in box.status.value
+        assert box.point_line.value == tuner.point_text(m)
     assert expensive_calls == before and seen["images"] == images
+    # the point moves over the cached curve picture: no full redraw of the PR figure
+    assert box.draws["full_draws"] == full_draws and box.draws["point_draws"] == point_draws + 5
+    point = box.draws["point_draws"]
 
     # a new NMS IoU: the curve is computed off the widget thread. The curve computation is held until
     # the control's change has returned: were the curve computed on the widget thread, it would not return.
     release, held = threading.Event(), threading.Event()
-    pr_curve = tuner_logic.wider_pr_curve
+    pr_curve = tuner_logic.exact_pr_curve
 
     def held_curve(*args, **kwargs):
         held.set()
         assert release.wait(60), "the curve thread was not released"
         return pr_curve(*args, **kwargs)
 
-    monkeypatch.setattr(tuner_logic, "wider_pr_curve", held_curve)
+    monkeypatch.setattr(tuner_logic, "exact_pr_curve", held_curve)
     before = box.pr_image.value
     controls["nms"].value = 0.6
     assert not tuner.has_curve("latent_75.npy", 0.6, tuner.topk, tuner.keep)
     assert "(PR curve being computed)" in box.status.value
     assert held.wait(60)  # meanwhile the curve is being computed, in another thread
+    assert box.draws["point_draws"] == point  # the point waits for its curve
     release.set()
     box.wait()
     assert ("latent_75.npy", 0.6, tuner.topk, tuner.keep) in tuner._curve_cache
     assert box.pr_image.value != before and box.pr_image.value[:4] == b"\x89PNG"
+    assert "(PR curve being computed)" not in box.status.value and "detections" in box.status.value
+    assert box.draws["full_draws"] == full_draws + 1
     controls["keep"].value = 5
     controls["image"].value = 2
     box.wait()
@@ -318,6 +355,26 @@ def test_widgets_drive_the_tuner_quickly(shared, tmp_path, expensive_calls, coun
     assert saved == {"conf": 0.9, "nms": 0.6, "topk": tuner.topk, "keep": 5}
     assert "saved" in box.saved.value
 
+    # thresholds at the sliders' steps, in the tuner, the file and the message; the message goes with a change
+    controls["conf"].value = 0.22999999999999998
+    controls["nms"].value = 0.35000000000000003
+    assert (tuner.conf, tuner.nms) == (0.23, 0.35) and box.saved.value == ""
+    box.save_button.click()
+    assert json.loads((tmp_path / "t.json").read_text())["conf"] == 0.23
+    assert "'conf': 0.23, 'nms': 0.35," in box.saved.value
+    controls["keep"].value = 6
+    box.wait()
+    assert box.saved.value == ""
+
+
+def test_saved_notebooks_show_the_tuners_figure(shared, tmp_path):
+    box = shared.set(rate="latent_75.npy", conf=0.5).widgets(save_path=tmp_path / "t.json")
+    box.wait()
+    bundle = box._repr_mimebundle_()
+    assert bundle["image/png"][:4] == b"\x89PNG"  # what a page without the widget manager shows
+    assert bundle["text/plain"] == f"threshold tuner at {shared.thresholds()} (live controls need a running kernel)"
+    assert "application/vnd.jupyter.widget-view+json" in bundle  # a live kernel still gets the controls
+
 
 def test_plot_shows_the_image_and_the_curve(shared):
     tuner = shared.set(rate="latent_75.npy", conf=0.5, image=1)
@@ -327,6 +384,8 @@ def test_plot_shows_the_image_and_the_curve(shared):
     m = tuner.metrics()
     point = ax_pr.lines[1].get_xydata()
     assert point.tolist() == [[m["recall"], m["precision"]]]
+    assert point.tolist()[0] in ax_pr.lines[0].get_xydata().tolist()  # on the drawn curve, exactly
+    assert tuner.point_text(m) in ax_pr.get_title()
     rgb, what = tuner.picture()
     assert rgb.shape == (64, 64, 3) and what.startswith("image")  # synth stores the images
 
@@ -334,7 +393,7 @@ def test_plot_shows_the_image_and_the_curve(shared):
 def test_sweep_scans_thresholds_without_moving_the_operating_point():
     tuner = hand_tuner().set(conf=0.65)
     rows = tuner.sweep([0.02, 0.55, 0.95])
-    assert [counts(r) for r in rows] == [(2, 2, 2, 5), (1, 1, 2, 3), (0, 0, 2, 0)]
+    assert [counts(r) for r in rows] == [(2, 1, 2, 5, 1), (1, 0, 2, 3, 1), (0, 0, 2, 0, 0)]
     assert [r["conf"] for r in rows] == [0.02, 0.55, 0.95]
     assert tuner.conf == 0.65
     default = tuner.sweep()

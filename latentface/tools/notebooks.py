@@ -197,9 +197,27 @@ def execute(
     client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, resources={"metadata": {"path": str(cwd)}})
     client.execute(env=environment)
     nb.metadata.pop("widgets", None)  # widget state would only show stale, dead controls
+    strip_widget_views(nb)
     if write:
         jupytext.write(nb, source.with_suffix(".ipynb"))
     return nb
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def strip_widget_views(nb) -> int:
+    """Drop the widget views from ``nb``'s outputs (their state is not saved, so they would show as dead
+    controls or raw ``VBox(...)`` text), keeping what else each output carries (the tuner's and the
+    explorer's static figure). Returns how many were dropped."""
+    dropped = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data:
+                del data[WIDGET_VIEW]
+                dropped += 1
+    return dropped
 
 
 def unpaired(paths: list[Path]) -> list[str]:

@@ -185,7 +185,7 @@ def explorer_widgets(explorer: FeatureExplorer):
         events.append(event)
     sync_controls()
     redraw(time.perf_counter())
-    box = w.VBox(
+    box = ExplorerBox(
         [
             w.HBox([controls["image"], controls["rate"], controls["map"]]),
             w.HBox([controls["view"]]),
@@ -193,7 +193,8 @@ def explorer_widgets(explorer: FeatureExplorer):
             title,
             w.HBox([view_image, decoded_image]),
             w.HBox([readout, profile_image]),
-        ]
+        ],
+        explorer=explorer,
     )
     box.add_class("latentface-explorer")
     box.controls, box.click, box.events = controls, click, events
@@ -205,3 +206,31 @@ def explorer_widgets(explorer: FeatureExplorer):
         title,
     )
     return box
+
+
+def static_picture(explorer: FeatureExplorer) -> np.ndarray:
+    """The current view and, when there is one, the decoded image beside it (RGB uint8, 8 px apart)."""
+    view, decoded = explorer.view_image(), explorer.decoded_image()
+    if decoded is None:
+        return view
+    height = max(view.shape[0], decoded.shape[0])
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.pad(a, ((0, height - a.shape[0]), (0, 0), (0, 0)), constant_values=255)
+
+    return np.concatenate([pad(view), np.full((height, 8, 3), 255, np.uint8), pad(decoded)], axis=1)
+
+
+class ExplorerBox(w.VBox):
+    """The explorer's box; outside a live kernel (a saved notebook) it shows the view it was left at and the
+    decoded image, with a line saying what they are, instead of its repr."""
+
+    def __init__(self, children, explorer: FeatureExplorer):
+        super().__init__(children)
+        self._explorer = explorer
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        bundle["image/png"] = _png(static_picture(self._explorer))
+        bundle["text/plain"] = f"feature-map explorer: {self._explorer.title()} (live controls need a running kernel)"
+        return bundle

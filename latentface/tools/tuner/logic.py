@@ -16,9 +16,16 @@ reached without the network, and exactly (see :meth:`ThresholdTuner.detections`)
 Matching is :func:`latentface.metrics.wider.match_outcomes`, the WIDER FACE protocol (each
 detection takes its highest-IoU face, +1 pixel convention, IoU >= 0.5; a detection on an
 ignored face neither counts nor penalises; a second detection on a recalled face is a false
-positive). Unlike the WIDER protocol, false positives on images without faces are counted,
-at the operating point and on the curve (``count_faceless``): they are real false alarms at
-the chosen threshold, and so the operating point sits on the PR curve drawn next to it.
+positive; images without any ground-truth box are left out). The point and its curve follow that
+one rule; the false positives on face-less images, real false alarms at a threshold, are counted
+beside it (``false_positives_faceless``, ``precision_with_faceless``).
+
+The curve (:func:`exact_pr_curve`) has a vertex at every distinct score, on the raw scores: the
+operating point at ``conf`` *is* the vertex of the smallest score above ``conf``, the same counts
+divided the same way. (The official curve, :func:`latentface.metrics.wider.wider_pr_curve`, samples
+1000 thresholds of min-max *normalised* scores: with ``keep=1`` the lowest kept score is about 0.5,
+so its threshold 0.3 is a raw score of about 0.65, and read at the point's threshold it shows another
+precision; its AP is :meth:`ThresholdTuner.wider_ap`.)
 
 The operating point is an :class:`~latentface.inference.operating_point.OperatingPoint`
 (:attr:`ThresholdTuner.point`), saved as the thresholds JSON ``--thresholds`` reads. The
@@ -42,7 +49,7 @@ from latentface.data.layout import rate_file
 from latentface.inference.detector import Detector, predict_dataset
 from latentface.inference.operating_point import DISPLAY_CONF, EVAL_CONF, OperatingPoint
 from latentface.inference.pictures import picture_background
-from latentface.metrics.wider import ground_truth_arrays, match_outcomes, wider_pr_curve
+from latentface.metrics.wider import ground_truth_arrays, match_outcomes, wider_ap
 
 #: Candidates kept per image and rate before NMS (the default pre-NMS top-k): also the largest top-k
 #: the tuner offers.
@@ -91,6 +98,46 @@ def _run_nms(
     keep = batched_nms(boxes, scores, torch.from_numpy(image), nms).numpy()  # decreasing score
     starts = np.cumsum(counts) - counts
     return {k: keep[image[keep] == i] - starts[i] for i, k in enumerate(keys)}
+
+
+@dataclass
+class Curve:
+    """The exact PR curve of one prediction set: one vertex per distinct score, best first.
+
+    Vertex ``j`` counts the detections scoring ``>= thresholds[j]``: ``precision`` and ``recall`` by
+    the WIDER rule (images with ground truth), ``faceless`` the detections on images without any.
+    """
+
+    thresholds: np.ndarray  # [V] float32, descending
+    precision: np.ndarray  # [V] float64
+    recall: np.ndarray  # [V] float64
+    faceless: np.ndarray  # [V] int64
+    proposals: np.ndarray  # [V] int64: detections counted in precision (WIDER rule)
+
+    def at(self, conf: float) -> int | None:
+        """The vertex of the detections scoring strictly above ``conf`` (None: no detection is)."""
+        count = _count_above(self.thresholds, conf)
+        return count - 1 if count else None
+
+
+def exact_pr_curve(
+    scores: np.ndarray, is_proposal: np.ndarray, recalls: np.ndarray, faceless_scores: np.ndarray, faces: int
+) -> Curve:
+    """The curve of detections with these scores and WIDER outcomes (every image's, concatenated) and of
+    the detections on face-less images (``faceless_scores``: no proposal, no face, a vertex each all the
+    same), over ``faces`` counted faces."""
+    n = len(faceless_scores)
+    scores = np.concatenate([scores, faceless_scores]).astype(np.float32)
+    order = np.argsort(-scores, kind="stable")
+    ranked = scores[order]
+    proposals = np.cumsum(np.concatenate([is_proposal, np.zeros(n, bool)])[order], dtype=np.int64)
+    recalled = np.cumsum(np.concatenate([recalls, np.zeros(n, bool)])[order], dtype=np.int64)
+    faceless = np.cumsum(np.concatenate([np.zeros(len(is_proposal), bool), np.ones(n, bool)])[order], dtype=np.int64)
+    last = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True]) if len(ranked) else np.zeros(0, np.int64)
+    proposals, recalled = proposals[last], recalled[last]
+    precision = np.divide(recalled, proposals, out=np.zeros(len(last)), where=proposals > 0)
+    recall = recalled / faces if faces else np.zeros(len(last))
+    return Curve(ranked[last], precision, recall, faceless[last], proposals)
 
 
 class ThresholdTuner:
@@ -145,7 +192,7 @@ class ThresholdTuner:
         self.floor, self.max_candidates, self.iou_threshold = float(floor), int(max_candidates), iou_threshold
         self._candidates: dict[str, dict[str, _Candidates]] = {}
         self._nms_cache: dict[tuple, dict[str, np.ndarray]] = {}
-        self._curve_cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._curve_cache: dict[tuple, Curve] = {}
         self._pictures: dict[tuple, tuple[np.ndarray, str]] = {}
         self.detection_seconds: dict[str, float] = {}
         self.point = point or OperatingPoint(topk=min(OperatingPoint().topk, self.max_candidates))
@@ -327,43 +374,67 @@ class ThresholdTuner:
         }
 
     def pr_curve(self, rate: str | int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(precision, recall) of the WIDER curve over all cached scores at the current NMS, top-k and keep
-        (false positives on face-less images counted, as at the operating point)."""
-        return self.curve_at(self.rate if rate is None else self._rate_name(rate), self.nms, self.topk, self.keep)
+        """(precision, recall) of the exact curve over all cached scores at the current NMS, top-k and keep:
+        the operating point at any score threshold is one of its vertices."""
+        curve = self.curve_at(self.rate if rate is None else self._rate_name(rate), self.nms, self.topk, self.keep)
+        return curve.precision, curve.recall
 
     def has_curve(self, rate: str, nms: float, topk: int, keep: int) -> bool:
         """Whether the curve at these settings is computed already (:meth:`curve_at` returns at once)."""
         return (rate, nms, topk, keep) in self._curve_cache
 
-    def curve_at(self, rate: str, nms: float, topk: int, keep: int) -> tuple[np.ndarray, np.ndarray]:
-        """(precision, recall) at a rate, NMS IoU, top-k and keep: NMS over every candidate, cached."""
+    def _outcomes(self, rate: str, kept: Mapping[str, np.ndarray]):
+        """(scores, is proposal, recalls a face) of the detections on images with ground truth, and the
+        scores on images without any (what the WIDER protocol leaves out), each concatenated."""
+        cands, gt = self.candidates(rate), self._gt[rate]
+        scores, proposal, recalls, faceless = [], [], [], []
+        for key, idx in kept.items():
+            boxes_gt, ignore = gt[key]
+            if len(boxes_gt) == 0:
+                faceless.append(cands[key].scores[idx])
+                continue
+            p, r = match_outcomes(cands[key].boxes[idx], boxes_gt, ignore, self.iou_threshold)
+            scores.append(cands[key].scores[idx])
+            proposal.append(p)
+            recalls.append(r)
+
+        def cat(parts, dtype):
+            return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+        return cat(scores, np.float32), cat(proposal, bool), cat(recalls, bool), cat(faceless, np.float32)
+
+    def curve_at(self, rate: str, nms: float, topk: int, keep: int) -> Curve:
+        """The exact :class:`Curve` at a rate, NMS IoU, top-k and keep: NMS over every candidate, cached."""
         if (rate, nms, topk, keep) not in self._curve_cache:
-            cands = self.candidates(rate)
-            preds = {
-                key: np.concatenate([cands[key].boxes[idx[:keep]], cands[key].scores[idx[:keep], None]], axis=1)
-                for key, idx in self._nms(rate, nms, topk).items()
-            }
-            precision, recall, _ = wider_pr_curve(
-                preds, self.ground_truth[rate], self.iou_threshold, count_faceless=True
-            )
-            self._curve_cache[rate, nms, topk, keep] = (precision, recall)
+            kept = {key: idx[:keep] for key, idx in self._nms(rate, nms, topk).items()}
+            self._curve_cache[rate, nms, topk, keep] = exact_pr_curve(*self._outcomes(rate, kept), self._faces[rate])
         return self._curve_cache[rate, nms, topk, keep]
 
-    def metrics(self, rate: str | int | None = None, curve: bool = True) -> dict:
-        """Precision, recall and F1 over the validation set at the operating point.
+    def wider_ap(self, rate: str | int | None = None) -> float:
+        """The official WIDER AP (:func:`latentface.metrics.wider.wider_ap`) of every cached candidate at the
+        current NMS IoU, top-k and keep: what ``latentface evaluate`` reports for these settings."""
+        rate = self.rate if rate is None else self._rate_name(rate)
+        cands = self.candidates(rate)
+        preds = {
+            key: np.concatenate([cands[key].boxes[idx[: self.keep]], cands[key].scores[idx[: self.keep], None]], 1)
+            for key, idx in self._nms(rate, self.nms, self.topk).items()
+        }
+        return wider_ap(preds, self.ground_truth[rate], self.iou_threshold)
 
-        Also the counts (true and false positives, counted faces, detections) and, with
-        ``curve``, the PR curve (``precision_curve``, ``recall_curve``) the point lies on.
+    def metrics(self, rate: str | int | None = None, curve: bool = True) -> dict:
+        """Precision, recall and F1 over the validation set at the operating point, by the WIDER rule.
+
+        Also the counts (true and false positives, counted faces, detections on every image), the false
+        positives on images without faces (``false_positives_faceless``, left out of precision by the
+        protocol) and the precision they would give (``precision_with_faceless``); with ``curve``, the
+        exact PR curve (``precision_curve``, ``recall_curve``, ``threshold_curve``, ``faceless_curve``)
+        and ``curve_index``, the vertex the point is (None when nothing scores above the threshold).
         Without the curve only the candidates above the threshold are suppressed and matched.
         """
         rate = self.rate if rate is None else self._rate_name(rate)
-        cands, gt = self.candidates(rate), self._gt[rate]
-        tp = proposals = detections = 0
-        for key, idx in self._kept(rate).items():
-            proposal, recalls = match_outcomes(cands[key].boxes[idx], *gt[key], self.iou_threshold)
-            tp += int(recalls.sum())
-            proposals += int(proposal.sum())
-            detections += len(idx)
+        kept = self._kept(rate)
+        _, proposal, recalls, faceless = self._outcomes(rate, kept)
+        tp, proposals = int(recalls.sum()), int(proposal.sum())
         faces = self._faces[rate]
         precision = tp / proposals if proposals else 0.0
         recall = tp / faces if faces else 0.0
@@ -374,14 +445,24 @@ class ThresholdTuner:
             "f1": f1,
             "true_positives": tp,
             "false_positives": proposals - tp,
+            "false_positives_faceless": len(faceless),
+            "precision_with_faceless": tp / (proposals + len(faceless)) if proposals + len(faceless) else 0.0,
             "faces": faces,
-            "detections": detections,
+            "detections": sum(len(idx) for idx in kept.values()),
             "images": len(self.keys[rate]),
             "rate": rate,
             **self.thresholds(),
         }
         if curve:
-            result["precision_curve"], result["recall_curve"] = self.pr_curve(rate)
+            c = self.curve_at(rate, self.nms, self.topk, self.keep)
+            result.update(
+                precision_curve=c.precision,
+                recall_curve=c.recall,
+                threshold_curve=c.thresholds,
+                faceless_curve=c.faceless,
+                proposals_curve=c.proposals,
+                curve_index=c.at(self.conf),
+            )
         return result
 
     def sweep(self, confs=None, rate: str | int | None = None) -> list[dict]:
@@ -424,22 +505,47 @@ class ThresholdTuner:
         return viz.draw_detections(rgb, self.detections(), input_size=(height, width), truth=boxes_gt)
 
     def pr_artists(self, ax) -> tuple:
-        """The PR curve and the operating-point marker on ``ax``; update them with :meth:`update_pr`."""
-        (curve,) = ax.plot([], [], lw=1.5, label="WIDER PR curve")
+        """The PR curve, the operating-point marker and the marker of the point with the false positives
+        on face-less images counted, on ``ax``, the legend below the axes (it hides no point); update them
+        with :meth:`update_curve` and :meth:`update_point`."""
+        (curve,) = ax.plot([], [], lw=1.5, label="PR curve (WIDER rule)")
         (point,) = ax.plot([], [], "o", ms=8, color="crimson", label="operating point")
+        (faceless,) = ax.plot(
+            [], [], "o", ms=7, mfc="none", mec="crimson", label="with FP on face-less images", zorder=1
+        )
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
-        return curve, point
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, fontsize=7, frameon=False)
+        return curve, point, faceless
 
-    def update_pr(self, ax, curve, point, metrics: dict) -> None:
-        shown = metrics["recall_curve"] > 0  # thresholds above every score carry no point
+    def update_curve(self, ax, curve, metrics: dict) -> None:
+        """The curve of ``metrics`` (:meth:`metrics` with the curve) and the axes' title."""
+        shown = metrics["proposals_curve"] > 0  # where nothing counts yet, precision is undefined
         curve.set_data(metrics["recall_curve"][shown], metrics["precision_curve"][shown])
-        point.set_data([metrics["recall"]], [metrics["precision"]])
-        point.set_label(
-            f"score > {self.conf:.2f}: P {metrics['precision']:.3f}, R {metrics['recall']:.3f}, F1 {metrics['f1']:.3f}"
-        )
         ax.set_title(f"validation at {self.rate}: {metrics['images']} images, {metrics['faces']} faces", fontsize=9)
-        ax.legend(loc="lower left", fontsize=8)
+
+    @staticmethod
+    def update_point(point, faceless, metrics: dict) -> None:
+        """The operating point (a vertex of the curve) and, hollow, the same with face-less false positives;
+        nothing where no detection counted in precision scores above the threshold."""
+        shown = metrics["true_positives"] + metrics["false_positives"] > 0
+        point.set_data(*(([metrics["recall"]], [metrics["precision"]]) if shown else ([], [])))
+        extra = shown and metrics["false_positives_faceless"] > 0
+        faceless.set_data(*(([metrics["recall"]], [metrics["precision_with_faceless"]]) if extra else ([], [])))
+
+    def point_text(self, metrics: dict) -> str:
+        """One line: the threshold and P/R/F1 at the operating point, and the face-less false positives."""
+        return (
+            f"score > {self.conf:.2f}: P {metrics['precision']:.3f}, R {metrics['recall']:.3f}, "
+            f"F1 {metrics['f1']:.3f}; {metrics['false_positives_faceless']} FP on face-less images "
+            f"(P {metrics['precision_with_faceless']:.3f} with them)"
+        )
+
+    def update_pr(self, ax, curve, point, faceless, metrics: dict) -> None:
+        """Curve, point and title at once (the static figure)."""
+        self.update_curve(ax, curve, metrics)
+        self.update_point(point, faceless, metrics)
+        ax.set_title(f"{ax.get_title()}\n{self.point_text(metrics)}", fontsize=8)
 
     def plot(self, background: str = "auto"):
         """A figure: the current image with its detections and true faces, and the PR curve with the point."""

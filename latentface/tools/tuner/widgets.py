@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import cv2
 import ipywidgets as w
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -52,27 +53,58 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
         ),
     }
     save = w.Button(description="save thresholds", icon="save")
-    status, saved = w.HTML(), w.HTML()
+    status, point_line, saved = w.HTML(), w.HTML(), w.HTML()
     picture = w.Image(format="png", layout=w.Layout(width="480px"))
     pr_image = w.Image(format="png", layout=w.Layout(width="400px"))
-    fig = Figure(figsize=(4.6, 4.2), dpi=80)
-    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.12, top=0.92)
+    fig = Figure(figsize=(4.6, 4.4), dpi=80)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.2, top=0.93)
     canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    artists = tuner.pr_artists(ax)
+    curve_line, point, faceless = tuner.pr_artists(ax)
+    point.set_animated(True)  # drawn over the cached background only (blitting)
+    faceless.set_animated(True)
 
     lock = threading.Lock()  # the PR figure is drawn by the widget thread or a curve thread
     pending: list[threading.Thread] = []
+    drawn = {"settings": None, "background": None, "full_draws": 0, "point_draws": 0}
+
+    def settings_now() -> tuple:
+        return (tuner.rate, tuner.nms, tuner.topk, tuner.keep)
+
+    def status_text(m: dict, waiting: bool, ms: float) -> str:
+        return (
+            f"<b>{tuner.rate}</b>, {tuner.key}: {len(tuner.detections()['scores'])} detections. "
+            f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
+            f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
+            f"{m['faces']} faces; {m['false_positives_faceless']} FP on face-less images) &middot; {ms:.0f} ms"
+            + (" (PR curve being computed)" if waiting else "")
+        )
+
+    def move_point(m: dict) -> None:
+        """The point over the cached curve picture: no redraw of the axes, the curve or the legend."""
+        canvas.restore_region(drawn["background"])
+        tuner.update_point(point, faceless, m)
+        ax.draw_artist(faceless)
+        ax.draw_artist(point)
+        rgba = np.asarray(canvas.buffer_rgba())
+        pr_image.value = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGR))[1].tobytes()
+        drawn["point_draws"] += 1
 
     def draw_curve(settings: tuple) -> None:
-        """Redraw the curve and the point, unless the settings moved on meanwhile."""
+        """Redraw the curve (and the point on it), unless the settings moved on meanwhile."""
         with lock:
-            if settings != (tuner.rate, tuner.nms, tuner.topk, tuner.keep):
+            if settings != settings_now():
                 return
-            tuner.update_pr(ax, *artists, tuner.metrics())
-            buffer = io.BytesIO()
-            canvas.print_png(buffer)
-            pr_image.value = buffer.getvalue()
+            m = tuner.metrics()
+            if drawn["settings"] != settings:
+                tuner.update_curve(ax, curve_line, m)
+                canvas.draw()
+                drawn["background"] = canvas.copy_from_bbox(fig.bbox)
+                drawn["settings"] = settings
+                drawn["full_draws"] += 1
+            move_point(m)
+            if status.value.endswith(" (PR curve being computed)"):
+                status.value = status.value[: -len(" (PR curve being computed)")]
 
     def compute_curve(settings: tuple) -> None:
         tuner.curve_at(*settings)
@@ -80,24 +112,23 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
 
     def refresh(_=None):
         start = time.perf_counter()
-        tuner.set(**{name: c.value for name, c in controls.items()})
+        values = {name: c.value for name, c in controls.items()}
+        values["conf"], values["nms"] = round(values["conf"], 2), round(values["nms"], 2)  # the sliders' steps
+        tuner.set(**values)
+        saved.value = ""  # a message about an earlier point
         rgb = tuner.drawing(background)
         picture.value = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
         m = tuner.metrics(curve=False)
-        settings = (tuner.rate, tuner.nms, tuner.topk, tuner.keep)
+        point_line.value = tuner.point_text(m)
+        settings = settings_now()
         waiting = not tuner.has_curve(*settings)
-        if waiting:  # NMS over every candidate: off the widget thread
+        if waiting:  # NMS over every candidate: off the widget thread, which drops the note when done
+            status.value = status_text(m, True, 1000 * (time.perf_counter() - start))
             pending.append(threading.Thread(target=compute_curve, args=(settings,)))
             pending[-1].start()
         else:
             draw_curve(settings)
-        status.value = (
-            f"<b>{tuner.rate}</b>, {tuner.key}: {len(tuner.detections()['scores'])} detections. "
-            f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
-            f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
-            f"{m['faces']} faces) &middot; {1000 * (time.perf_counter() - start):.0f} ms"
-            + (" (PR curve being computed)" if waiting else "")
-        )
+            status.value = status_text(m, False, 1000 * (time.perf_counter() - start))
 
     def wait() -> None:
         """Block until every curve computation started so far has finished (tests, scripts)."""
@@ -105,13 +136,14 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
             pending.pop(0).join()
 
     def on_save(_):
-        saved.value = f"saved {tuner.thresholds()} to {tuner.save(save_path)}"
+        path = tuner.save(save_path)
+        saved.value = f"saved {tuner.thresholds()} to {path}"
 
     for c in controls.values():
         c.observe(refresh, names="value")
     save.on_click(on_save)
     refresh()
-    box = w.VBox(
+    box = TunerBox(
         [
             w.HBox(
                 [
@@ -120,10 +152,30 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
                 ]
             ),
             status,
-            w.HBox([picture, pr_image]),
+            w.HBox([picture, w.VBox([pr_image, point_line])]),
             w.HBox([save, saved]),
-        ]
+        ],
+        tuner=tuner,
+        background=background,
     )
+    box.add_class("latentface-tuner")
     box.controls, box.save_button, box.status, box.saved = controls, save, status, saved
-    box.pr_image, box.wait = pr_image, wait
+    box.pr_image, box.point_line, box.wait, box.draws = pr_image, point_line, wait, drawn
     return box
+
+
+class TunerBox(w.VBox):
+    """The tuner's box; outside a live kernel (a saved notebook, a page without the widget manager) it
+    shows the static figure of the point it was left at (:meth:`ThresholdTuner.plot`) instead of its repr."""
+
+    def __init__(self, children, tuner: ThresholdTuner, background: str = "auto"):
+        super().__init__(children)
+        self._tuner, self._background = tuner, background
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs) or {}
+        buffer = io.BytesIO()
+        self._tuner.plot(self._background).savefig(buffer, format="png", dpi=72)
+        bundle["image/png"] = buffer.getvalue()
+        bundle["text/plain"] = f"threshold tuner at {self._tuner.thresholds()} (live controls need a running kernel)"
+        return bundle
