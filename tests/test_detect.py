@@ -583,3 +583,27 @@ def test_evaluate_counts_images_without_prediction_files_warns_and_can_require_a
     write_widerface_predictions({second: np.zeros((0, 5))}, tmp_path / "preds", {second: records[second].name})
     assert main([*argv, "--require_all", "--wider_gt", str(gt), "--output", str(out)]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fmt", ["json", "widerface"])
+def test_a_bad_latent_under_raise_keeps_every_result_before_it_and_names_skip(dataset, weight, tmp_path, capsys, fmt):
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    np.save(folder / "a_good.npy", np.load(latent_file(dataset)))
+    np.save(folder / "b_good.npy", np.load(latent_file(dataset, index=3)))
+    np.save(folder / "c_nan.npy", np.full((1, 256, 4, 4), np.nan, np.float32))
+    np.save(folder / "d_good.npy", np.load(latent_file(dataset)))
+    out = tmp_path / "out"
+    argv = ["detect", "--latent", str(folder), "--weight", str(weight), "--output", str(out), "--keep", "2"]
+    fails(
+        # batch size 3: the two good files wait in a batch when the bad one is read; 1: each is run at once
+        [*argv, "--format", fmt, "--batch_size", "3" if fmt == "json" else "1", "--no_progress"],
+        capsys,
+        r"c_nan.npy: latent has 4096 non-finite values.*; the 2 result\(s\) before it are in .*; "
+        r"--on_bad_latent skip skips bad latents and goes on",
+    )
+    if fmt == "json":  # a valid JSON list of the two results before the bad file
+        assert [r["image"] for r in read_detections(out / "detections.json")] == ["a_good", "b_good"]
+    else:
+        assert sorted(p.stem for p in (out / "widerface").rglob("*.txt")) == ["a_good", "b_good"]
+    assert sorted(p.stem for p in (out / "pictures").iterdir()) == ["a_good", "b_good"]

@@ -17,9 +17,10 @@ import numpy as np
 
 from latentface import viz
 from latentface.cli.args import add_device, add_operating_point, add_progress, flag, operating_point
+from latentface.data.dataset import BadLatentError
 from latentface.data.labels import read_labels
 from latentface.data.layout import LABELS_FILE, find_latents, latent_key, layout_of
-from latentface.formats.detections import detection_record, write_detections
+from latentface.formats.detections import DetectionStream, detection_record, write_detections
 from latentface.formats.widerface import write_widerface_predictions
 from latentface.inference.detector import ON_BAD_LATENT, Detector, detect_files
 from latentface.inference.operating_point import DISPLAY_CONF, EVAL_CONF
@@ -126,36 +127,60 @@ def run(args: argparse.Namespace) -> int:
     else:
         json_path, picture_dir = None, output if single else output / "pictures"
     picture_min = point.conf if args.format == "json" else max(point.conf, DISPLAY_CONF)
+    if args.format == "widerface":
+        names, wider_dir = _wider_names(files), output / "widerface"
+        where = f"WIDER text files under {wider_dir}"
+    elif json_path is None:
+        json_path = output / (f"{latent_key(source)}.json" if single else "detections.json")
+        where = str(json_path)
+    else:
+        where = str(json_path)
 
-    records, predictions, skipped, pictures = [], {}, {}, 0
-    for file, latent, det in detect_files(
-        detector,
-        files,
-        args.batch_size,
-        args.on_bad_latent,
-        progress=not args.no_progress and not single,
-        skipped=skipped,
-    ):
-        key = latent_key(file)
-        size = detector.model.image_size(latent)
-        records.append(detection_record(key, size, det, file))
-        predictions[key] = np.concatenate([det["boxes"], det["scores"][:, None]], axis=1)
-        if pictures < args.max_pictures:
-            rgb, _ = picture_background(file, latent, args.background, args.image, args.codec)
-            drawn = viz.draw_detections(rgb, det, input_size=size, min_score=picture_min)
-            write_image(json_path.with_suffix(".png") if json_path else picture_dir / f"{key}.png", drawn)
-            pictures += 1
+    # results go to disk as they come (a folder's JSON list is flushed per image and closed on any
+    # stop), so a bad file or an interruption keeps every result before it
+    written, faces, skipped, pictures = 0, 0, {}, 0
+    stream = DetectionStream(json_path) if args.format == "json" and not single else None
+    try:
+        for file, latent, det in detect_files(
+            detector,
+            files,
+            args.batch_size,
+            args.on_bad_latent,
+            progress=not args.no_progress and not single,
+            skipped=skipped,
+        ):
+            key = latent_key(file)
+            size = detector.model.image_size(latent)
+            record = detection_record(key, size, det, file)
+            if args.format == "widerface":
+                rows = np.concatenate([det["boxes"], det["scores"][:, None]], axis=1)
+                write_widerface_predictions({key: rows}, wider_dir, names)
+            elif stream is not None:
+                stream.write(record)
+            else:
+                write_detections(json_path, record)
+            written += 1
+            faces += len(record["detections"])
+            if pictures < args.max_pictures:
+                rgb, _ = picture_background(file, latent, args.background, args.image, args.codec)
+                drawn = viz.draw_detections(rgb, det, input_size=size, min_score=picture_min)
+                write_image(picture_dir / f"{key}.png" if picture_dir else json_path.with_suffix(".png"), drawn)
+                pictures += 1
+    except BadLatentError as exc:
+        if single:
+            raise
+        raise BadLatentError(
+            f"{exc}; the {written} result(s) before it are in {where}; "
+            "--on_bad_latent skip skips bad latents and goes on"
+        ) from None
+    finally:
+        if stream is not None:
+            stream.close()
 
     if args.format == "widerface":
-        written = write_widerface_predictions(predictions, output / "widerface", _wider_names(files))
-        where = f"{len(written)} WIDER text files under {output / 'widerface'}"
-    else:
-        if json_path is None:
-            json_path = output / (f"{latent_key(source)}.json" if single else "detections.json")
-        where = str(write_detections(json_path, records[0] if single else records))
-    faces = sum(len(r["detections"]) for r in records)
+        where = f"{written} {where}"
     print(
-        f"{len(records)} latent(s), {faces} face(s) at conf >= {point.conf:g} -> {where}"
+        f"{written} latent(s), {faces} face(s) at conf >= {point.conf:g} -> {where}"
         + (f"; {pictures} picture(s)" if pictures else "")
         + (f"; {len(skipped)} bad latent(s) skipped" if skipped else "")
     )

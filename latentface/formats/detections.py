@@ -36,18 +36,51 @@ def detection_record(
     return record
 
 
+def _record_json(record: dict) -> str:
+    head = json.dumps({k: v for k, v in record.items() if k != "detections"})[:-1]
+    dets = ",\n  ".join(json.dumps(d) for d in record["detections"])
+    return f'{head}, "detections": [' + (f"\n  {dets}\n" if dets else "") + "]}"
+
+
 def detections_json(records: dict | list[dict]) -> str:
     """JSON text of one :func:`detection_record` or a list of them, one detection per line
     (readable and diff-able where an indented dump would spread a box over six lines)."""
-
-    def one(record: dict) -> str:
-        head = json.dumps({k: v for k, v in record.items() if k != "detections"})[:-1]
-        dets = ",\n  ".join(json.dumps(d) for d in record["detections"])
-        return f'{head}, "detections": [' + (f"\n  {dets}\n" if dets else "") + "]}"
-
     if isinstance(records, dict):
-        return one(records) + "\n"
-    return "[\n" + ",\n".join(one(r) for r in records) + "\n]\n"
+        return _record_json(records) + "\n"
+    return "[\n" + ",\n".join(_record_json(r) for r in records) + "\n]\n"
+
+
+class DetectionStream:
+    """A detections JSON list written one record at a time, each flushed to disk as it comes.
+
+    Closing ends the list, also when the run stops on an error (use it as a context manager),
+    so the file is valid JSON holding every record written before the error; the text is that
+    of :func:`detections_json` of the records written.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.count = 0
+        self._file = self.path.open("w", encoding="utf-8")
+        self._file.write("[\n")
+        self._file.flush()
+
+    def write(self, record: dict) -> None:
+        self._file.write((",\n" if self.count else "") + _record_json(record))
+        self._file.flush()
+        self.count += 1
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.write("\n]\n")
+            self._file.close()
+
+    def __enter__(self) -> DetectionStream:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def write_detections(path: str | os.PathLike, records: dict | list[dict]) -> Path:

@@ -120,8 +120,9 @@ def detect_files(
 ) -> Iterator[tuple[Path, torch.Tensor, dict[str, np.ndarray]]]:
     """(file, latent [C,H,W], detections) per file, run in batches of same-shaped consecutive latents.
 
-    A bad latent stops with an error naming it, or with ``on_bad_latent="skip"`` is recorded
-    in ``skipped`` (path -> reason) and left out.
+    A bad latent stops with an error naming it (after yielding every file before it), or with
+    ``on_bad_latent="skip"`` is recorded in ``skipped`` (path -> reason) and left out. A batch is
+    run as soon as it is full, so results come as the files are read.
     """
     if on_bad_latent not in ON_BAD_LATENT:
         raise ValueError(f"on_bad_latent must be 'raise' or 'skip', got {on_bad_latent!r}")
@@ -139,11 +140,15 @@ def detect_files(
             latent = load_model_latent(file, detector.in_channels)
         except BadLatentError as exc:
             if on_bad_latent == "raise":
+                if batch:  # the good files before it are detected first: nothing before the bad file is lost
+                    yield from flush()
                 raise
             skipped[str(file)] = str(exc)
             continue
-        if batch and (len(batch) >= batch_size or batch[0][1].shape != latent.shape):
+        if batch and batch[0][1].shape != latent.shape:
             yield from flush()
         batch.append((file, latent))
+        if len(batch) >= batch_size:
+            yield from flush()
     if batch:
         yield from flush()
