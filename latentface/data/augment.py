@@ -14,6 +14,10 @@ so only two geometric ones are offered:
 - a crop on the latent grid (offsets in whole cells = multiples of the stride):
   boxes shifted and clipped, dropped when their centre leaves the crop.
 
+Each records what it did in the target's ``ops`` (in image pixels: ``("hflip",)``,
+``("crop", left, top, width, height)``), so the paired RGB image of a latent (the teacher's
+input in distillation) can be given exactly the same geometry: :func:`replay_ops`.
+
 Randomness comes from ``torch``, so DataLoader workers differ and seeds reproduce.
 """
 
@@ -49,7 +53,7 @@ def flip_target(target: dict, width: float) -> dict:
     landmarks = target["landmarks"][:, list(FLIP_LANDMARKS)].clone()
     has = target["has_landmarks"]
     landmarks[has, :, 0] = width - landmarks[has, :, 0]
-    return {**target, "boxes": boxes, "landmarks": landmarks}
+    return {**target, "boxes": boxes, "landmarks": landmarks, "ops": (*target.get("ops", ()), ("hflip",))}
 
 
 def crop_target(target: dict, left: float, top: float, width: float, height: float) -> dict:
@@ -67,7 +71,8 @@ def crop_target(target: dict, left: float, top: float, width: float, height: flo
     has = target["has_landmarks"][keep]
     landmarks = target["landmarks"][keep].clone()
     landmarks[has] -= torch.tensor([left, top], dtype=torch.float32)
-    return {**target, "boxes": boxes, "landmarks": landmarks, "has_landmarks": has}
+    ops = (*target.get("ops", ()), ("crop", int(left), int(top), int(width), int(height)))
+    return {**target, "boxes": boxes, "landmarks": landmarks, "has_landmarks": has, "ops": ops}
 
 
 def hflip(latent: torch.Tensor, target: dict, channel_signs=None) -> tuple[torch.Tensor, dict]:
@@ -88,6 +93,21 @@ def crop(latent: torch.Tensor, target: dict, top: int, left: int, height: int, w
     return latent[:, top : top + height, left : left + width], crop_target(
         target, left * s, top * s, width * s, height * s
     )
+
+
+def replay_ops(image: torch.Tensor, ops: Sequence[tuple]) -> torch.Tensor:
+    """``image`` [C, H, W] (pixels of the latent's image) through the recorded ``ops``, in order."""
+    for op in ops:
+        if op[0] == "hflip":
+            image = image.flip(-1)
+        elif op[0] == "crop":
+            left, top, width, height = op[1:]
+            if top + height > image.shape[-2] or left + width > image.shape[-1]:
+                raise ValueError(f"crop {height}x{width} at ({top},{left}) does not fit a {list(image.shape)} image")
+            image = image[..., top : top + height, left : left + width]
+        else:
+            raise ValueError(f"unknown augmentation op {op!r}")
+    return image
 
 
 class RandomHorizontalFlip:

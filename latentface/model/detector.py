@@ -81,9 +81,13 @@ class _RetinaFace(nn.Module):
         return maps
 
     def forward(self, x: torch.Tensor) -> HeadOutputs:
+        return self.forward_with_maps(x)[0]
+
+    def forward_with_maps(self, x: torch.Tensor) -> tuple[HeadOutputs, OrderedDict[str, torch.Tensor]]:
+        """The head outputs and the named maps they came from (what distillation compares)."""
         maps = self.extract(x)
         levels = [ssh(maps[f"P{level}"]) for ssh, level in zip(self.ssh, self.anchor_layout.levels)]
-        return self.heads(levels)
+        return self.heads(levels), maps
 
     # -- geometry ----------------------------------------------------------------------------
     def image_size(self, x: torch.Tensor) -> tuple[int, int]:
