@@ -7,7 +7,7 @@ TORCH  := torch==2.14.1 torchvision==0.29.1
 DATASET_ROOT ?=
 CODEC ?=
 
-.PHONY: demo test test-fast lint notebooks bench bench-report clean
+.PHONY: demo test test-fast lint notebooks lab bench bench-report clean
 
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(VENV)/.ready
 # (03, the Kaggle kernel, runs its small local stand-in off Kaggle).
 notebooks: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.tools.notebooks
+
+# JupyterLab on notebooks/ with this environment's kernel: latentface importable, the widgets rendered
+# (jupyterlab_widgets, ipyevents), .py/.ipynb pairs kept in step by jupytext. LAB_ARGS=--no-browser etc.
+lab: $(VENV)/.ready
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 bench: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.cli bench

@@ -252,3 +252,25 @@ def test_saved_notebooks_drop_dead_widget_views_and_keep_their_figures():
     assert notebooks.strip_widget_views(nb) == 1
     assert set(nb.cells[0].outputs[0].data) == {"image/png", "text/plain"}
     assert notebooks.strip_widget_views(nb) == 0
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_saving_in_jupyterlab_leaves_the_py_unchanged(path):
+    """What JupyterLab's jupytext contents manager writes after a run: the kernel's own kernelspec, its
+    language_info, widget state and cell metadata in the notebook, filtered by notebooks/jupytext.toml."""
+    from ipykernel.kernelspec import get_kernel_dict
+    from jupytext.config import load_jupytext_config
+    from jupytext.jupytext import writes
+
+    spec = get_kernel_dict()
+    nb = jupytext.read(path)
+    assert nb.metadata["kernelspec"]["display_name"] == spec["display_name"] == "Python 3 (ipykernel)"
+    nb.metadata["kernelspec"] = {"display_name": spec["display_name"], "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python", "version": "3.11.2", "mimetype": "text/x-python"}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+    for cell in nb.cells:
+        cell.metadata.update(execution={"iopub.status.idle": "2026-01-01T00:00:00Z"}, scrolled=True)
+    config = load_jupytext_config(str(FOLDER))
+    fmt = {"extension": ".py", "format_name": "percent"}
+    config.set_default_format_options(fmt)
+    assert writes(nb, fmt=fmt, config=config) == path.read_text(encoding="utf-8")
