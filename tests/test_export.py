@@ -114,3 +114,22 @@ def test_export_rejects_an_empty_latent_size_naming_the_flag(weight, tmp_path, c
         f"got {' '.join(size)}" in err
     )
     assert err.count("\n") == 1 and "Traceback" not in err and not out.exists()
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_export_to_an_unwritable_path_is_one_line_naming_it(weight, tmp_path, capsys, fmt):
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "a_folder").mkdir()
+    for out, reason in [
+        (tmp_path / "a_folder", "is a folder; --output takes the file to write"),
+        (tmp_path / "a_file" / "m.pt", "cannot write the export there"),
+        ("/proc/latentface-test/m.pt", "cannot write the export there"),  # not writable, even by root
+    ]:
+        argv = ["export", "--weight", str(weight), "--format", fmt, "--output", str(out), "--no_check"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == f"latentface export: error: {out}: {reason}" + err.split(reason, 1)[1], err
+        assert err.count("\n") == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "a_folder"] and not any(
+        (tmp_path / "a_folder").iterdir()
+    )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -99,7 +100,7 @@ def export_torchscript(model: torch.nn.Module, path: str | os.PathLike, latent_s
     path.parent.mkdir(parents=True, exist_ok=True)
     with _quiet_tracing(), torch.no_grad():
         traced = torch.jit.trace(model.eval(), _example(model, latent_size), check_trace=False)
-        traced.save(str(path))
+    _saved(path, "TorchScript", lambda: traced.save(str(path)))
     return path
 
 
@@ -210,6 +211,31 @@ def check_latent_size(latent_size: Sequence[int]) -> None:
         )
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """OSError naming ``path`` (``--output``) unless a file can be written there: not a folder, its
+    folder made or there, and a file creatable in it. Checked before any model is loaded or traced."""
+    path = Path(path)
+    if path.is_dir():
+        raise OSError(f"{path}: is a folder; --output takes the file to write (e.g. {path / 'detector.onnx'})")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise OSError(f"{path}: cannot write the export there ({exc.strerror or exc})") from None
+    return path
+
+
+def _saved(path: Path, what: str, save) -> None:
+    """Run ``save()`` (writing only: no tracing), turning a failure to write (torch raises RuntimeError
+    for it) into an OSError naming ``path``."""
+    try:
+        save()
+    except (OSError, RuntimeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OSError(f"{path}: cannot write the {what} file ({reason})") from None
+
+
 def export_checkpoint(
     weight: str | os.PathLike,
     output: str | os.PathLike,
@@ -228,6 +254,7 @@ def export_checkpoint(
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     check_latent_size(latent_size)
+    check_writable(output)
     model, _ = model_from_checkpoint(weight)
     model.eval()
     start = time.perf_counter()
