@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   kernelspec:
-#     display_name: Python 3
+#     display_name: Python 3 (ipykernel)
 #     language: python
 #     name: python3
 # ---
@@ -23,8 +23,10 @@
 # %% tags=["parameters"]
 DATA_SLUG = "retina-modify"  # the dataset to find under /kaggle/input
 RUN_NAME = "kaggle"  # the run directory: /kaggle/working/runs/<RUN_NAME>
-TIME_BUDGET_H = 11.0  # hours of training this session; Kaggle stops a session at 12
+SESSION_H = 12.0  # Kaggle stops a session after 12 h: training gets what set-up leaves of it
+END_MARGIN_MIN = 30  # minutes of that kept at the end for the evaluation and saving /kaggle/working
 RESUME_FROM = []  # OWNER/KERNEL outputs to continue (push --resume_from sets it); then finding no run is an error
+PUSHED = {}  # filled by `latentface kaggle push`: the build id, this kernel and its flags
 TRAIN = dict(  # `latentface train` flags; batch_size is per GPU process
     preset="default",
     latent_type="latent_75.npy",
@@ -32,7 +34,8 @@ TRAIN = dict(  # `latentface train` flags; batch_size is per GPU process
     batch_size=8,
     lr=1e-3,
     workers=2,
-    keep_epochs=2,  # newest epoch_NNN.pth snapshots kept; older ones are deleted
+    keep_epochs=1,  # only the newest epoch_NNN.pth is kept (Kaggle keeps 20 GB of output)
+    val_images=4,  # validation images with boxes sent to W&B per validation
     no_progress=True,
     # device="cpu",  # on Kaggle, no GPU stops the kernel unless the CPU is asked for
 )
@@ -55,9 +58,11 @@ if WHEELS:
     sys.path.insert(0, WHEELS[-1])
 from latentface.tools import kaggle as lk  # noqa: E402
 
+CLOCK = lk.SessionClock(SESSION_H * 3600, END_MARGIN_MIN * 60)  # counts from this process's start
 if WHEELS:
     wheel = lk.find_wheels(f"{KAGGLE}/input")[-1]
     print(f"installed {wheel.name} into {lk.install_package(wheel)}")
+    lk.check_build(wheel, PUSHED.get("build_id"))  # prints the build id; another one than pushed stops here
 else:
     print("no wheel attached (not on Kaggle): using the installed latentface")
 missing = lk.missing_modules()
@@ -74,20 +79,27 @@ WORKING = ROOT / "working"
 RUN_DIR = WORKING / "runs" / RUN_NAME
 GPUS = lk.cuda_devices()
 lk.require_gpu(GPUS, TRAIN, ROOT)  # on Kaggle: no GPU stops here (says how to turn it on)
-WANDB = lk.configure_wandb(WORKING)
+WANDB = lk.configure_wandb(WORKING, kernel=PUSHED.get("kernel"))  # offline: says how to attach the secret
 RESUME = lk.resume_point(ROOT / "input", RUN_DIR, exclude=[DATASET], required=RESUME_FROM)
 print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\nrun: {RUN_DIR} ({'resuming' if RESUME else 'new'})")
 
 # %% [markdown]
 # ## Train
 #
-# One process per GPU through `torchrun` when there are two (T4 x2), one process otherwise.
-# Training stops cleanly at the time budget with a resumable `last.pth`.
+# One process per GPU through `torchrun` when there are two (T4 x2), one process otherwise. The backbone
+# starts from torchvision's ImageNet weights when the kernel can download them. Training gets the wall
+# clock left of the session (`--wall_budget`), keeps `--final_margin` of it for what follows, and stops
+# cleanly before an epoch that would not fit, with a resumable `last.pth`.
 
 # %%
 SETTINGS = lk.train_settings(TRAIN, ROOT)  # off Kaggle: the small (or smoke) settings over TRAIN
-ARGS = lk.train_arguments(SETTINGS, DATASET, RUN_DIR.parent, RUN_NAME, resume=RESUME, time_budget=TIME_BUDGET_H * 3600)
+SETTINGS = lk.imagenet_start(SETTINGS, ROOT, resume=RESUME)  # says which start it used
+WALL_BUDGET, FINAL_MARGIN = CLOCK.training_budget()  # prints the set-up overhead
+ARGS = lk.train_arguments(
+    SETTINGS, DATASET, RUN_DIR.parent, RUN_NAME, resume=RESUME, wall_budget=WALL_BUDGET, final_margin=FINAL_MARGIN
+)
 lk.run_logged(lk.train_command(len(GPUS), ARGS), WORKING / "train.log")
+CLOCK.mark("training")
 
 # %% [markdown]
 # ## Evaluate
@@ -100,6 +112,7 @@ import json  # noqa: E402
 WEIGHT = lk.best_weights(RUN_DIR)
 REPORT = lk.final_evaluation(WEIGHT, DATASET, RUN_DIR / "eval", latent_type=SETTINGS["latent_type"])
 print(WEIGHT.name, json.dumps(REPORT, indent=1))
+CLOCK.mark("evaluation")
 
 # %% [markdown]
 # ## Curves
@@ -114,8 +127,10 @@ display(Image(filename=str(RUN_DIR / "eval" / "pr_curve.png")))
 # ## What this session leaves in `/kaggle/working`
 #
 # `latentface kaggle output` downloads it; attach this kernel's output to the next session
-# (`latentface kaggle push --resume_from USER/KERNEL`) to continue the run.
+# (`latentface kaggle push --resume_from USER/KERNEL`) to continue the run. The summary says how far
+# the run got and, when the session's budget stopped it, the exact command that continues it.
 
 # %%
 for path in sorted(p for p in WORKING.rglob("*") if p.is_file() and "wandb" not in p.parts):
     print(f"{path.stat().st_size:>12,d}  {path.relative_to(WORKING)}")
+lk.session_summary(RUN_DIR, CLOCK, PUSHED, WORKING)

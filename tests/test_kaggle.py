@@ -2,8 +2,10 @@
 end to end."""
 
 import csv
+import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import textwrap
@@ -16,6 +18,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+import latentface
 import latentface.tools.kaggle.build as kaggle_build
 from latentface.checkpoint import load_checkpoint
 from latentface.cli import main
@@ -82,6 +85,10 @@ def _kernel_meta(**changes):
             "field 'model_sources': expected 'owner/slug/framework/variation/version'",
         ),
         (dict(machine_shape="T4x2"), "field 'machine_shape' 'T4x2' is not an accelerator"),
+        (dict(machine_shape="NvidiaTeslaT4Highmem"), "'NvidiaTeslaT4Highmem' is an internal Kaggle pool"),
+        (dict(machine_shape="NvidiaTeslaP100"), "a P100 (sm_60): Kaggle's PyTorch has no kernels for it"),
+        (dict(machine_shape="TpuV38"), "'TpuV38' is TPU v3-8, retired by Kaggle; use NvidiaTeslaT4 (GPU T4 x2)"),
+        (dict(machine_shape="TpuV5E8"), "a TPU: latentface trains on CUDA GPUs"),
         (dict(docker_image_pinning_type="pinned"), "field 'docker_image_pinning_type'"),
     ],
 )
@@ -89,6 +96,24 @@ def test_kernel_metadata_errors_name_the_field(changes, message):
     with pytest.raises(lk.KaggleSetupError, match="kernel-metadata.json: .*") as info:
         lk.validate_kernel_metadata(_kernel_meta(**changes))
     assert message in str(info.value)
+
+
+def test_machine_shapes_are_the_gpus_kernels_can_ask_for(capsys):
+    assert lk.MACHINE_SHAPES[0] == lk.MACHINE_SHAPE == "NvidiaTeslaT4"
+    assert not set(lk.MACHINE_SHAPES) & set(lk.UNSUPPORTED_SHAPES)
+    assert {"NvidiaTeslaT4Highmem", "NvidiaTeslaP100", "TpuV38", "Tpu1VmV38"} <= set(lk.UNSUPPORTED_SHAPES)
+    for shape in lk.MACHINE_SHAPES:
+        lk.validate_kernel_metadata(_kernel_meta(machine_shape=shape))
+    with pytest.raises(SystemExit) as exited:  # argparse's own exit for a bad choice
+        main(["kaggle", "build", "--user", "alice", "--machine_shape", "NvidiaTeslaT4Highmem"])
+    assert exited.value.code == 2
+    assert "invalid choice: 'NvidiaTeslaT4Highmem'" in capsys.readouterr().err
+
+
+def test_next_slug_numbers_the_kernels_that_continue_a_run():
+    assert lk.next_slug("latentface-train") == "latentface-train-2"
+    assert lk.next_slug("latentface-train-2") == "latentface-train-3"
+    assert lk.next_slug("run-9") == "run-10"
 
 
 def test_kernel_metadata_accepts_the_clis_boolean_strings_and_checks_the_code_file(tmp_path):
@@ -200,6 +225,30 @@ def test_missing_credentials_say_exactly_what_to_set(tmp_path):
         lk.kaggle_username(None, _env(tmp_path))
 
 
+def test_a_malformed_kaggle_json_is_reported_as_malformed_not_missing(tmp_path, capsys, monkeypatch):
+    config = tmp_path / "home" / ".kaggle"
+    config.mkdir(parents=True)
+    (config / "kaggle.json").write_text('{"username": "alice",\n "key": "k3y",\n}\n')  # a trailing comma
+    with pytest.raises(lk.KaggleSetupError) as info:
+        lk.find_credentials(_env(tmp_path))
+    message = str(info.value)
+    assert message.startswith(f"{config / 'kaggle.json'} is malformed: not valid JSON (line 3, column 1): ")
+    assert "not found" not in message and "https://www.kaggle.com/settings/api" in message
+    (config / "kaggle.json").write_text('["alice", "k3y"]')
+    with pytest.raises(lk.KaggleSetupError, match=r"kaggle\.json is malformed: expected a JSON object, got list"):
+        lk.kaggle_username(None, _env(tmp_path))
+    (config / "kaggle.json").write_bytes(b'{"username": "\xff"}')
+    with pytest.raises(lk.KaggleSetupError, match=r"kaggle\.json is malformed: not UTF-8 text"):
+        lk.find_credentials(_env(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    (config / "kaggle.json").write_text("{")
+    assert main(["kaggle", "build"]) == 2  # the username is looked up in it
+    err = capsys.readouterr().err
+    assert f"latentface kaggle build: error: {config / 'kaggle.json'} is malformed: not valid JSON (line 1" in err
+
+
 def test_missing_kaggle_command_says_what_to_install(tmp_path, monkeypatch, capsys):
     empty = tmp_path / "bin"
     empty.mkdir()
@@ -235,14 +284,36 @@ def test_build_writes_valid_metadata_filled_from_the_user(built):
         True,
     )
     assert kernel["code_file"] == "latentface-train.ipynb" and kernel["kernel_sources"] == []
-    assert sorted(p.name for p in built.package_dir.iterdir()) == ["dataset-metadata.json", built.wheel.name]
+    assert sorted(p.name for p in built.package_dir.iterdir()) == [
+        "build.json",
+        "dataset-metadata.json",
+        built.wheel.name,
+    ]
+    stamp = json.loads((built.package_dir / "build.json").read_text())
+    assert stamp == {
+        "build_id": built.build_id,
+        "version": latentface.__version__,
+        "wheel": built.wheel.name,
+        "kernel": "alice/latentface-train",
+    }
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{8}", built.build_id)
+    assert built.build_id.endswith(hashlib.sha256(built.wheel.read_bytes()).hexdigest()[:8])
 
 
 def test_built_kernel_is_notebook_03_without_outputs(built):
     notebook = jupytext.read(REPO / "notebooks" / "03_train_on_kaggle.py")
     kernel = json.loads((built.kernel_dir / "latentface-train.ipynb").read_text())
     code = [c for c in kernel["cells"] if c["cell_type"] == "code"]
-    assert ["".join(c["source"]) for c in code] == [c.source for c in notebook.cells if c.cell_type == "code"]
+    expected = [c.source for c in notebook.cells if c.cell_type == "code"]
+    built_code = ["".join(c["source"]) for c in code]
+    assert built_code[1:] == expected[1:]
+    pushed = {
+        "build_id": built.build_id,
+        "kernel": "alice/latentface-train",
+        "flags": ["--data", "alice/retina-modify"],
+        "internet": True,
+    }
+    assert built_code[0] == expected[0].replace("PUSHED = {}  #", f"PUSHED = {pushed!r}  #")  # only that line
     assert all(c["outputs"] == [] and c["execution_count"] is None for c in code)
     assert code[0]["metadata"]["tags"] == ["parameters"]
     assert kernel["metadata"]["kernelspec"]["name"] == "python3"
@@ -304,6 +375,48 @@ def test_build_options_reach_the_metadata(tmp_path, monkeypatch):
     assert main(["kaggle", "build", "--user", "alice", "--out", str(tmp_path), "--title", "My Run"]) == 2
 
 
+def test_a_rebuild_deletes_only_what_a_build_wrote(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
+    out = tmp_path / "out"
+    first = lk.build_kernel("alice", out=out)
+    manifest = json.loads((out / "build-manifest.json").read_text())
+    assert manifest["files"] == sorted(
+        [
+            "kernel/kernel-metadata.json",
+            "kernel/latentface-train.ipynb",
+            "package/build.json",
+            "package/dataset-metadata.json",
+            f"package/{first.wheel.name}",
+        ]
+    )
+    (out / "notes.txt").write_text("mine")  # beside the build folders: never touched
+    lk.build_kernel("alice", out=out)  # a previous build only: replaced
+    assert (out / "notes.txt").read_text() == "mine"
+    (out / "kernel" / "my-notes.md").write_text("mine too")  # inside a build folder: the build refuses
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*"))
+    assert main(["kaggle", "build", "--user", "alice", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"latentface kaggle build: error: {out / 'kernel' / 'my-notes.md'} was not written by `latentface kaggle build`"
+    ) in err
+    assert "nothing was deleted. Move it elsewhere, or pass another --out DIR" in err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == before
+    assert (out / "kernel" / "my-notes.md").read_text() == "mine too"
+    user = tmp_path / "user-folder"  # a folder of the user's that is no build at all
+    (user / "package").mkdir(parents=True)
+    (user / "package" / "data.csv").write_text("1,2\n")
+    with pytest.raises(lk.KaggleSetupError, match=r"package/data\.csv was not written by"):
+        lk.build_kernel("alice", out=user)
+    assert (user / "package" / "data.csv").read_text() == "1,2\n"
+    legacy = tmp_path / "legacy"  # a build from before the manifest: its own files are recognised
+    shutil.copytree(out, legacy)
+    (legacy / "kernel" / "my-notes.md").unlink()
+    (legacy / "build-manifest.json").unlink()
+    (legacy / "package" / "build.json").unlink()
+    lk.build_kernel("alice", out=legacy)
+    assert (legacy / "build-manifest.json").is_file() and (legacy / "notes.txt").is_file()
+
+
 # ------------------------------------------------------------------------------ the kaggle CLI calls (fake)
 
 FAKE_KAGGLE = textwrap.dedent("""\
@@ -312,35 +425,63 @@ FAKE_KAGGLE = textwrap.dedent("""\
     args = sys.argv[1:]
     state = Path(os.environ["FAKE_KAGGLE_STATE"])
     if args == ["--version"]:  # KaggleCLI checks that the command starts; not recorded
-        print("Kaggle API 1.7.4.5"); sys.exit(0)
+        print(os.environ.get("FAKE_KAGGLE_VERSION", "Kaggle CLI 2.2.5")); sys.exit(0)
     with open(state / "calls.jsonl", "a") as f:
         f.write(json.dumps(args) + "\\n")
-    datasets = json.loads((state / "datasets.json").read_text()) if (state / "datasets.json").exists() else {}
+    def load(name, default):
+        return json.loads((state / name).read_text()) if (state / name).exists() else default
+    datasets, kernels = load("datasets.json", {}), load("kernels.json", [])
     def save():
         (state / "datasets.json").write_text(json.dumps(datasets))
+        (state / "kernels.json").write_text(json.dumps(kernels))
     def option(name):
         return args[args.index(name) + 1]
+    def server_error(command):  # the CLI prints the server's refusal and exits 0
+        said = os.environ.get("FAKE_KAGGLE_ERROR_" + command)
+        if said:
+            print(said); sys.exit(0)
     if args[:2] == ["datasets", "status"]:
         if args[2] not in datasets:
             print("404 Client Error: Not Found for url"); sys.exit(1)
-        print("pending" if datasets[args[2]]["pending"] else "ready")
-        datasets[args[2]]["pending"] = max(0, datasets[args[2]]["pending"] - 1); save()
+        latest = datasets[args[2]][-1]
+        if latest["stale"]:  # right after `datasets version`: still the previous version's status
+            latest["stale"] -= 1; print("ready")
+        elif latest["pending"]:
+            latest["pending"] -= 1; print("pending")
+        else:
+            print("ready")
+        save()
     elif args[:2] in (["datasets", "create"], ["datasets", "version"]):
+        server_error(args[1].upper())
         folder = Path(option("-p"))
         ref = json.loads((folder / "dataset-metadata.json").read_text())["id"]
-        datasets[ref] = {"pending": 1, "files": sorted(p.name for p in folder.iterdir())}; save()
-        print("Dataset upload successful")
+        stamp = folder / "build.json"
+        stamp = json.loads(stamp.read_text())["build_id"] if stamp.exists() else None
+        stale = int(os.environ.get("FAKE_KAGGLE_STALE", "1")) if args[1] == "version" else 0
+        version = {"files": sorted(p.name for p in folder.iterdir()), "build": stamp, "stale": stale, "pending": 1}
+        datasets.setdefault(ref, []).append(version); save()
+        print("Dataset version is being created. Please check progress at https://www.kaggle.com/" + ref)
+    elif args[:2] == ["datasets", "download"] and "-f" in args:
+        versions = [v for v in datasets.get(args[2], []) if not v["stale"] and not v["pending"]]
+        versions = versions or datasets.get(args[2], [])[:-1]
+        if not versions:
+            print("404 Client Error: Not Found"); sys.exit(1)
+        (Path(option("-p")) / option("-f")).write_text(json.dumps({"build_id": versions[-1]["build"]}))
     elif args[:2] == ["datasets", "files"]:
         if args[2] != "alice/retina-modify":
             print("404 Client Error: Not Found"); sys.exit(1)
         print("name  size  creationDate")
     elif args[:2] == ["kernels", "push"]:
+        server_error("PUSH")
         meta = json.loads((Path(option("-p")) / "kernel-metadata.json").read_text())
         assert (Path(option("-p")) / meta["code_file"]).is_file()
+        kernels.append(meta["id"]); save()
+        print(os.environ.get("FAKE_KAGGLE_PUSH_WARNING", ""))
         print("Kernel version 1 successfully pushed.  Please check progress at "
               "https://www.kaggle.com/code/" + meta["id"])
     elif args[:2] == ["kernels", "status"]:
-        if args[2].startswith("nobody/"):
+        known = kernels + os.environ.get("FAKE_KAGGLE_KERNELS", "alice/latentface-train").split(",")
+        if args[2].startswith("nobody/") or args[2] not in known:
             print("404 Client Error: Not Found for url"); sys.exit(1)
         print(args[2] + ' has status "KernelWorkerStatus.COMPLETE"')
     elif args[:2] == ["kernels", "output"]:
@@ -382,30 +523,131 @@ def fake_kaggle(tmp_path, monkeypatch):
     return calls
 
 
-def test_push_creates_the_package_dataset_then_versions_it(built, fake_kaggle, tmp_path):
+def _stamp_download(calls):
+    """The ``datasets download ... -f build.json`` calls, with their temporary folder left out."""
+    return [c[:5] + c[7:] if c[:2] == ["datasets", "download"] else c for c in calls]
+
+
+def test_push_creates_the_package_dataset_then_versions_it(built, fake_kaggle, tmp_path, capsys):
     out = tmp_path / "build"
     shutil.copytree(built.kernel_dir.parent, out)
     kernel_dir, package_dir = str(out / "kernel"), str(out / "package")
     assert main(["kaggle", "push", "--skip-build", "--out", str(out)]) == 0
-    assert fake_kaggle() == [
+    download = ["datasets", "download", "alice/latentface-package", "-f", "build.json", "-o", "-q"]
+    assert _stamp_download(fake_kaggle()) == [
         ["datasets", "files", "alice/retina-modify"],
+        ["kernels", "status", "alice/latentface-train"],  # exists already: no W&B note
         ["datasets", "status", "alice/latentface-package"],
         ["datasets", "create", "-p", package_dir, "--dir-mode", "zip"],
         ["datasets", "status", "alice/latentface-package"],  # pending
         ["datasets", "status", "alice/latentface-package"],  # ready
+        download,  # ... with this build's stamp
         ["kernels", "push", "-p", kernel_dir],
     ]
-    uploaded = json.loads((fake_kaggle.state / "datasets.json").read_text())["alice/latentface-package"]["files"]
-    assert uploaded == ["dataset-metadata.json", built.wheel.name]
+    versions = json.loads((fake_kaggle.state / "datasets.json").read_text())["alice/latentface-package"]
+    assert versions[-1]["files"] == ["build.json", "dataset-metadata.json", built.wheel.name]
+    assert versions[-1]["build"] == built.build_id
+    out_text = capsys.readouterr().out
+    assert f"build {built.build_id}\n" in out_text and f"serves build {built.build_id}" in out_text
+    assert "logs W&B offline" not in out_text
     assert main(["kaggle", "push", "--skip-build", "--out", str(out), "--message", "second"]) == 0
-    assert fake_kaggle()[6:] == [
+    message = f"second (build {built.build_id})"
+    assert _stamp_download(fake_kaggle())[8:] == [
         ["datasets", "files", "alice/retina-modify"],
+        ["kernels", "status", "alice/latentface-train"],
         ["datasets", "status", "alice/latentface-package"],
-        ["datasets", "version", "-p", package_dir, "-m", "second", "--dir-mode", "zip"],
-        ["datasets", "status", "alice/latentface-package"],
-        ["datasets", "status", "alice/latentface-package"],
+        ["datasets", "version", "-p", package_dir, "-m", message, "--dir-mode", "zip"],
+        ["datasets", "status", "alice/latentface-package"],  # "ready": the previous version, same build
+        download,
         ["kernels", "push", "-p", kernel_dir],
     ]
+
+
+def test_push_waits_for_the_dataset_version_of_its_own_build(fake_kaggle, tmp_path, monkeypatch, capsys):
+    """Right after `datasets version` Kaggle still answers "ready" for the previous version: push waits
+    until the version it serves holds this build's stamp, and the pushed kernel checks the same id."""
+    monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
+    out = str(tmp_path / "build")
+    assert main(["kaggle", "push", "--out", out]) == 0
+    first = lk.Build.read(out).build_id
+    (tmp_path / "change").write_text("x")  # a later build: another time stamp
+    monkeypatch.setattr(kaggle_build, "make_build_id", lambda wheel: "20990101T000000Z-0badc0de")
+    capsys.readouterr()
+    assert main(["kaggle", "push", "--out", out]) == 0
+    second = lk.Build.read(out)
+    assert second.build_id == "20990101T000000Z-0badc0de" != first
+    calls = [c[:3] for c in fake_kaggle()]
+    after = calls[calls.index(["datasets", "version", "-p"]) + 1 :]
+    assert after == [
+        ["datasets", "status", "alice/latentface-package"],  # "ready", but the previous version
+        ["datasets", "download", "alice/latentface-package"],  # -> the first build: not yet
+        ["datasets", "status", "alice/latentface-package"],  # pending
+        ["datasets", "status", "alice/latentface-package"],  # ready
+        ["datasets", "download", "alice/latentface-package"],  # -> this build
+        ["kernels", "push", "-p"],
+    ]
+    text = capsys.readouterr().out
+    assert f"still serves build {first}; waiting for 20990101T000000Z-0badc0de" in text
+    notebook = nbformat.read(second.kernel_dir / "latentface-train.ipynb", as_version=4)
+    (cell,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert "'build_id': '20990101T000000Z-0badc0de'" in cell.source
+    assert "'kernel': 'alice/latentface-train'" in cell.source
+
+
+def test_push_fails_with_the_servers_message_when_the_cli_exits_0(fake_kaggle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
+    out = str(tmp_path / "build")
+    monkeypatch.setenv("FAKE_KAGGLE_ERROR_CREATE", "Dataset creation error: Title already in use")
+    assert main(["kaggle", "push", "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "latentface kaggle push: error: creating alice/latentface-package failed" in err
+    assert "Kaggle said: Dataset creation error: Title already in use" in err
+    assert not any(c[:2] == ["kernels", "push"] for c in fake_kaggle())  # stopped before the kernel
+    monkeypatch.delenv("FAKE_KAGGLE_ERROR_CREATE")
+    assert main(["kaggle", "push", "--out", out, "--wait", "0"]) == 0
+    monkeypatch.setenv("FAKE_KAGGLE_ERROR_VERSION", "Dataset version creation error: 403 - Forbidden")
+    assert main(["kaggle", "push", "--out", out]) == 2
+    assert "Kaggle said: Dataset version creation error: 403 - Forbidden" in capsys.readouterr().err
+    monkeypatch.delenv("FAKE_KAGGLE_ERROR_VERSION")
+    monkeypatch.setenv("FAKE_KAGGLE_ERROR_PUSH", "Kernel push error: Notebook not found")
+    assert main(["kaggle", "push", "--out", out, "--wait", "0"]) == 2
+    assert "pushing kernel alice/latentface-train failed" in capsys.readouterr().err
+    monkeypatch.delenv("FAKE_KAGGLE_ERROR_PUSH")
+    monkeypatch.setenv(
+        "FAKE_KAGGLE_PUSH_WARNING",
+        "The following are not valid kernel sources and could not be added to the kernel: ['alice/gone-kernel']",
+    )
+    assert main(["kaggle", "push", "--out", out, "--wait", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Kaggle said: The following are not valid kernel sources and could not be added" in err
+
+
+def test_a_first_push_says_the_wandb_secret_comes_after_it(fake_kaggle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
+    out = str(tmp_path / "build")
+    assert main(["kaggle", "push", "--out", out, "--slug", "latentface-train-2", "--wait", "0"]) == 0
+    text = capsys.readouterr().out
+    assert "note: alice/latentface-train-2 is a new kernel, so this first run logs W&B offline" in text
+    assert "https://www.kaggle.com/code/alice/latentface-train-2/edit" in text
+    assert "Add-ons -> Secrets" in text and "WANDB_API_KEY" in text and "then push again" in text
+    assert main(["kaggle", "push", "--out", out, "--slug", "latentface-train-2", "--wait", "0"]) == 0
+    assert "logs W&B offline" not in capsys.readouterr().out  # it exists now
+    assert main(["kaggle", "push", "--out", out, "--slug", "latentface-train-3", "--no-internet", "--wait", "0"]) == 0
+    assert "logs W&B offline" not in capsys.readouterr().out  # no internet: offline anyway, nothing to attach
+
+
+def test_push_needs_a_kaggle_cli_that_sends_machine_shape(fake_kaggle, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(kaggle_build, "build_wheel", _fake_wheel)
+    monkeypatch.setenv("FAKE_KAGGLE_VERSION", "Kaggle API 1.7.4.5")
+    assert main(["kaggle", "push", "--out", str(tmp_path / "build")]) == 2
+    err = capsys.readouterr().err
+    assert "error: kaggle 1.7.4.5 (" in err and "does not send machine_shape with `kernels push`" in err
+    assert "needs kaggle >= 1.8.4 (which needs Python >= 3.11): pip install -U 'kaggle>=1.8.4'" in err
+    assert fake_kaggle() == []  # nothing uploaded
+    assert main(["kaggle", "status"]) == 0  # the other commands work with it
+    monkeypatch.setenv("FAKE_KAGGLE_VERSION", "Kaggle API 1.8.4")
+    assert main(["kaggle", "push", "--out", str(tmp_path / "build"), "--wait", "0"]) == 0
+    assert lk.cli_version("Kaggle CLI 2.2.5") == (2, 2, 5) and lk.cli_version("kaggle") is None
 
 
 def test_push_refuses_data_it_cannot_read(fake_kaggle, tmp_path, monkeypatch, capsys):
@@ -464,7 +706,8 @@ def test_a_kaggle_cli_that_cannot_start_names_the_missing_module(fake_kaggle, tm
 
 def test_pyproject_kaggle_extra_installs_six():
     line = next(x for x in (REPO / "pyproject.toml").read_text().splitlines() if x.startswith("kaggle = ["))
-    assert '"six"' in line and '"kaggle>=1.6"' in line
+    assert '"six"' in line and "\"kaggle>=1.8.4; python_version >= '3.11'\"" in line  # 1.8.4 sends machine_shape
+    assert lk.MIN_KAGGLE_FOR_PUSH == (1, 8, 4)
 
 
 def test_status_output_and_download_data_wrap_the_cli(fake_kaggle, tmp_path, capfd):
@@ -772,6 +1015,182 @@ def test_resume_continues_the_furthest_run_from_the_inputs(tmp_path):
     assert lk.resume_point(tmp_path / "empty", tmp_path / "fresh") is None
 
 
+# ------------------------------------------------------------------------------ the kernel's session
+
+
+def test_the_kernel_prints_the_build_it_installed_and_stops_on_another(tmp_path, capsys):
+    package = tmp_path / "input" / "datasets" / "alice" / "latentface-package"
+    package.mkdir(parents=True)
+    wheel = package / "latentface-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"")
+    assert lk.check_build(wheel) is None
+    assert "build: unknown (no build.json beside the wheel)" in capsys.readouterr().out
+    (package / "build.json").write_text(json.dumps({"build_id": "20261201T000000Z-0123abcd"}))
+    assert lk.check_build(wheel, "20261201T000000Z-0123abcd") == "20261201T000000Z-0123abcd"
+    assert capsys.readouterr().out == f"build: 20261201T000000Z-0123abcd ({wheel.name})\n"
+    with pytest.raises(lk.KaggleSetupError) as error:
+        lk.check_build(wheel, "20261202T000000Z-ffffffff")
+    assert "pushed with build 20261202T000000Z-ffffffff, but the attached package" in str(error.value)
+    assert "is build 20261201T000000Z-0123abcd: Kaggle attached another version" in str(error.value)
+
+
+def test_the_session_clock_gives_training_what_set_up_leaves(capsys):
+    now = [1000.0 + 300]  # the process started at 1000, set-up took 5 minutes
+    clock = lk.SessionClock(12 * 3600, 1800, start=1000.0, now=lambda: now[0])
+    assert clock.training_budget() == (12 * 3600 - 300, 1800)
+    assert capsys.readouterr().out == (
+        "session clock: set-up took 300 s; training gets --wall_budget 42900 s (the 12 h session minus set-up), "
+        "of which --final_margin 1800 s is kept for the evaluation and saving the output\n"
+    )
+    now[0] += 11 * 3600
+    clock.mark("training")
+    now[0] += 600
+    clock.mark("evaluation")
+    assert clock.lines() == [
+        "session: 11.25 h of 12 h used (set-up 5.0 min, training 660.0 min, evaluation 10.0 min); 45 min left"
+    ]
+    late = lk.SessionClock(12 * 3600, 1800, start=0.0, now=lambda: 12 * 3600 - 1000.0)
+    with pytest.raises(lk.KaggleSetupError, match="1000 s are left of the 12 h session, not more than the 1800 s"):
+        late.training_budget()
+    assert abs(lk.SessionClock().start - __import__("time").time()) < 7 * 24 * 3600  # this process's start
+
+
+def _train_parser_with(*extra):
+    from latentface.cli.train import configure_parser
+
+    def configure(parser):
+        configure_parser(parser)
+        for name in extra:
+            if f"--{name}" not in parser._option_string_actions:
+                parser.add_argument(f"--{name}", type=float)
+
+    return configure
+
+
+def test_the_wall_budget_reaches_the_training_arguments(tmp_path, monkeypatch, capsys):
+    import latentface.cli.train as cli_train
+
+    monkeypatch.setattr(cli_train, "configure_parser", _train_parser_with("wall_budget", "final_margin"))
+    args = lk.train_arguments({"epochs": 2}, "data", "runs", "kaggle", wall_budget=42900, final_margin=1800)
+    assert args[-6:] == ["--epochs", "2", "--wall_budget", "42900", "--final_margin", "1800"]
+    run = _run_dir(tmp_path / "run", epoch=3, elapsed=1500)  # a resumed run: still this session's clock
+    args = lk.train_arguments({}, "data", "runs", "kaggle", resume=run, wall_budget=40000, final_margin=1800)
+    assert args[-6:] == ["--resume", str(run), "--wall_budget", "40000", "--final_margin", "1800"]
+
+    def without_wall_clock(parser):  # a latentface train from before --wall_budget
+        for name in ("dataset_root", "out", "name", "resume"):
+            parser.add_argument(f"--{name}")
+        parser.add_argument("--time_budget", type=float)
+
+    monkeypatch.setattr(cli_train, "configure_parser", without_wall_clock)
+    args = lk.train_arguments({}, "data", "runs", "kaggle", resume=run, wall_budget=11800, final_margin=1800)
+    assert args[-2:] == ["--time_budget", f"{1500 + 0.8 * 10000:g}"]
+    assert "this latentface train has no --wall_budget: --time_budget 9500 s instead" in capsys.readouterr().out
+
+
+def test_the_backbone_starts_from_imagenet_when_the_kernel_can_download_it(tmp_path, capsys):
+    real = tmp_path / "kaggle"  # a real Kaggle root (not the local stand-in, not smoke)
+    asked = []
+
+    def download(backbone):
+        asked.append(backbone)
+        return tmp_path / "hub" / "resnet50-11ad3fa6.pth"
+
+    settings = lk.imagenet_start({"preset": "default", "epochs": 9}, real, download=download, env={})
+    assert settings == {"preset": "default", "epochs": 9, "pretrained": str(tmp_path / "hub" / "resnet50-11ad3fa6.pth")}
+    assert asked == ["resnet50"]
+    assert capsys.readouterr().out == (
+        f"backbone start: torchvision's resnet50 ImageNet weights ({tmp_path / 'hub' / 'resnet50-11ad3fa6.pth'})\n"
+    )
+    assert lk.imagenet_start({"model": "resnet18"}, real, download=download, env={})["pretrained"]
+    assert asked[-1] == "resnet18"
+    capsys.readouterr()
+
+    def offline(backbone):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    assert lk.imagenet_start({"preset": "fast"}, real, download=offline, env={}) == {"preset": "fast"}
+    assert capsys.readouterr().out == (
+        "backbone start: could not download torchvision's resnet18 (OSError: <urlopen error [Errno -3] Temporary "
+        "failure in name resolution>); the backbone starts from random weights (push with internet on, or set "
+        "TRAIN['pretrained'] to a weights file)\n"
+    )
+    never = lambda backbone: pytest.fail("no download expected")  # noqa: E731
+    assert "pretrained" not in lk.imagenet_start({}, real, resume=tmp_path / "run", download=never, env={})
+    assert "backbone start: not needed: the run resumes from its last.pth" in capsys.readouterr().out
+    assert lk.imagenet_start({"pretrained": None}, real, download=never, env={}) == {"pretrained": None}
+    assert "backbone start: as set (none)" in capsys.readouterr().out
+    assert "pretrained" not in lk.imagenet_start({}, lk.LOCAL_ROOT, download=never, env={})
+    assert "not used off Kaggle" in capsys.readouterr().out
+
+
+def _finished_run(folder: Path, epochs: int, planned: int, stopped=...) -> Path:
+    folder.mkdir(parents=True)
+    with open(folder / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["epoch", "val_ap", "elapsed_s"])
+        writer.writeheader()
+        writer.writerows(
+            {"epoch": e, "val_ap": [0.31, 0.52, 0.48, 0.6][e - 1], "elapsed_s": 3600 * e} for e in range(1, epochs + 1)
+        )
+    (folder / "config.json").write_text(json.dumps({"epochs": planned}))
+    if stopped is not ...:
+        (folder / "summary.json").write_text(json.dumps({"stopped": stopped}))
+    return folder
+
+
+def test_the_end_summary_gives_the_command_that_continues_a_stopped_run(tmp_path):
+    pushed = {"kernel": "alice/latentface-train", "flags": ["--data", "bob/retina-modify", "--no_internet"]}
+    run = _finished_run(tmp_path / "a", epochs=3, planned=100, stopped="budget")
+    assert lk.run_summary(run) == dict(epochs=3, planned=100, best_ap=0.52, best_epoch=2, hours=3, stopped="budget")
+    lines = lk.summary_lines(run, pushed=pushed, working=tmp_path / "a")
+    assert lines[:3] == [
+        "summary: epoch 3 of 100, best val AP 0.5200 (epoch 2), 3.00 h trained",
+        "stopped early by the session's wall-clock budget: weight_final.pth holds the weights of an unfinished "
+        "run; to continue it:",
+        "  latentface kaggle push --user alice --data bob/retina-modify --no_internet --slug latentface-train-2 "
+        "--resume_from alice/latentface-train",
+    ]
+    assert lines[3].startswith("output: 0.00 GB in ") and lines[3].endswith("(Kaggle keeps up to 20 GB)")
+    done = _finished_run(tmp_path / "b", epochs=4, planned=4)
+    assert lk.summary_lines(done)[:2] == [
+        "summary: epoch 4 of 4, best val AP 0.6000 (epoch 4), 4.00 h trained",
+        "stopped: no, every planned epoch ran",
+    ]
+    signal = _finished_run(tmp_path / "c", epochs=1, planned=4, stopped="signal")
+    assert "stopped early by a stop signal" in lk.summary_lines(signal)[1]
+    assert lk.continue_command({"kernel": "alice/latentface-train-2", "flags": ["--data", "alice/retina-modify"]}) == (
+        "latentface kaggle push --user alice --data alice/retina-modify --slug latentface-train-3 "
+        "--resume_from alice/latentface-train-2"
+    )
+
+
+def test_the_training_log_comes_line_by_line_in_order_without_the_offline_resume_warning(tmp_path, capfd):
+    child = (
+        "import sys, time\n"
+        "print('statistics pass: 12880 latents')\n"  # no flush: block-buffered into a pipe without -u
+        "sys.stderr.write('wandb: WARNING `resume` will be ignored since W&B syncing is set to `offline`. '\n"
+        "                 'Starting a new run with run id ab12cd34.\\n')\n"
+        "sys.stderr.write('a warning\\n')\n"
+        "print('epoch 1/2')\n"
+    )
+    seconds = lk.run_logged([sys.executable, "-c", child], tmp_path / "train.log")
+    assert (tmp_path / "train.log").read_text() == "statistics pass: 12880 latents\na warning\nepoch 1/2\n"
+    out = capfd.readouterr().out  # the command line echoed, then the lines as they came
+    assert out.endswith("statistics pass: 12880 latents\na warning\nepoch 1/2\n")
+    assert out.count("Starting a new run with run id") == 1  # in the echoed command only
+    assert 0 < seconds < 60
+
+
+def test_an_offline_wandb_says_how_to_attach_the_secret(secrets, tmp_path, capsys):
+    assert lk.configure_wandb(tmp_path, {}, internet=True, kernel="alice/latentface-train") == "offline"
+    text = capsys.readouterr().out
+    assert text.startswith("W&B offline: no WANDB_API_KEY secret is attached to this notebook; to log to W&B online")
+    assert "https://www.kaggle.com/code/alice/latentface-train/edit" in text
+    secrets["WANDB_API_KEY"] = "k3y"
+    assert lk.configure_wandb(tmp_path, {}, internet=False) == "offline"
+    assert "api.wandb.ai cannot be reached" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------ the kernel, end to end
 
 
@@ -806,6 +1225,14 @@ def test_built_kernel_runs_end_to_end_against_a_fake_kaggle_root(built, tmp_path
     assert f"installed {built.wheel.name} into {site}" in text  # pip install --no-index --no-deps, offline
     assert (site / "latentface" / "tools" / "kaggle" / "kernel.py").is_file() and not (site / "torch").exists()
     assert "runtime dependencies: all importable" in text
+    (printed,) = re.findall(r"^build: (\S+) \(", text, re.M)
+    assert printed == built.build_id  # the kernel installed the build that was built
+    assert "backbone start: not used off Kaggle" in text
+    assert re.search(r"^session clock: set-up took \d+ s; training gets --wall_budget \d+ s", text, re.M)
+    assert "summary: epoch 1 of 1, best val AP " in text and "stopped: no, every planned epoch ran" in text
+    assert re.search(r"^session: \d+\.\d\d h of 12 h used \(set-up .* training .* evaluation .*\)", text, re.M)
+    assert re.search(r"^output: \d+\.\d\d GB in .*working \(Kaggle keeps up to 20 GB\)", text, re.M)
+    assert text.index("session clock: set-up") < text.index("$ python") < text.index("summary: epoch")
     assert f"dataset: {root / 'input' / 'retina-modify'}" in text and "run: " in text and "(new)" in text
 
     run = root / "working" / "runs" / "kaggle"

@@ -6,7 +6,10 @@ holding its wheel; the kernel (notebook 03, converted by jupytext) installs it o
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -14,10 +17,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
+from latentface import __version__
 from latentface.tools.kaggle.client import KaggleCLI
 from latentface.tools.kaggle.metadata import (
     DATA_SLUG,
@@ -36,6 +42,7 @@ from latentface.tools.kaggle.metadata import (
     validate_kernel_metadata,
     write_metadata,
 )
+from latentface.util.io import read_json, write_json
 
 #: Seconds between two ``kaggle datasets status`` polls while Kaggle processes the wheel dataset.
 POLL_SECONDS = 10
@@ -133,6 +140,7 @@ class Build:
     kernel_id: str
     package_id: str
     data_ids: list[str]
+    build_id: str = ""
 
     @classmethod
     def read(cls, out: str | os.PathLike) -> Build:
@@ -149,14 +157,93 @@ class Build:
         validate_kernel_metadata(kernel, out / "kernel", str(out / "kernel" / KERNEL_METADATA))
         validate_dataset_metadata(package, out / "package", str(out / "package" / DATASET_METADATA))
         data = [d for d in kernel.get("dataset_sources", []) if d != package["id"]]
-        return cls(out / "kernel", out / "package", wheels[0], kernel["id"], package["id"], data)
+        stamp = read_build_stamp(out / "package")
+        if stamp is None:
+            raise KaggleSetupError(
+                f"{out / 'package' / BUILD_STAMP} is missing (a build from an older latentface); "
+                "run `latentface kaggle build` again"
+            )
+        return cls(out / "kernel", out / "package", wheels[0], kernel["id"], package["id"], data, stamp["build_id"])
 
 
-def _fresh(folder: Path) -> Path:
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    return folder
+#: Written beside the wheel: which build this is (``build_id``: UTC time + the wheel's content hash).
+BUILD_STAMP = "build.json"
+
+
+def make_build_id(wheel: str | os.PathLike, now: datetime | None = None) -> str:
+    """``20261201T221530Z-1a2b3c4d``: when (UTC) and the first 8 hex digits of the wheel's SHA-256. Every
+    wheel is ``latentface-<version>``; this tells one build (and one dataset version) from another."""
+    digest = hashlib.sha256(Path(wheel).read_bytes()).hexdigest()
+    return f"{(now or datetime.now(timezone.utc)):%Y%m%dT%H%M%SZ}-{digest[:8]}"
+
+
+def read_build_stamp(folder: str | os.PathLike) -> dict | None:
+    """The build stamp in ``folder`` (the package folder, or the attached dataset in the kernel); None if absent."""
+    path = Path(folder) / BUILD_STAMP
+    if not path.is_file():
+        return None
+    stamp = read_json(path, "build stamp")
+    if not isinstance(stamp, dict) or not isinstance(stamp.get("build_id"), str):
+        raise KaggleSetupError(f"{path}: not a latentface build stamp (no 'build_id')")
+    return stamp
+
+
+#: What a build wrote, relative to its --out folder; a rebuild deletes only these.
+MANIFEST = "build-manifest.json"
+#: The two folders a build writes into.
+BUILD_FOLDERS = ("kernel", "package")
+
+
+def _files_under(out: Path) -> set[str]:
+    return {
+        p.relative_to(out).as_posix()
+        for folder in BUILD_FOLDERS
+        if (out / folder).is_dir()
+        for p in (out / folder).rglob("*")
+        if not p.is_dir()
+    }
+
+
+def _previous_build_files(out: Path) -> set[str]:
+    """The files a previous build wrote: its manifest, else (a build from before manifests) exactly the
+    files such a build writes: the two metadata files, the kernel's code_file, the wheel."""
+    if (out / MANIFEST).is_file():
+        try:
+            return set(read_json(out / MANIFEST, "build manifest")["files"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise KaggleSetupError(
+                f"{out / MANIFEST} is damaged ({exc}); nothing was deleted. Remove {out / 'kernel'} and "
+                f"{out / 'package'} yourself (keeping what you put there), or pass another --out"
+            ) from None
+    known = {f"kernel/{KERNEL_METADATA}", f"package/{DATASET_METADATA}"}
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):  # no readable metadata: no code_file
+        known.add(f"kernel/{read_json(out / 'kernel' / KERNEL_METADATA)['code_file']}")
+    return known | {f"package/{w.name}" for w in (out / "package").glob("latentface-*.whl")}
+
+
+def clear_previous_build(out: str | os.PathLike) -> list[str]:
+    """Delete what a previous build wrote in ``out/kernel`` and ``out/package``, and only that; refuse
+    (deleting nothing) when anything else is there. Returns the files deleted."""
+    out = Path(out)
+    present = _files_under(out)
+    if not present:
+        return []
+    unknown = sorted(present - _previous_build_files(out))
+    if unknown:
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        shown = ", ".join(str(out / f) for f in unknown[:5]) + more
+        raise KaggleSetupError(
+            f"{shown} {'was' if len(unknown) == 1 else 'were'} not written by `latentface kaggle build`, which "
+            f"rewrites {out / 'kernel'} and {out / 'package'}; nothing was deleted. Move "
+            f"{'it' if len(unknown) == 1 else 'them'} elsewhere, or pass another --out DIR"
+        )
+    for name in sorted(present):
+        (out / name).unlink()
+    for folder in BUILD_FOLDERS:  # empty now, except for empty sub-folders
+        if (out / folder).is_dir():
+            shutil.rmtree(out / folder)
+    (out / MANIFEST).unlink(missing_ok=True)
+    return sorted(present)
 
 
 def build_kernel(
@@ -188,9 +275,18 @@ def build_kernel(
     split_ref(data, "--data")
     for ref in resume_from:
         split_ref(ref, "--resume_from")
-    kernel_dir, package_dir = _fresh(out / "kernel"), _fresh(out / "package")
+    clear_previous_build(out)
+    kernel_dir, package_dir = out / "kernel", out / "package"
+    kernel_dir.mkdir(parents=True)
+    package_dir.mkdir(parents=True)
 
     wheel = build_wheel(package_dir, root)
+    build_id = make_build_id(wheel)
+    write_json(
+        package_dir / BUILD_STAMP,
+        {"build_id": build_id, "version": __version__, "wheel": wheel.name, "kernel": f"{user}/{slug}"},
+        indent=2,
+    )
     package = read_metadata(root / "kaggle" / DATASET_METADATA)
     package["id"] = f"{user}/{package_slug}"
     validate_dataset_metadata(package, package_dir, str(root / "kaggle" / DATASET_METADATA))
@@ -198,7 +294,13 @@ def build_kernel(
 
     kernel = read_metadata(root / "kaggle" / KERNEL_METADATA)
     code_file = f"{slug}.ipynb"
-    write_kernel_notebook(kernel_dir / code_file, root, {"RESUME_FROM": list(resume_from)})
+    flags = ["--data", data]  # what `push` needs to continue this run in a next kernel
+    flags += ["--package_slug", package_slug] if package_slug != PACKAGE_SLUG else []
+    flags += ["--machine_shape", machine_shape] if machine_shape != MACHINE_SHAPE else []
+    flags += [] if internet else ["--no_internet"]
+    flags += [] if private else ["--public"]
+    pushed = {"build_id": build_id, "kernel": f"{user}/{slug}", "flags": flags, "internet": internet}
+    write_kernel_notebook(kernel_dir / code_file, root, {"RESUME_FROM": list(resume_from), "PUSHED": pushed})
     kernel.update(
         id=f"{user}/{slug}",
         title=title,
@@ -212,7 +314,8 @@ def build_kernel(
     )
     validate_kernel_metadata(kernel, kernel_dir, str(kernel_dir / KERNEL_METADATA))
     write_metadata(kernel_dir / KERNEL_METADATA, kernel)
-    return Build(kernel_dir, package_dir, wheel, kernel["id"], package["id"], [data])
+    write_json(out / MANIFEST, {"written_by": "latentface kaggle build", "files": sorted(_files_under(out))}, indent=2)
+    return Build(kernel_dir, package_dir, wheel, kernel["id"], package["id"], [data], build_id)
 
 
 def dataset_exists(cli: KaggleCLI, ref: str) -> bool:
@@ -220,22 +323,73 @@ def dataset_exists(cli: KaggleCLI, ref: str) -> bool:
     return result.returncode == 0 and not re.search(r"\b404\b|not found|error", result.stdout or "", re.I)
 
 
-def wait_for_dataset(cli: KaggleCLI, ref: str, timeout: float = 600) -> None:
+#: What the kaggle CLI prints, with exit status 0, when the server refused an upload or part of a push.
+SERVER_ERRORS = re.compile(
+    r"^.*(?:creation error|push error|\berror:|not valid (?:dataset sources|competition sources|"
+    r"kernel sources|model sources)).*$",
+    re.I | re.M,
+)
+
+
+def run_checked(cli: KaggleCLI, args: Sequence[str], what: str) -> str:
+    """Run a kaggle command that exits 0 on server errors (``datasets create/version``, ``kernels push``):
+    its output is shown, and a server error in it fails with the server's message."""
+    result = cli.run(args, check=False, capture=True)
+    output = (result.stdout or "").strip()
+    if output:
+        print(output, flush=True)
+    errors = [m.group(0).strip() for m in SERVER_ERRORS.finditer(output)]
+    if result.returncode != 0 or errors:
+        said = "; ".join(errors) or (output.splitlines()[-1] if output else "no output")
+        raise KaggleSetupError(f"{what} failed (`kaggle {' '.join(map(str, args))}`): Kaggle said: {said}")
+    return output
+
+
+def dataset_build_id(cli: KaggleCLI, ref: str) -> str | None:
+    """The build id in the build stamp of the version of ``ref`` that Kaggle serves now (None: none readable)."""
+    with tempfile.TemporaryDirectory(prefix="latentface-stamp-") as tmp:
+        result = cli.run(
+            ["datasets", "download", ref, "-f", BUILD_STAMP, "-p", tmp, "-o", "-q"], check=False, capture=True
+        )
+        if result.returncode != 0:
+            return None
+        for path in Path(tmp).iterdir():  # build.json, or build.json.zip from some CLI versions
+            try:
+                if zipfile.is_zipfile(path):
+                    with zipfile.ZipFile(path) as archive:
+                        return json.loads(archive.read(BUILD_STAMP)).get("build_id")
+                return json.loads(path.read_text(encoding="utf-8")).get("build_id")
+            except (OSError, KeyError, ValueError, AttributeError):
+                return None
+    return None
+
+
+def wait_for_dataset(cli: KaggleCLI, ref: str, timeout: float = 600, build_id: str | None = None) -> None:
     """Poll ``kaggle datasets status`` until the new version is ready: a kernel started earlier would run
-    without it (or with the previous wheel)."""
+    without it (or with the previous wheel). With ``build_id``, "ready" counts only once the version
+    Kaggle serves holds that build's stamp: right after ``datasets version`` the status can still be
+    the previous version's "ready"."""
     deadline = time.monotonic() + timeout
+    served = None
     while True:
         status = (cli.run(["datasets", "status", ref], check=False, capture=True).stdout or "").strip()
         print(status, flush=True)
         last = status.splitlines()[-1].strip().lower() if status else ""
         if re.search(r"\bready\b", last):
-            return
-        if last in ("error", "failed"):  # a status, not an HTTP error of a dataset still being created
+            if build_id is None:
+                return
+            served = dataset_build_id(cli, ref)
+            if served == build_id:
+                print(f"dataset {ref} serves build {build_id}", flush=True)
+                return
+            print(f"dataset {ref} still serves build {served or 'unknown'}; waiting for {build_id}", flush=True)
+        elif last in ("error", "failed"):  # a status, not an HTTP error of a dataset still being created
             raise KaggleSetupError(f"Kaggle could not process dataset {ref}: {status}")
         if time.monotonic() >= deadline:
+            serving = f"; it still serves build {served}" if served else ""
             raise KaggleSetupError(
-                f"dataset {ref} is not ready after {timeout:.0f} s (last status: {status!r}); "
-                "wait, then run `latentface kaggle push --skip_build` again"
+                f"dataset {ref} is not ready{f' with build {build_id}' if build_id else ''} after {timeout:.0f} s "
+                f"(last status: {status!r}{serving}); wait, then run `latentface kaggle push --skip_build` again"
             )
         time.sleep(POLL_SECONDS)
 
@@ -246,11 +400,22 @@ def kernel_exists(cli: KaggleCLI, ref: str) -> bool:
     return result.returncode == 0 and not re.search(r"\b40[34]\b|not found|error", result.stdout or "", re.I)
 
 
+def wandb_secret_steps(kernel_id: str) -> str:
+    """How to give a kernel the ``WANDB_API_KEY`` secret (only possible once the kernel exists)."""
+    return (
+        f"to log to W&B online: open https://www.kaggle.com/code/{kernel_id}/edit, then Add-ons -> Secrets -> "
+        "Add Secret, label WANDB_API_KEY with your key from https://wandb.ai/authorize, tick it to attach it "
+        "to this notebook, then push again (`latentface kaggle push ...` with the same flags; the secret stays "
+        "attached for later pushes)"
+    )
+
+
 def push(result: Build, cli: KaggleCLI, message: str, wait: float = 600) -> None:
     """Check that the data and the kernels to resume from can be read, create or version the package
-    dataset, wait until Kaggle has processed it, push (and so run) the kernel."""
-    sources = read_metadata(result.kernel_dir / KERNEL_METADATA).get("kernel_sources") or []
-    for ref in sources:  # a wrong --resume_from would only show as a kernel failing on Kaggle
+    dataset, wait until Kaggle serves this build of it, push (and so run) the kernel."""
+    cli.require_machine_shape()
+    kernel = read_metadata(result.kernel_dir / KERNEL_METADATA)
+    for ref in kernel.get("kernel_sources") or []:  # a wrong --resume_from would show only as a failing kernel
         if not kernel_exists(cli, ref):
             raise KaggleSetupError(
                 f"--resume_from {ref}: no such kernel that you can read (`kaggle kernels status {ref}` failed); "
@@ -263,10 +428,21 @@ def push(result: Build, cli: KaggleCLI, message: str, wait: float = 600) -> None
                 f"cannot read dataset {data} ({(listed.stdout or '').strip()}); "
                 f"pass --data OWNER/{DATA_SLUG} with the owner of the dataset on kaggle.com"
             )
+    new_kernel = not kernel_exists(cli, result.kernel_id)
+    print(f"build {result.build_id}", flush=True)
     if dataset_exists(cli, result.package_id):
-        cli.run(["datasets", "version", "-p", result.package_dir, "-m", message, "--dir-mode", "zip"])
+        args = ["datasets", "version", "-p", result.package_dir, "-m", f"{message} (build {result.build_id})"]
+        run_checked(cli, [*args, "--dir-mode", "zip"], f"uploading a new version of {result.package_id}")
     else:
-        cli.run(["datasets", "create", "-p", result.package_dir, "--dir-mode", "zip"])
+        run_checked(
+            cli, ["datasets", "create", "-p", result.package_dir, "--dir-mode", "zip"], f"creating {result.package_id}"
+        )
     if wait > 0:
-        wait_for_dataset(cli, result.package_id, wait)
-    cli.run(["kernels", "push", "-p", result.kernel_dir])
+        wait_for_dataset(cli, result.package_id, wait, result.build_id)
+    run_checked(cli, ["kernels", "push", "-p", result.kernel_dir], f"pushing kernel {result.kernel_id}")
+    if new_kernel and kernel.get("enable_internet") in (True, "true", "True"):
+        print(
+            f"note: {result.kernel_id} is a new kernel, so this first run logs W&B offline (into its output): "
+            "a Kaggle secret can only be attached to a kernel that exists. " + wandb_secret_steps(result.kernel_id),
+            flush=True,
+        )

@@ -7,6 +7,7 @@ command looks, so a missing one is reported with exactly what to set.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,8 +15,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from latentface.tools.kaggle.metadata import KaggleSetupError
-from latentface.util.io import read_json
+from latentface.tools.kaggle.metadata import MIN_KAGGLE_FOR_PUSH, KaggleSetupError
 
 TOKEN_PAGE = "https://www.kaggle.com/settings/api"
 
@@ -30,12 +30,32 @@ def kaggle_config_dirs(env: Mapping[str, str] = os.environ) -> list[Path]:
 
 
 def _json_object(path: Path) -> dict:
-    """The JSON object in ``path``; {} when it is missing or not one (the CLI then looks elsewhere)."""
+    """The JSON object in ``path``; {} when it is missing (the CLI then looks elsewhere). A file that is
+    there but is not a JSON object is an error naming it and the JSON error's line: the kaggle CLI would
+    fail on it too, and "credentials not found" would send the user looking in the wrong place."""
     try:
-        data = read_json(path)
-    except (OSError, ValueError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
-    return data if isinstance(data, dict) else {}
+    except UnicodeDecodeError as error:
+        raise KaggleSetupError(f"{path} is malformed: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except OSError as error:
+        raise KaggleSetupError(f"{path}: cannot be read ({error.strerror or error})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        where = f" (line {error.lineno}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
+        shape = ' It should read {"username": "<user>", "key": "<key>"}.' if path.name == "kaggle.json" else ""
+        raise KaggleSetupError(
+            f"{path} is malformed: not valid JSON{where}: {getattr(error, 'msg', error)}.{shape} "
+            f"Fix it, or delete it and create a new API token at {TOKEN_PAGE}"
+        ) from None
+    if not isinstance(data, dict):
+        raise KaggleSetupError(
+            f"{path} is malformed: expected a JSON object, got {type(data).__name__}. Fix it, or delete it and "
+            f"create a new API token at {TOKEN_PAGE}"
+        )
+    return data
 
 
 def credentials_help(env: Mapping[str, str] = os.environ) -> str:
@@ -141,6 +161,12 @@ def check_kaggle_works(executable: str, env: Mapping[str, str] = os.environ) -> 
     )
 
 
+def cli_version(answer: str) -> tuple[int, ...] | None:
+    """``(2, 2, 5)`` from ``kaggle --version``'s answer ("Kaggle API 1.7.4.5", "Kaggle CLI 2.2.5"); None if none."""
+    match = re.search(r"(\d+(?:\.\d+)+)", answer or "")
+    return tuple(int(p) for p in match.group(1).split(".")) if match else None
+
+
 class KaggleCLI:
     """The official ``kaggle`` command, run in a subprocess (credentials checked first, so the message is ours)."""
 
@@ -150,6 +176,20 @@ class KaggleCLI:
         if check_credentials:  # first: kaggle < 1.8 logs in on import, so even --version fails without them
             find_credentials(self.env)
         self.version = check_kaggle_works(self.executable, self.env)
+
+    def require_machine_shape(self) -> None:
+        """Refuse a kaggle CLI that drops kernel-metadata.json's machine_shape on ``kernels push``."""
+        found = cli_version(self.version)
+        needed = ".".join(map(str, MIN_KAGGLE_FOR_PUSH))
+        if found is None:
+            print(f"warning: cannot read the kaggle CLI's version from {self.version!r}; it needs >= {needed}")
+        elif found < MIN_KAGGLE_FOR_PUSH:
+            have = ".".join(map(str, found))
+            raise KaggleSetupError(
+                f"kaggle {have} ({self.executable}) does not send machine_shape with `kernels push`: the kernel "
+                f"would not get its GPU T4 x2. `latentface kaggle push` needs kaggle >= {needed} (which needs "
+                f"Python >= 3.11): pip install -U 'kaggle>={needed}' (or pip install -U 'latentface[kaggle]')"
+            )
 
     def run(self, args: Sequence[str], check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
         command = [self.executable, *map(str, args)]

@@ -25,13 +25,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from latentface.tools.kaggle.build import wandb_secret_steps
 from latentface.tools.kaggle.metadata import DATA_SLUG, MACHINE_SHAPE, KaggleSetupError
 from latentface.util.env import smoke
-from latentface.util.io import write_json
 
 if TYPE_CHECKING:  # annotations only: the training package imports torch
     from latentface.checkpoint import RunDir
@@ -203,10 +204,13 @@ def internet_available(host: str = "api.wandb.ai", port: int = 443, timeout: flo
         return False
 
 
-def configure_wandb(working: str | os.PathLike, env: dict | None = None, internet: bool | None = None) -> str:
+def configure_wandb(
+    working: str | os.PathLike, env: dict | None = None, internet: bool | None = None, kernel: str | None = None
+) -> str:
     """W&B mode for the training processes: ``online`` with a WANDB_API_KEY (environment or Kaggle secret)
-    and a reachable server, ``offline`` otherwise (logs kept in ``working`` for ``wandb sync``);
-    ``disabled`` stays disabled. Sets WANDB_MODE / WANDB_DIR (and the key) in ``env``."""
+    and a reachable server, ``offline`` otherwise (logs kept in ``working`` for ``wandb sync``, and the
+    reason printed with how to attach the secret to ``kernel``); ``disabled`` stays disabled. Sets
+    WANDB_MODE / WANDB_DIR (and the key) in ``env``."""
     env = os.environ if env is None else env
     if env.get("WANDB_MODE") == "disabled":
         return "disabled"
@@ -214,6 +218,13 @@ def configure_wandb(working: str | os.PathLike, env: dict | None = None, interne
     online = bool(key) and (internet_available() if internet is None else internet)
     if online:
         env["WANDB_API_KEY"] = key
+    elif not key:
+        print(
+            "W&B offline: no WANDB_API_KEY secret is attached to this notebook; "
+            + wandb_secret_steps(kernel or "ME/KERNEL")
+        )
+    else:
+        print("W&B offline: api.wandb.ai cannot be reached (internet off?); upload the logs later with `wandb sync`")
     env["WANDB_MODE"] = "online" if online else "offline"
     env["WANDB_DIR"] = str(working)
     return env["WANDB_MODE"]
@@ -295,12 +306,15 @@ def train_arguments(
     name: str,
     resume: str | os.PathLike | None = None,
     time_budget: float | None = None,
+    wall_budget: float | None = None,
+    final_margin: float | None = None,
 ) -> list[str]:
     """``latentface train`` flags from ``{flag: value}`` (True: a switch, None/False: left out), checked
     against the train command's own parser before any process starts.
 
-    ``time_budget`` is this session's seconds; on resume the run's earlier training time is added,
-    because the budget counts the whole run.
+    ``time_budget`` is this session's seconds of training steps; on resume the run's earlier training
+    time is added, because that budget counts the whole run. ``wall_budget`` (with ``final_margin``)
+    is this session's wall clock for the training process (:meth:`SessionClock.training_budget`).
     """
     # The train command's own flags, so a typo fails here and not in the kernel's training process. Imported
     # here: it imports torch (see the module docstring), and it is the one use of the command line layer.
@@ -318,6 +332,14 @@ def train_arguments(
         args += ["--time_budget", f"{earlier + time_budget:g}"]
     parser = _SettingsParser(prog="latentface train", allow_abbrev=False)
     configure_parser(parser)
+    if wall_budget is not None and "--wall_budget" in parser._option_string_actions:
+        args += ["--wall_budget", f"{wall_budget:g}"]
+        args += ["--final_margin", f"{final_margin:g}"] if final_margin is not None else []
+    elif wall_budget is not None:  # a latentface train without a wall clock: its training-time budget, less
+        earlier = run_progress(resume)["elapsed_s"] if resume is not None else 0.0
+        steps = 0.8 * (wall_budget - (final_margin or 0.0))  # validation and checkpoints take the rest
+        print(f"this latentface train has no --wall_budget: --time_budget {earlier + steps:g} s instead")
+        args += ["--time_budget", f"{earlier + steps:g}"]
     parser.parse_args(args)
     return args
 
@@ -339,23 +361,33 @@ def train_command(n_gpus: int, args: Sequence[str], python: str = sys.executable
     return [python, "-m", "latentface.cli", "train", *map(str, args)]
 
 
-def run_logged(command: Sequence[str], log: str | os.PathLike, env: Mapping[str, str] | None = None) -> None:
-    """Run ``command``, echoing its output here (so it lands in the notebook) and into ``log``."""
+#: wandb < 0.20 warns on every offline run that continues one (the kernel resumes with the run's id).
+QUIET_LINES = re.compile(r"`resume` will be ignored since W&B syncing is set to `offline`")
+
+
+def run_logged(command: Sequence[str], log: str | os.PathLike, env: Mapping[str, str] | None = None) -> float:
+    """Run ``command``, echoing its output here (so it lands in the notebook) and into ``log``, line by
+    line as it comes (PYTHONUNBUFFERED: the training processes' prints and warnings stay in order);
+    returns the seconds it ran. Lines matching :data:`QUIET_LINES` are left out."""
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     print("$ " + " ".join([Path(command[0]).name, *map(str, command[1:])]), flush=True)
     tail: list[str] = []
+    started = time.monotonic()
     with (
         open(log, "a", encoding="utf-8") as out,
         subprocess.Popen(
             list(map(str, command)),
-            env=dict(os.environ if env is None else env),
+            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
             text=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            bufsize=1,
         ) as process,
     ):
         for line in process.stdout:
+            if QUIET_LINES.search(line):
+                continue
             print(line, end="", flush=True)
             out.write(line)
             out.flush()  # a session killed mid-run still leaves its log
@@ -365,6 +397,7 @@ def run_logged(command: Sequence[str], log: str | os.PathLike, env: Mapping[str,
             f"{Path(command[0]).name} {' '.join(map(str, command[1:4]))} ... failed with exit "
             f"status {process.returncode} (full log: {log}):\n{''.join(tail)}"
         )
+    return time.monotonic() - started
 
 
 # ---------------------------------------------------------------------------- resume
@@ -452,7 +485,7 @@ def resume_point(
     return run.path
 
 
-# ---------------------------------------------------------------------------- local stand-in and evaluation
+# ---------------------------------------------------------------------------- the local stand-in
 
 
 def prepare_local_input(
@@ -471,35 +504,3 @@ def prepare_local_input(
     print(f"not on Kaggle: writing the synthetic dataset to {target} ({recipe.n_train} + {recipe.n_val} images)")
     generate_dataset(target, **recipe.data(), progress=False)
     return target
-
-
-def best_weights(run_dir: str | os.PathLike) -> Path:
-    """best.pth (best validation AP), else weight_final.pth, else last.pth (a run stopped early)."""
-    run = _run_dir(run_dir)
-    for path in (run.best, run.final, run.last):
-        if path.is_file():
-            return path
-    raise KaggleSetupError(f"{run_dir}: no {run.BEST}, {run.FINAL} or {run.LAST}; did training start?")
-
-
-def final_evaluation(
-    weight: str | os.PathLike,
-    dataset: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    latent_type: str = "latent_75.npy",
-    batch_size: int = 8,
-    device: str | None = None,
-) -> dict:
-    """The validation split's evaluation report for a checkpoint: ``report.json`` and ``pr_curve.png``
-    in ``out_dir``; returns the report without its curves."""
-    from latentface.inference.evaluate import evaluate_checkpoint  # imports torch (see the module docstring)
-    from latentface.metrics.report import evaluation_report, plot_pr_curve  # imports scipy, a checked dependency
-
-    predictions, _, data = evaluate_checkpoint(
-        weight, dataset, "val", latent_type, batch_size=batch_size, device=device, progress=False
-    )  # at the evaluation's point
-    report = evaluation_report(predictions, data.records)
-    out_dir = Path(out_dir)
-    write_json(out_dir / "report.json", report, indent=2)
-    plot_pr_curve(report, out_dir / "pr_curve.png")
-    return {k: v for k, v in report.items() if k != "curves"}

@@ -3,7 +3,7 @@
 ``kaggle kernels push`` and ``kaggle datasets create`` check their metadata file before they
 upload; the same checks run here, so a bad field fails on the laptop with a message naming
 it (plus two that the CLI only warns about or gets wrong silently: a title that does not
-slugify to the kernel slug, an accelerator name the server would replace by a P100).
+slugify to the kernel slug, an accelerator name the server would silently replace).
 """
 
 from __future__ import annotations
@@ -24,23 +24,24 @@ DATASET_METADATA = "dataset-metadata.json"
 DATA_SLUG = "retina-modify"
 PACKAGE_SLUG = "latentface-package"
 KERNEL_SLUG = "latentface-train"
-#: T4 x2. Kaggle's default GPU (P100, sm_60) no longer runs current PyTorch.
+#: GPU T4 x2 (Kaggle's GPU for everyone; one T4 alone is not offered). P100s no longer run Kaggle's PyTorch.
 MACHINE_SHAPE = "NvidiaTeslaT4"
-#: The accelerator names the kaggle CLI documents; the server silently turns any other value into a P100.
-MACHINE_SHAPES = (
-    "NvidiaTeslaP100",
-    "NvidiaTeslaT4",
-    "NvidiaTeslaT4Highmem",
-    "NvidiaTeslaA100",
-    "NvidiaL4",
-    "NvidiaL4X1",
-    "NvidiaH100",
-    "NvidiaRtxPro6000",
-    "TpuV38",
-    "Tpu1VmV38",
-    "TpuV5E8",
-    "TpuV6E8",
-)
+#: The GPU accelerators kernels can ask for (the kaggle CLI's documented list, minus the shapes below);
+#: all but the T4 x2 are limited to some competitions or accounts. The server silently turns an
+#: unknown value into its default.
+MACHINE_SHAPES = ("NvidiaTeslaT4", "NvidiaL4", "NvidiaL4X1", "NvidiaTeslaA100", "NvidiaH100", "NvidiaRtxPro6000")
+#: Shapes the kaggle CLI listed that this project does not push to, and why.
+UNSUPPORTED_SHAPES = {
+    "NvidiaTeslaT4Highmem": "an internal Kaggle pool, not open to users",
+    "NvidiaTeslaP100": "a P100 (sm_60): Kaggle's PyTorch has no kernels for it any more",
+    "TpuV38": "TPU v3-8, retired by Kaggle",
+    "Tpu1VmV38": "TPU v3-8, retired by Kaggle",
+    "TpuV5E8": "a TPU: latentface trains on CUDA GPUs",
+    "TpuV6E8": "a TPU: latentface trains on CUDA GPUs",
+}
+#: The first kaggle CLI that sends kernel-metadata.json's machine_shape with `kernels push` (1.8.4, which
+#: needs Python >= 3.11); older ones drop it without a word and the kernel gets the default accelerator.
+MIN_KAGGLE_FOR_PUSH = (1, 8, 4)
 #: Dataset licences the kaggle CLI documents for dataset-metadata.json.
 LICENSES = (
     "CC0-1.0",
@@ -89,6 +90,13 @@ def slugify(title: str) -> str:
 def title_for(slug: str) -> str:
     """A title whose slug is ``slug``: ``latentface-train`` -> ``latentface train``."""
     return slug.replace("-", " ")
+
+
+def next_slug(slug: str) -> str:
+    """The slug of the kernel that continues ``slug``'s run: ``latentface-train`` -> ``latentface-train-2``,
+    ``latentface-train-2`` -> ``latentface-train-3``."""
+    match = re.fullmatch(r"(.*)-(\d+)", slug)
+    return f"{match.group(1)}-{int(match.group(2)) + 1}" if match and int(match.group(2)) < 1000 else f"{slug}-2"
 
 
 def split_ref(value: Any, field: str, parts: int = 2) -> list[str]:
@@ -186,10 +194,15 @@ def validate_kernel_metadata(
             f"{where}: field 'docker_image_pinning_type' must be 'original' or 'latest', got {pinning!r}"
         )
     shape = meta.get("machine_shape")
+    if shape in UNSUPPORTED_SHAPES:
+        raise KaggleSetupError(
+            f"{where}: field 'machine_shape' {shape!r} is {UNSUPPORTED_SHAPES[shape]}; use "
+            f"{MACHINE_SHAPE} (GPU T4 x2) or one of {', '.join(MACHINE_SHAPES[1:])}"
+        )
     if shape is not None and shape not in MACHINE_SHAPES:
         raise KaggleSetupError(
             f"{where}: field 'machine_shape' {shape!r} is not an accelerator Kaggle knows "
-            f"(it would silently run on a P100); use one of {', '.join(MACHINE_SHAPES)}"
+            f"(the server would silently replace it by its default); use one of {', '.join(MACHINE_SHAPES)}"
         )
     if folder is not None:
         _check_code_file(folder, code_file, kernel_type, where)
