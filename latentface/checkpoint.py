@@ -42,7 +42,8 @@ class RunDir:
     ``RunDir(path).last`` is the resumable checkpoint, ``.best`` the best validation epoch,
     ``.final`` the weights at the end, ``.epoch(n)`` the weights after epoch ``n``;
     ``.metrics`` (one CSV row per epoch), ``.config`` (the resolved training settings, a valid
-    ``--config`` file), ``.stats`` (the input normalisation), ``.curves`` and ``.ranks`` (DDP).
+    ``--config`` file), ``.stats`` (the input normalisation), ``.curves``, ``.ranks`` (DDP) and ``.summary``
+    (how the run stands or ended: finished, stopped early and why, failed).
     """
 
     path: Path
@@ -55,6 +56,7 @@ class RunDir:
     STATS: ClassVar[str] = "stats.json"
     CURVES: ClassVar[str] = "curves.png"
     RANKS: ClassVar[str] = "ranks.json"
+    SUMMARY: ClassVar[str] = "summary.json"
     EPOCH_PATTERN: ClassVar[str] = "epoch_*.pth"
 
     def __post_init__(self) -> None:
@@ -94,6 +96,10 @@ class RunDir:
     @property
     def ranks(self) -> Path:
         return self.path / self.RANKS
+
+    @property
+    def summary(self) -> Path:
+        return self.path / self.SUMMARY
 
     def epoch(self, number: int) -> Path:
         """The weights after epoch ``number`` (1-based): ``epoch_001.pth``."""

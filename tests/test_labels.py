@@ -263,3 +263,15 @@ def test_a_byte_order_mark_is_not_part_of_the_first_name(tmp_path):
         assert not any("\ufeff" in r.name or "\ufeff" in k for k, r in got.items())
         auto = read_labels(bom)
         assert list(auto) == list(want)
+
+
+def test_a_file_that_is_not_utf8_is_named_with_its_line(tmp_path):
+    """A labels file in another encoding (Latin-1 here) is a LabelFormatError naming the file, line and byte."""
+    for prefix in (b"", b"\xef\xbb\xbf"):  # with a BOM the line and byte are the same
+        path = tmp_path / "latin1.txt"
+        path.write_bytes(prefix + WIDER_TEXT.encode() + "caf\u00e9/x.jpg\n0\n".encode("latin-1"))
+        line = WIDER_TEXT.count("\n") + 1
+        with pytest.raises(LabelFormatError, match=re.escape(f"{path}:{line}: not UTF-8 text (byte 0xe9)")):
+            read_labels(path)
+    crlf = write(tmp_path, WIDER_TEXT.replace("\n", "\r\n"), "crlf.txt")
+    assert list(read_wider(crlf)) == list(read_wider(write(tmp_path, WIDER_TEXT, "lf.txt")))

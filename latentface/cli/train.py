@@ -8,19 +8,26 @@ Single process on a CPU or one GPU, or one process per GPU under ``torchrun`` (D
 
 Every :class:`~latentface.training.TrainConfig` field is a flag (``_`` and ``-`` spellings).
 Precedence: defaults < ``--config`` file < the flags given.
+
+Exit status: 0 when the run reached its end (all epochs, or ``--max_steps``/``--time_budget``/``--wall_budget``:
+then ``summary.json`` says ``"stopped"``), 2 for bad input (one line ``latentface train: error: ...``),
+128 + the signal's number after SIGINT (130) or SIGTERM (143): ``last.pth`` is saved and resumes.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 from latentface.anchors import PRESETS as ANCHOR_PRESETS
 from latentface.cli.args import flag
 from latentface.model import LatentRetinaFace
 from latentface.model.backbone import CHANNELS
 from latentface.model.bridge import BRIDGES
-from latentface.training import TrainConfig, train
-from latentface.training.config import FIELDS, read_config_file
+from latentface.training import TrainConfig
+from latentface.training.config import FIELDS, ON_BAD_LATENT, read_config_file
+from latentface.training.loop import run as run_training
 
 _DEFAULTS = TrainConfig()
 
@@ -74,6 +81,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     switch("augment", "augment", "no_augment", "random flip and latent-grid crop (default: on)")
     add("crop", "crop size as a fraction of the latent grid", type=float)
     add("workers", "DataLoader worker processes", type=int)
+    parser.add_argument(
+        *flag("--on_bad_latent"),
+        dest="on_bad_latent",
+        choices=ON_BAD_LATENT,
+        default=S,
+        help="a bad latent file (unreadable, wrong shape or dtype, NaN/inf), found by the check of both splits "
+        "before the first step, stops the run (raise) or leaves its split, logged and counted in summary.json "
+        "(skip) (default: raise)",
+    )
     add(
         "preset",
         f"LatentRetinaFace preset {sorted(LatentRetinaFace.PRESETS)}; explicit flags override it (default: default)",
@@ -111,8 +127,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("seed", "seed of initialisation, data order and augmentation", type=int)
     switch("deterministic", "deterministic", text="use deterministic algorithms (slower on GPU)")
     add("max_steps", "stop after this many steps in all (smoke tests)", type=int)
-    add("time_budget", "stop cleanly after this many seconds of training", type=float, metavar="SECONDS")
+    add(
+        "time_budget",
+        "stop cleanly after this many seconds of training steps (validation and checkpoints not counted)",
+        type=float,
+        metavar="SECONDS",
+    )
+    add(
+        "wall_budget",
+        "wall-clock budget from the process start (set-up, statistics, validation, checkpoints included): stop "
+        "before an epoch predicted not to fit, keeping --final_margin for what follows",
+        type=float,
+        metavar="SECONDS",
+    )
+    add(
+        "final_margin",
+        "seconds of --wall_budget left for after training, e.g. a final evaluation (default: 10%% of it, at most 1800)",
+        type=float,
+        metavar="SECONDS",
+    )
     add("val_every", "validate every N epochs (and after the last)", type=int)
+    add("val_subset", "validate on the first K validation images (the whole split at the end)", type=int, metavar="K")
+    add("progress_every", "a progress line every this many seconds (0: none)", type=float, metavar="SECONDS")
+    add(
+        "dist_timeout",
+        "torchrun process-group timeout in minutes: how long ranks wait for rank 0's statistics, validation and "
+        "checkpoints",
+        type=float,
+        metavar="MINUTES",
+    )
     add("out", "parent folder of run directories", metavar="DIR")
     add("name", "run directory name (default: a timestamp)")
     add("resume", "continue a run: its directory or a last.pth", metavar="RUN")
@@ -132,5 +175,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(train(config_from_args(args)))
-    return 0
+    config = config_from_args(args)
+    try:
+        outcome = run_training(config)
+    except KeyboardInterrupt:  # Ctrl-C before the first step, or a second one: no clean stop
+        print(
+            "latentface train: interrupted (SIGINT) without a clean stop; a last.pth saved before resumes",
+            file=sys.stderr,
+        )
+        return 128 + signal.SIGINT.value
+    print(outcome.run_dir)
+    return outcome.exit_status

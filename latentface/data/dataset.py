@@ -24,10 +24,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler, default_collate
+from tqdm import tqdm
 
 from latentface import LATENT_STRIDE
 from latentface.data.labels import FaceRecord, merge_landmarks, read_labels, sanitize
-from latentface.data.layout import LABELS_FILE, LANDMARKS_FILE, read_codec_name, resolve_latent_types
+from latentface.data.layout import (
+    LABELS_FILE,
+    LANDMARKS_FILE,
+    RATE_FILE_PATTERN,
+    read_codec_name,
+    resolve_latent_types,
+)
 from latentface.errors import LatentfaceError
 
 logger = logging.getLogger("latentface.data")
@@ -35,7 +42,12 @@ _FLOAT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64
 
 
 class BadLatentError(LatentfaceError, ValueError):
-    """A latent file that cannot be used; the message starts with the file's path."""
+    """A latent file that cannot be used; the message starts with the file's path. ``kind`` says why in one
+    word: ``unreadable``, ``dtype``, ``shape``, ``empty``, ``non-finite`` (``unusable`` when not told)."""
+
+    def __init__(self, message: str, kind: str = "unusable"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def read_latent_header(path: str | os.PathLike, check: bool = False) -> tuple[tuple[int, ...], np.dtype]:
@@ -46,7 +58,7 @@ def read_latent_header(path: str | os.PathLike, check: bool = False) -> tuple[tu
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
-        raise BadLatentError(f"{path}: cannot read latent ({type(e).__name__}: {e})") from None
+        raise BadLatentError(f"{path}: cannot read latent ({type(e).__name__}: {e})", "unreadable") from None
     if check:
         _checked_chw(path, tuple(arr.shape))
     return tuple(arr.shape), arr.dtype
@@ -62,9 +74,9 @@ def _checked_chw(path: str | os.PathLike, shape: tuple[int, ...]) -> tuple[int, 
     """``shape`` as (C, H, W), or :class:`BadLatentError` when it is not [1,C,H,W]/[C,H,W] or has a size of 0."""
     chw = _chw(shape)
     if chw is None:
-        raise BadLatentError(f"{path}: latent shape {list(shape)}, expected [1,C,H,W] or [C,H,W]")
+        raise BadLatentError(f"{path}: latent shape {list(shape)}, expected [1,C,H,W] or [C,H,W]", "shape")
     if min(chw) <= 0:
-        raise BadLatentError(f"{path}: latent shape {list(shape)} is empty (C, H and W must be at least 1)")
+        raise BadLatentError(f"{path}: latent shape {list(shape)} is empty (C, H and W must be at least 1)", "empty")
     return chw
 
 
@@ -81,12 +93,14 @@ def load_latent(
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
-        raise BadLatentError(f"{path}: cannot read latent ({type(e).__name__}: {e})") from None
+        raise BadLatentError(f"{path}: cannot read latent ({type(e).__name__}: {e})", "unreadable") from None
     if arr.dtype not in _FLOAT_DTYPES:
-        raise BadLatentError(f"{path}: latent dtype {arr.dtype}, expected float16, float32 or float64")
+        raise BadLatentError(f"{path}: latent dtype {arr.dtype}, expected float16, float32 or float64", "dtype")
     chw = _checked_chw(path, arr.shape)
     if expected_shape is not None and chw != tuple(expected_shape):
-        raise BadLatentError(f"{path}: latent shape {list(arr.shape)}, expected [C,H,W] = {list(expected_shape)}")
+        raise BadLatentError(
+            f"{path}: latent shape {list(arr.shape)}, expected [C,H,W] = {list(expected_shape)}", "shape"
+        )
     half = dtype == torch.float16
     # numpy converts float16 -> float32 several times faster than torch does on CPU (and checks finiteness faster).
     with np.errstate(over="ignore"):  # an overflow to float16 is reported below, naming the file
@@ -94,7 +108,7 @@ def load_latent(
     bad = _non_finite(latent)
     if bad:
         narrowed = " once converted to float16" if half and arr.dtype != np.float16 else ""
-        raise BadLatentError(f"{path}: latent has {bad} non-finite values (NaN/inf){narrowed}")
+        raise BadLatentError(f"{path}: latent has {bad} non-finite values (NaN/inf){narrowed}", "non-finite")
     return torch.from_numpy(latent)
 
 
@@ -197,10 +211,15 @@ class NestedLatentWiderFaceDataset(Dataset):
             keys.append(key)
             files.append(available)
         if not keys:
+            found = sorted(
+                {n for f in folders for n in os.listdir(latent_dir / f) if RATE_FILE_PATTERN.fullmatch(n)},
+                key=lambda n: int(n[7:-4]),
+            )
             raise ValueError(
                 f"{split_dir}: no labelled image has a latent folder with {' or '.join(self.latent_types)} "
                 f"({len(labels)} labelled images, {len(folders)} latent folders, {len(without_latent)} labelled "
-                f"images without a folder, {len(without_any_rate)} folders without the rate)"
+                f"images without a folder, {len(without_any_rate)} folders without the rate); "
+                + (f"rates found: {', '.join(found)} (pass --latent_type)" if found else "no rate file found")
             )
         self.keys: list[str] = keys
         self._files = files
@@ -290,6 +309,43 @@ class NestedLatentWiderFaceDataset(Dataset):
     def summary(self) -> dict:
         """Counts of samples, faces and every mismatch (plus latents skipped so far in this process)."""
         return {**self._summary, "bad_latents_skipped": len(self.bad_latents)}
+
+    def check_latents(self, progress: bool = False) -> dict[str, BadLatentError]:
+        """Every requested latent file read once, as loading reads it (header, dtype, shape, finiteness):
+        ``{path: BadLatentError}`` of the bad ones. Nothing changes; :meth:`leave_out` drops them."""
+        bad = {}
+        files = [p for i in range(len(self)) for p in self.latent_files(i)]
+        for path in tqdm(files, desc=f"check {self.split}", unit="latent", disable=not progress, leave=False):
+            try:
+                load_latent(path, self.expected_shape, self.dtype)
+            except BadLatentError as e:
+                bad[str(path)] = e
+        return bad
+
+    def leave_out(self, paths) -> int:
+        """Drop these latent files (and the samples left with none) from the split; returns the samples dropped.
+        Their faces leave the split too: a validation sample left out is neither found nor missed."""
+        paths = {str(p) for p in paths}
+        keys, files = [], []
+        for index, key in enumerate(self.keys):
+            kept = [name for name, path in zip(self._files[index], self.latent_files(index)) if str(path) not in paths]
+            if kept:
+                keys.append(key)
+                files.append(kept)
+            else:
+                del self.records[key]
+        dropped = len(self.keys) - len(keys)
+        if not keys:
+            raise BadLatentError(f"{self.root / self.split}: every latent is unusable ({len(paths)} bad files)")
+        self.keys, self._files = keys, files
+        self._summary.update(
+            samples=len(keys),
+            faces=int(sum(len(r) for r in self.records.values())),
+            images_without_faces=int(sum(len(r) == 0 for r in self.records.values())),
+            bad_latents_left_out=len(paths),
+            samples_left_out=self._summary.get("samples_left_out", 0) + dropped,
+        )
+        return dropped
 
     def __len__(self) -> int:
         return len(self.keys)

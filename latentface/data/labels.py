@@ -148,8 +148,16 @@ def _add(records: dict, record: FaceRecord, path, lineno: int) -> None:
 
 def _lines(path) -> list[tuple[int, str]]:
     """Non-empty stripped lines with their 1-based numbers."""
-    with open(path, encoding="utf-8-sig") as f:
-        return [(i, s) for i, line in enumerate(f, 1) if (s := line.strip())]
+    data = Path(path).read_bytes().removeprefix(b"\xef\xbb\xbf")  # a byte-order mark is not text
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = data[exc.start : exc.start + 1].hex()
+        raise LabelFormatError(
+            path, data[: exc.start].count(b"\n") + 1, f"not UTF-8 text (byte 0x{bad}); label files are UTF-8"
+        ) from None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")  # as open()'s universal newlines
+    return [(i, s) for i, line in enumerate(lines, 1) if (s := line.strip())]
 
 
 def read_wider(path: str | os.PathLike) -> dict[str, FaceRecord]:

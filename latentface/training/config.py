@@ -19,6 +19,9 @@ from latentface.model.backbone import CHANNELS
 from latentface.model.bridge import BRIDGES
 from latentface.util.io import read_json
 
+#: What a bad latent file does: stop the run (naming it) or leave it out of its split (counted).
+ON_BAD_LATENT = ("raise", "skip")
+
 
 class TrainingError(LatentfaceError, RuntimeError):
     """A training run that cannot start or go on; the message says why and what to change."""
@@ -36,6 +39,7 @@ class TrainConfig:
     augment: bool = True
     crop: float = 0.8
     workers: int = 2
+    on_bad_latent: str = "raise"
     # model (None: from the preset)
     preset: str | None = None
     model: str | None = None
@@ -62,7 +66,12 @@ class TrainConfig:
     deterministic: bool = False
     max_steps: int | None = None
     time_budget: float | None = None
+    wall_budget: float | None = None
+    final_margin: float | None = None
     val_every: int = 1
+    val_subset: int | None = None
+    progress_every: float = 300.0
+    dist_timeout: float = 60.0
     out: str = "runs"
     name: str | None = None
     resume: str | None = None
@@ -76,6 +85,10 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Reject settings that cannot work, before any data is read."""
+        for f in fields(self):
+            wrong = type_error(f.name, getattr(self, f.name))
+            if wrong:
+                raise TrainingError(f"--{f.name} {wrong}")
         checks = [
             (self.input in ("latent", "rgb"), f"--input must be 'latent' or 'rgb', got {self.input!r}"),
             (
@@ -109,11 +122,40 @@ class TrainConfig:
                 self.time_budget is None or self.time_budget > 0,
                 f"--time_budget must be positive, got {self.time_budget}",
             ),
+            (
+                self.on_bad_latent in ON_BAD_LATENT,
+                f"--on_bad_latent must be one of {list(ON_BAD_LATENT)}, got {self.on_bad_latent!r}",
+            ),
+            (
+                self.wall_budget is None or (math.isfinite(self.wall_budget) and self.wall_budget > 0),
+                f"--wall_budget must be positive, got {self.wall_budget}",
+            ),
+            (
+                self.final_margin is None or 0 <= self.final_margin < (self.wall_budget or math.inf),
+                f"--final_margin must be >= 0 and below --wall_budget, got {self.final_margin}",
+            ),
+            (
+                self.final_margin is None or self.wall_budget is not None,
+                "--final_margin is the part of --wall_budget kept for the end: give --wall_budget too",
+            ),
+            (
+                self.val_subset is None or self.val_subset >= 1,
+                f"--val_subset must be at least 1, got {self.val_subset}",
+            ),
+            (self.progress_every >= 0, f"--progress_every must be >= 0 seconds (0: off), got {self.progress_every}"),
+            (self.dist_timeout > 0, f"--dist_timeout must be positive (minutes), got {self.dist_timeout}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise TrainingError(message)
         return self
+
+    def margin(self) -> float:
+        """Seconds of ``wall_budget`` kept for what follows training: ``final_margin``, by default 10 % of
+        the budget and at most 30 minutes (0 without a wall budget)."""
+        if self.wall_budget is None:
+            return 0.0
+        return self.final_margin if self.final_margin is not None else min(0.1 * self.wall_budget, 1800.0)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,6 +168,8 @@ class TrainConfig:
 
 
 _DEFAULTS = TrainConfig()
+#: Each setting's annotation as written (``"int"``, ``"str | None"``): what a config file's value must be.
+_ANNOTATIONS = {f.name: str(f.type) for f in fields(TrainConfig)}
 #: The setting names (= flag names).
 FIELDS = frozenset(f.name for f in fields(TrainConfig))
 
@@ -138,6 +182,26 @@ def resolved(config: TrainConfig) -> TrainConfig:
     )
 
 
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+
+
+def type_error(name: str, value: Any) -> str | None:
+    """Why ``value`` does not fit setting ``name``'s type (``"must be an integer, got 'ten'"``), or None."""
+    kinds = [k.strip() for k in _ANNOTATIONS[name].split("|")]
+    if value is None:
+        return None if "None" in kinds else "must be set, got null"
+    kind = next(k for k in kinds if k != "None")
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, str)
+    return None if ok else f"must be {_TYPE_NAMES[kind]}, got {value!r} ({type(value).__name__})"
+
+
 def settings(data: Any, source: str | os.PathLike) -> dict[str, Any]:
     """``{flag: value}`` (keys ``dataset_root``, ``dataset-root`` or ``--dataset-root``) -> ``{field: value}``;
     an unknown flag is an error naming ``source``. ``TrainConfig(**settings(...)).validate()`` checks the values."""
@@ -148,6 +212,9 @@ def settings(data: Any, source: str | os.PathLike) -> dict[str, Any]:
         name = key.lstrip("-").replace("-", "_")
         if name not in FIELDS:
             raise TrainingError(f"{source}: unknown setting {key!r}; settings are the train flags: {sorted(FIELDS)}")
+        wrong = type_error(name, value)
+        if wrong:
+            raise TrainingError(f"{source}: setting {key!r} {wrong}")
         out[name] = value
     return out
 

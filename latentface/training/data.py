@@ -8,17 +8,19 @@ seen, whatever the number of DataLoader workers.
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 
 from latentface import LATENT_STRIDE
 from latentface.data.augment import Compose, RandomHorizontalFlip, RandomLatentCrop
-from latentface.data.dataset import NestedLatentWiderFaceDataset, collate_faces
+from latentface.data.dataset import BadLatentError, NestedLatentWiderFaceDataset, collate_faces
 from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFaceDataset
 from latentface.training.config import TrainConfig, TrainingError
+from latentface.training.distributed import ignore_stop_signals
 
 
 def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
@@ -36,8 +38,12 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
         flip, crop = RandomImageFlip(0.5), RandomImageCrop
     else:
         rates = config.latent_type  # one rate, 'mixed' or a comma-separated list
-        train = NestedLatentWiderFaceDataset(root, "train", rates, dtype="auto")  # the step casts on the device
-        val = NestedLatentWiderFaceDataset(root, "val", rates, expected_shape=train.expected_shape, dtype=train.dtype)
+        policy = config.on_bad_latent
+        # dtype "auto": the step casts on the device
+        train = NestedLatentWiderFaceDataset(root, "train", rates, on_bad_latent=policy, dtype="auto")
+        val = NestedLatentWiderFaceDataset(
+            root, "val", rates, on_bad_latent=policy, expected_shape=train.expected_shape, dtype=train.dtype
+        )
         cells = train.expected_shape[1:]
         # The dct codec has an exact flip (sign changes inside the cells); other latents are mirrored as they are.
         flip, crop = RandomHorizontalFlip(0.5, channel_signs=train.codec), RandomLatentCrop
@@ -92,6 +98,7 @@ def build_loaders(train: Dataset, val: Dataset, config: TrainConfig, rank: int, 
         collate_fn=collate_faces,
         pin_memory=pin_memory,
         persistent_workers=config.workers > 0,
+        worker_init_fn=ignore_stop_signals,  # the main process handles SIGINT/SIGTERM and saves
     )
     train_loader = DataLoader(
         SeededSamples(train, config.seed),
@@ -103,3 +110,65 @@ def build_loaders(train: Dataset, val: Dataset, config: TrainConfig, rank: int, 
     )
     val_loader = DataLoader(SeededSamples(val, config.seed), batch_size=config.batch_size, shuffle=False, **common)
     return train_loader, sampler, val_loader
+
+
+def subset_loader(loader: DataLoader, count: int) -> DataLoader:
+    """``loader`` (the validation loader) over its dataset's first ``count`` items, in order."""
+    return DataLoader(
+        Subset(loader.dataset, range(count)),
+        batch_size=loader.batch_size,
+        shuffle=False,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn,
+    )
+
+
+def close_loaders(*loaders: DataLoader | None) -> None:
+    """Stop the loaders' persistent workers now. They ignore SIGTERM (:func:`ignore_stop_signals`), which is
+    how the interpreter's exit would stop workers still running, so a run stops its own before it returns."""
+    for loader in loaders:
+        iterator = getattr(loader, "_iterator", None)
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()  # what the iterator's __del__ does, at a known time
+        if loader is not None:
+            loader._iterator = None
+
+
+def check_splits(datasets: dict[str, Dataset], progress: bool = False) -> dict[str, dict[str, tuple[str, str]]]:
+    """The pre-flight check: every latent of every split read once (header, dtype, shape, finiteness) before the
+    first step -> ``{split: {path: (kind, message)}}`` of the bad files. RGB splits are not checked here."""
+    return {
+        split: {path: (e.kind, str(e)) for path, e in ds.check_latents(progress).items()}
+        if isinstance(ds, NestedLatentWiderFaceDataset)
+        else {}
+        for split, ds in datasets.items()
+    }
+
+
+def apply_bad_latent_policy(
+    datasets: dict[str, Dataset], bad: dict[str, dict[str, tuple[str, str]]], policy: str, log
+) -> dict:
+    """``raise``: a :class:`BadLatentError` naming the first bad file (before any training); ``skip``: each bad
+    file is logged once and leaves its split. Returns the record for summary.json:
+    ``{split: {"files": n, "samples_left_out": m, "kinds": {kind: n}, "paths": {path: message}}}``."""
+    found = [(split, path, message) for split, files in bad.items() for path, (_, message) in files.items()]
+    if found and policy == "raise":
+        counts = ", ".join(f"{len(files)} in {split}" for split, files in bad.items() if files)
+        raise BadLatentError(
+            f"{found[0][2]} (the pre-flight check found {len(found)} bad latent files before training: {counts}; "
+            "--on_bad_latent skip leaves them out, counted)"
+        )
+    record = {}
+    for split, files in bad.items():
+        for _, message in files.values():
+            log(f"skipping bad latent (--on_bad_latent skip): {message}")
+        dropped = datasets[split].leave_out(files) if files else 0
+        record[split] = {
+            "files": len(files),
+            "samples_left_out": dropped,
+            "kinds": dict(collections.Counter(kind for kind, _ in files.values())),
+            "paths": {path: message for path, (_, message) in files.items()},
+        }
+    return record

@@ -1,5 +1,14 @@
 """The processes of a run: PyTorch's own DDP under ``torchrun`` (a plain process otherwise), the
-stop signals, the RNG state a resume restores, and the digest that checks every rank's weights."""
+stop signals, the RNG state a resume restores, and the digest that checks every rank's weights.
+
+Process-group timeout (``--dist_timeout``, minutes, default 60): every collective waits at most this
+long for the other ranks. The long waits of a run are the other ranks waiting for rank 0 while it
+alone computes the latent statistics and checks the data (the broadcast after them), validates,
+writes checkpoints, metrics and plots (the barrier at each epoch's end) and writes the final weights
+(the barrier at the end). PyTorch's default (10 minutes for NCCL) is shorter than a validation of
+WIDER FACE's split plus a checkpoint write on a slow disk, so a healthy run would be killed; a
+rank that really hangs still ends the run within the timeout.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +17,19 @@ import os
 import random
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from latentface.util.device import resolve_device
+from latentface.util.device import DeviceError, resolve_device
+
+#: The signals that ask a run to stop cleanly (the main process decides; loader workers ignore them).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -32,18 +47,23 @@ class Processes:
         return self.rank == 0
 
     @classmethod
-    def start(cls, device_flag: str) -> Processes:
-        """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPUs), if any."""
+    def start(cls, device_flag: str, timeout_minutes: float = 60.0) -> Processes:
+        """Join the process group that ``torchrun`` describes (gloo on CPU, NCCL on GPUs), if any, with
+        collectives that wait ``timeout_minutes`` (see the module docstring)."""
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size == 1:
-            return cls(0, 1, 0, resolve_device(device_flag))
-        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0")) if world_size > 1 else 0
         device = resolve_device(device_flag, local_rank)
+        if device.type not in ("cpu", "cuda"):
+            raise DeviceError(f"--device {device_flag}: training runs on auto, cpu, cuda or cuda:N, not {device.type}")
+        if world_size == 1:
+            return cls(0, 1, 0, device)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         owns = not dist.is_initialized()
         if owns:
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            dist.init_process_group(
+                "nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_minutes)
+            )
         return cls(dist.get_rank(), dist.get_world_size(), local_rank, device, owns)
 
     @property
@@ -137,8 +157,13 @@ class StopSignals:
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
-            self._previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self._previous = {s: signal.signal(s, self._handle) for s in STOP_SIGNALS}
         return self
+
+    @property
+    def signum(self) -> int | None:
+        """The number of the signal received (None: none)."""
+        return None if self.received is None else int(signal.Signals[self.received])
 
     def _handle(self, signum, frame) -> None:
         self.received = signal.Signals(signum).name
@@ -151,6 +176,32 @@ class StopSignals:
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+
+
+def ignore_stop_signals(worker_id: int | None = None) -> None:
+    """A DataLoader worker's start (``worker_init_fn``): SIGINT and SIGTERM are the main process's to handle.
+
+    A signal sent to the whole process group (Ctrl-C in a terminal, a scheduler's SIGTERM) then no longer
+    kills the workers under the main process, which finishes its step and saves. Signals that arrive
+    while a worker starts stay blocked (:func:`stop_signals_blocked`) and are discarded here.
+    """
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+@contextmanager
+def stop_signals_blocked() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while loader workers start: they inherit the block and ignore the signals
+    before unblocking (:func:`ignore_stop_signals`); this process receives them when the block ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def seed_everything(seed: int) -> None:

@@ -7,14 +7,22 @@ The run directory's files are named by :class:`latentface.checkpoint.RunDir`. Ch
 ``epoch`` (epochs finished), ``epoch_step`` (steps done in the next), ``step`` (all steps),
 ``metrics`` (per-epoch rows), ``train_config``, ``best``; the resumable ``last.pth`` adds
 ``optimizer``, ``scheduler``, ``scaler``, ``rng``, ``meters``, ``nonfinite_steps``, ``elapsed_s``
-and ``wandb_id``.
+and ``wandb_id``; ``weight_final.pth`` adds ``finished`` and ``stopped`` (why it ended early, or None).
+
+Before the first step both splits are checked (``--on_bad_latent``); ``last.pth`` is written before
+each validation, so a failure in it loses no training; ``summary.json`` says how the run stands or ended
+(:meth:`_Run.summary`). Exit status of ``latentface train`` (:attr:`Outcome.exit_status`): 0 when it ran
+to its end (all epochs, ``--max_steps``, ``--time_budget`` or ``--wall_budget``), 128 + the signal's
+number after a stop signal (130 SIGINT, 143 SIGTERM), 2 for bad input.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import signal
 import sys
+import tempfile
 import time
 import warnings
 from datetime import datetime
@@ -34,8 +42,16 @@ from latentface.loss import MultiBoxLoss
 from latentface.metrics.wider import wider_ap
 from latentface.model import build_model
 from latentface.training.bridge_init import initialise_bridge
+from latentface.training.clock import Clock, Progress, duration, hms
 from latentface.training.config import TrainConfig, TrainingError, merge_for_resume, resolved
-from latentface.training.data import build_datasets, build_loaders
+from latentface.training.data import (
+    apply_bad_latent_policy,
+    build_datasets,
+    build_loaders,
+    check_splits,
+    close_loaders,
+    subset_loader,
+)
 from latentface.training.distributed import (
     Processes,
     StopSignals,
@@ -43,6 +59,7 @@ from latentface.training.distributed import (
     rng_state,
     seed_everything,
     set_rng_state,
+    stop_signals_blocked,
 )
 from latentface.training.records import LOSS_PARTS, Tracker, draw_boxes, plot_curves, write_metrics_csv
 from latentface.util.io import read_image, write_json
@@ -50,10 +67,33 @@ from latentface.util.io import read_image, write_json
 
 def train(config: TrainConfig) -> Path:
     """Train as ``config`` says (under ``torchrun``: one process of a DDP run); returns the run directory."""
+    return run(config).run_dir
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How a run ended: its directory, why it stopped early (None: all epochs; ``budget``, ``max_steps``,
+    ``signal``) and the stop signal's number."""
+
+    run_dir: Path
+    stopped: str | None
+    signum: int | None = None
+
+    @property
+    def exit_status(self) -> int:
+        """0, or 128 + the signal's number after a stop signal (the shell's convention)."""
+        return 128 + self.signum if self.signum else 0
+
+
+def run(config: TrainConfig) -> Outcome:
+    """:func:`train`, returning how the run ended."""
+    clock = Clock()
     config.validate()
-    procs = Processes.start(config.device)
+    procs = Processes.start(config.device, config.dist_timeout)
     try:
-        return _Run(config, procs).fit()
+        r = _Run(config, procs, clock)
+        r.fit()
+        return Outcome(r.run_dir, r.stopped, r.signum)
     finally:
         procs.close()
 
@@ -72,8 +112,13 @@ def warmup_cosine(total_steps: int, warmup_steps: int, final: float):
 
 
 class _Run:
-    def __init__(self, config: TrainConfig, procs: Processes):
+    def __init__(self, config: TrainConfig, procs: Processes, clock: Clock | None = None):
         self.procs = procs
+        self.clock = clock or Clock()
+        self.stopped: str | None = None  # why the run ended early, for summary.json
+        self.stop_reason: str | None = None
+        self.signum: int | None = None
+        self.failure: BaseException | None = None
         self.device = procs.device
         payload = None
         if config.resume:
@@ -86,8 +131,11 @@ class _Run:
                 )
             config = merge_for_resume(config, payload["train_config"], source).validate()
         self.config = config
-        # A bad --weight file should fail now, not after the data has been scanned.
+        self.clock.budget, self.clock.margin = config.wall_budget, config.margin()
+        # Cheap checks before the data scan: a bad --weight file, an --out that cannot be written.
         start = load_checkpoint(config.weight) if config.weight and payload is None else None
+        if procs.is_main:
+            self._check_writable(source.parent if payload is not None else Path(config.out), payload is None)
         self.log(
             f"latentface train: {config.input} input, process {procs.rank + 1}/{procs.world_size} on {self.device}"
         )
@@ -97,8 +145,14 @@ class _Run:
         torch.backends.cudnn.benchmark = not config.deterministic
 
         self.train_set, self.val_set = build_datasets(config)
+        self.bad_latents = self._preflight()
         self.train_loader, self.sampler, self.val_loader = build_loaders(
             self.train_set, self.val_set, config, procs.rank, procs.world_size, pin_memory=self.device.type == "cuda"
+        )
+        self.val_subset_loader = (
+            subset_loader(self.val_loader, config.val_subset)
+            if config.val_subset is not None and config.val_subset < len(self.val_set)
+            else None
         )
         self.steps_per_epoch = self.sampler.num_samples // config.batch_size
         self.total_steps = config.epochs * self.steps_per_epoch
@@ -165,11 +219,46 @@ class _Run:
             self.run_dir = self._new_run_dir()
         self.files = RunDir(self.run_dir)
         self.tracker = None
+        self.progress = Progress(config.progress_every, self.clock, self.log)
 
     # ------------------------------------------------------------------------------ set-up
     def log(self, message: str) -> None:
         if self.procs.is_main:
             tqdm.write(message, file=sys.stderr)
+
+    def _check_writable(self, folder: Path, create: bool) -> None:
+        """--out (or the resumed run's directory) must take files before any data is read."""
+        flag = "--out" if create else "--resume"
+        try:
+            if create:
+                folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as exc:
+            raise TrainingError(f"{flag} {folder}: cannot write there ({exc.strerror or exc})") from None
+        if create and self.config.name and RunDir(folder / self.config.name).holds_run():
+            raise TrainingError(
+                f"{folder / self.config.name} already holds a run: continue it with --resume "
+                f"{folder / self.config.name}, or choose another --name"
+            )
+
+    def _preflight(self) -> dict:
+        """Every latent of both splits checked before the first step (rank 0), then --on_bad_latent applied
+        on every rank; logs the data summary. Returns the bad-latent record for summary.json."""
+        splits = {"train": self.train_set, "val": self.val_set}
+        bad = None
+        if self.procs.is_main:
+            with self.clock.measure("pre-flight check"):
+                bad = check_splits(splits, progress=self.config.progress)
+        record = apply_bad_latent_policy(splits, self.procs.broadcast(bad), self.config.on_bad_latent, self.log)
+        left_out = [f"{split} {r['files']} ({_kinds(r['kinds'])})" for split, r in record.items() if r["files"]]
+        self.log(
+            "data: "
+            + "; ".join(f"{split} {_data_line(ds)}" for split, ds in splits.items())
+            + (f"; bad latents left out (--on_bad_latent skip): {', '.join(left_out)}" if left_out else "")
+            + (f"; checked in {self.clock.spent['pre-flight check']:.1f} s" if self.config.input == "latent" else "")
+        )
+        return record
 
     def _stats(self, channels: int) -> dict | None:
         """Latent normalisation: --stats, else computed from the training split (rank 0, shared)."""
@@ -187,7 +276,11 @@ class _Run:
         stats = None
         if self.procs.is_main:
             self.log(f"computing latent statistics of {cfg.dataset_root}/train ({cfg.latent_type}) for normalisation")
-            stats = compute_latent_stats(cfg.dataset_root, "train", cfg.latent_type, progress=cfg.progress)
+            with self.clock.measure("statistics"):
+                stats = compute_latent_stats(
+                    cfg.dataset_root, "train", cfg.latent_type, progress=cfg.progress, on_bad_latent=cfg.on_bad_latent
+                )
+            self.log(f"statistics of {stats['count']} latents in {self.clock.spent['statistics']:.1f} s")
         return self.procs.broadcast(stats)
 
     @staticmethod
@@ -269,21 +362,80 @@ class _Run:
                 log=self.log,
             )
             self.wandb_id = self.tracker.run_id
+        self._write_summary("running")
         try:
             with StopSignals(self.log) as signals:
                 finished = self._loop(signals)
             if finished:
                 self._finish()
+        except BaseException as exc:
+            self.failure = exc
+            raise
         finally:
+            close_loaders(self.train_loader, self.val_loader, self.val_subset_loader)
             if self.tracker is not None:
                 self.tracker.finish()
+            self._write_summary()
         return self.run_dir
 
+    # ------------------------------------------------------------------------------ summary
+    def summary(self, state: str | None = None) -> dict:
+        """summary.json: ``state`` (running, finished, stopped, failed), ``stopped`` (None, budget, max_steps,
+        signal, error) and why, epochs reached of planned, the best validation, hours of training steps, the
+        wall-clock times (each overhead), the data and the bad latents left out."""
+        cfg = self.config
+        if state is None:
+            state = "failed" if self.failure is not None else ("stopped" if self.stopped else "finished")
+        stopped = "error" if self.failure is not None else self.stopped
+        best = None
+        if self.best is not None:
+            ap = self.best["score"][0]
+            best = {"val_ap": ap if math.isfinite(ap) else None, "epoch": self.best["epoch"], "step": self.best["step"]}
+        reached = self.epoch + self.epoch_step / self.steps_per_epoch
+        return {
+            "state": state,
+            "stopped": None if state == "running" else stopped,
+            "stop_reason": (
+                f"{type(self.failure).__name__}: {self.failure}" if self.failure is not None else self.stop_reason
+            ),
+            "finished": state == "finished" and self.stopped is None,
+            "exit_status": None if state in ("running", "failed") else (128 + self.signum if self.signum else 0),
+            "epochs_planned": cfg.epochs,
+            "epochs_reached": round(reached, 4),
+            "steps": self.step,
+            "best": best,
+            "hours_trained": round(self.elapsed / 3600, 4),
+            "timing": self.clock.timing(self.elapsed),
+            "data": {
+                split: {"samples": len(ds.keys), "faces": int(sum(len(r) for r in ds.records.values()))}
+                for split, ds in (("train", self.train_set), ("val", self.val_set))
+            },
+            "on_bad_latent": cfg.on_bad_latent,
+            "bad_latents": self.bad_latents,
+            "continue_with": None if state == "finished" and not self.stopped else f"--resume {self.run_dir}",
+        }
+
+    def _write_summary(self, state: str | None = None) -> None:
+        if self.procs.is_main:
+            write_json(self.files.summary, self.summary(state))
+
     def _loop(self, signals: StopSignals) -> bool:
-        """Train until the last epoch, --max_steps or --time_budget (True), or a stop signal (False)."""
+        """Train until the last epoch, --max_steps, --time_budget or --wall_budget (True), or a stop signal (False)."""
         cfg = self.config
         self.model.train()
         stop = None
+        spent = self.clock.spent
+        spent["set-up"] = max(0.0, self.clock.now() - sum(v for k, v in spent.items() if k != "set-up"))
+        budget = ""
+        if cfg.wall_budget is not None:
+            budget = (
+                f"; wall budget {hms(cfg.wall_budget)} from the process start, {hms(self.clock.margin)} of it kept "
+                f"for after training, {hms(self.clock.now())} used by the set-up"
+            )
+        self.log(
+            f"training: epoch {self.epoch + 1} of {cfg.epochs} from step {self.epoch_step}, "
+            f"{self.steps_per_epoch} steps of {cfg.batch_size} x {self.procs.world_size} images per epoch{budget}"
+        )
         while self.epoch < cfg.epochs and stop is None:
             self.sampler.set_epoch(self.epoch)
             self.sampler.skip = self.epoch_step * cfg.batch_size
@@ -296,34 +448,56 @@ class _Run:
                 leave=False,
                 dynamic_ncols=True,
             )
-            session_start, images = time.perf_counter(), 0
+            session_start, images, first = time.perf_counter(), 0, self.epoch_step
             if self.epoch_step < self.steps_per_epoch:  # a resume may land just after the epoch's last step
                 self._tick = session_start
-                for inputs, targets in self.train_loader:
+                with stop_signals_blocked():  # loader workers start here and must ignore stop signals
+                    batches = iter(self.train_loader)
+                for inputs, targets in batches:
                     stop = self._step(inputs, targets, signals)
                     now = time.perf_counter()
                     self.elapsed += now - self._tick  # data loading included, validation not
                     self._tick = now
                     images += len(inputs) * self.procs.world_size
                     rate = images / (now - session_start)
+                    if "validation" not in self.clock.last:  # until one is measured: as long as training on it
+                        self.clock.val_guess = len(self.val_set) * self.procs.world_size / rate
                     bar.update()
                     bar.set_postfix(
                         self.meters.postfix(lr=self.optimizer.param_groups[0]["lr"], img_s=rate), refresh=False
                     )
+                    steps_per_s = (self.epoch_step - first) / (now - session_start)
+                    self.progress.step(
+                        self.epoch + 1, cfg.epochs, self.epoch_step, self.steps_per_epoch, rate, steps_per_s
+                    )
                     if stop is not None:
                         break
             bar.close()
-            self.meters.images_per_s = images / max(time.perf_counter() - session_start, 1e-9) if images else 0.0
-            if stop == "signal":
+            took = time.perf_counter() - session_start
+            if self.epoch_step > first:
+                self.clock.epoch_s = took / (self.epoch_step - first) * self.steps_per_epoch
+            self.meters.images_per_s = images / max(took, 1e-9) if images else 0.0
+            if stop != "signal":
+                budget_stop = self._end_epoch(stop is not None or self.epoch + 1 == cfg.epochs, signals)
+                if budget_stop is not None:
+                    stop = budget_stop
+            flag = torch.tensor([float(signals.received is not None)], device=self.device)
+            if stop == "signal" or self.procs.max(flag)[0]:  # also one that came during the epoch's end
                 self._save()
+                signum = self.procs.max(torch.tensor([signals.signum or 0], device=self.device))
+                self.stopped, self.signum = "signal", int(signum[0]) or signal.SIGTERM.value
+                name = signal.Signals(self.signum).name
+                self.stop_reason = f"{name} received"
                 self.log(
-                    f"stopped by {signals.received} at epoch {self.epoch + 1}, step {self.epoch_step}: "
+                    f"stopped by {name} at epoch {self.epoch + 1}, step {self.epoch_step}: "
                     f"continue with --resume {self.run_dir}"
                 )
+                self._log_summary()
                 return False
-            self._end_epoch(final=stop is not None or self.epoch + 1 == cfg.epochs)
             if stop is not None:
-                self.log(f"stopped: {stop} reached after {self.step} steps")
+                self.stopped = "max_steps" if stop.startswith("--max_steps") else "budget"
+                self.stop_reason = f"{stop} reached after {self.step} steps"
+                self.log(f"stopped: {self.stop_reason}")
         return True
 
     def _anchors(self, x: torch.Tensor) -> torch.Tensor:
@@ -343,9 +517,15 @@ class _Run:
         # Backward runs even on a non-finite loss: every DDP rank must join the gradient all-reduce.
         self.scaler.scale(loss).backward()
         over_budget = cfg.time_budget is not None and self.elapsed + time.perf_counter() - self._tick >= cfg.time_budget
+        over_wall = self.procs.is_main and self.clock.must_stop()  # rank 0's clock knows the validation's time
         flags = self.procs.max(
             torch.tensor(
-                [float(not torch.isfinite(loss)), float(signals.received is not None), float(over_budget)],
+                [
+                    float(not torch.isfinite(loss)),
+                    float(signals.received is not None),
+                    float(over_budget),
+                    float(over_wall),
+                ],
                 device=self.device,
             )
         )
@@ -384,18 +564,42 @@ class _Run:
             return f"--max_steps {cfg.max_steps}"
         if flags[2]:
             return f"--time_budget {cfg.time_budget:g} s"
+        if flags[3]:
+            return f"--wall_budget {cfg.wall_budget:g} s (less its final margin of {self.clock.margin:g} s)"
         return None
 
     # ------------------------------------------------------------------------------ epochs
-    def _end_epoch(self, final: bool) -> None:
-        """Validate when due, record the epoch's row, write checkpoints; a partial epoch gives a fractional row."""
+    def _end_epoch(self, final: bool, signals: StopSignals) -> str | None:
+        """Validate when due, record the epoch's row, write checkpoints; a partial epoch gives a fractional row.
+
+        ``last.pth`` is written before a validation, so nothing trained is lost to a failure in it; a stop
+        signal abandons the validation (that ``last.pth`` holds the epoch). Returns why the run stops after this
+        epoch when the next does not fit ``--wall_budget`` (then this epoch validates as the last), else None.
+        """
         cfg = self.config
         complete = self.epoch_step >= self.steps_per_epoch
         due = complete and (self.epoch + 1) % cfg.val_every == 0
+        budget_stop = None
+        if (
+            complete
+            and not final
+            and cfg.wall_budget is not None
+            and not self.procs.broadcast(self._next_epoch_fits(due) if self.procs.is_main else None)
+        ):
+            final, budget_stop = True, f"--wall_budget {cfg.wall_budget:g} s (the next epoch would not fit)"
         train = self.procs.sum(
             torch.tensor([*self.meters.sums(), self.meters.count], dtype=torch.float64, device=self.device)
         ).tolist()
-        val, images = self._validate() if (due or final) and self.procs.is_main else (None, [])
+        val, images = None, []
+        if (due or final) and self.procs.is_main:
+            with self.clock.measure("checkpoints"):
+                self._save()
+            with self.clock.measure("validation"):
+                val, images = self._validate(final or self.epoch + 1 == cfg.epochs, signals)
+            if val is None:  # abandoned for a stop signal: last.pth holds this epoch, which a resume validates
+                self.clock.last.pop("validation")
+                self.procs.barrier()
+                return None
         row = {
             "epoch": round(self.epoch + self.epoch_step / self.steps_per_epoch, 4),
             "step": self.step,
@@ -415,12 +619,14 @@ class _Run:
             self.epoch, self.epoch_step = self.epoch + 1, 0
             self.meters = _Meters()
         if self.procs.is_main:
-            if complete:
-                self._save_weights(self.files.epoch(finished_epoch))
-                self._prune_epochs()
-            if improved:
-                self._save_weights(self.files.best)
-            self._save()
+            with self.clock.measure("checkpoints"):
+                if complete:
+                    self._save_weights(self.files.epoch(finished_epoch))
+                    self._prune_epochs()
+                if improved:
+                    self._save_weights(self.files.best)
+                self._save()
+            records_start = time.perf_counter()
             write_metrics_csv(self.history, self.files.metrics)
             plot_curves(self.history, self.files.curves)
             self.tracker.log(
@@ -433,14 +639,34 @@ class _Run:
                 step=self.step,
             )
             self.tracker.log_images(images, step=self.step)
+            self._write_summary("running")
+            self.clock.spent["records"] += time.perf_counter() - records_start
             ap = "undefined" if row.get("val_ap") is None else f"{row['val_ap']:.4f}"
             train_loss = "n/a (every step skipped)" if row["train_total"] is None else f"{row['train_total']:.4f}"
+            subset = f" on {val['val_images']} images" if val and val["val_images"] < len(self.val_set) else ""
+            took = self.clock.last
             self.log(
                 f"epoch {row['epoch']:g}: train loss {train_loss}"
-                + (f", val loss {row['val_total']:.4f}, val AP {ap}" if val else "")
+                + (f", val loss {row['val_total']:.4f}, val AP {ap}{subset}" if val else "")
                 + (" (best)" if improved else "")
+                + f"; training {duration(self.clock.epoch_s)} per epoch"
+                + (f", validation {took['validation']:.1f} s" if val else "")
+                + f", checkpoints {took['checkpoints']:.1f} s"
             )
         self.procs.barrier()
+        return budget_stop
+
+    def _next_epoch_fits(self, validate_now: bool) -> bool:
+        """Rank 0: does another epoch (training, one validation, checkpoints, as measured) fit the wall budget?"""
+        fits, need, left = self.clock.next_epoch_fits(validate_now)
+        if not fits:
+            self.log(
+                f"wall budget: stopping after epoch {self.epoch + 1}: going on needs about {duration(need)} (an "
+                f"epoch's training {duration(self.clock.epoch_s)}, validation and checkpoints "
+                f"{duration(self.clock.validation_s())}), {duration(max(left, 0))} are left before the final margin "
+                f"of {duration(self.clock.margin)}"
+            )
+        return fits
 
     def _is_best(self, val: dict) -> bool:
         """Highest validation AP; validation loss decides while AP is undefined (a validation set without faces)."""
@@ -456,14 +682,26 @@ class _Run:
         return False
 
     @torch.no_grad()
-    def _validate(self) -> tuple[dict, list]:
-        """Validation loss and WIDER AP over the whole validation split (rank 0), plus a few drawn images."""
+    def _validate(self, full: bool = True, signals: StopSignals | None = None) -> tuple[dict | None, list]:
+        """Validation loss and WIDER AP over the validation split (rank 0; the first --val_subset images unless
+        ``full``), plus a few drawn images. (None, []) when a stop signal abandons it."""
         model = self.raw_model
+        loader = self.val_loader if full or self.val_subset_loader is None else self.val_subset_loader
+        records = self.val_set.records
+        if loader is not self.val_loader:
+            records = {k: records[k] for k in self.val_set.keys[: self.config.val_subset]}
         model.eval()
         sums, count, predictions, shown = torch.zeros(4, dtype=torch.float64), 0, {}, []
-        for inputs, targets in tqdm(
-            self.val_loader, desc="validate", unit="batch", leave=False, disable=not self.config.progress
-        ):
+        with stop_signals_blocked():  # loader workers start here and must ignore stop signals
+            batches = iter(loader)
+        bar = tqdm(
+            batches, total=len(loader), desc="validate", unit="batch", leave=False, disable=not self.config.progress
+        )
+        for inputs, targets in bar:
+            if signals is not None and signals.received is not None:
+                model.train()
+                self.log(f"{signals.received}: validation abandoned; {self.files.last} holds the epoch's training")
+                return None, []
             x = inputs.to(self.device, non_blocking=True).float()  # float16 latents are cast here, on the device
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 outputs = model(x)
@@ -480,11 +718,12 @@ class _Run:
                         shown.append((target["key"], picture))
         model.train()
         try:
-            ap = wider_ap(predictions, self.val_set.records)
+            ap = wider_ap(predictions, records)
         except ValueError as exc:  # no face to evaluate: AP is undefined, the loss still ranks epochs
             self.log(f"validation AP undefined: {exc}")
             ap = None
-        return {"val_" + k: float(v) for k, v in zip(LOSS_PARTS, sums / max(count, 1))} | {"val_ap": ap}, shown
+        losses = {"val_" + k: float(v) for k, v in zip(LOSS_PARTS, sums / max(count, 1))}
+        return losses | {"val_ap": ap, "val_images": count}, shown
 
     def _picture(self, inputs: torch.Tensor, target: dict, pred: np.ndarray) -> np.ndarray | None:
         """The validation image with boxes drawn, when an image exists (RGB input, or a PNG beside the latent)."""
@@ -542,7 +781,9 @@ class _Run:
         """weight_final.pth, and under DDP a check that every rank ends with the same weights (ranks.json)."""
         digests = self.procs.gather(parameters_digest(self.raw_model))
         if self.procs.is_main:
-            self._save_weights(self.files.final)
+            with self.clock.measure("checkpoints"):
+                payload = self._weights_payload() | {"finished": self.stopped is None, "stopped": self.stopped}
+                save_checkpoint(payload, self.files.final)
             if self.procs.distributed:
                 same = len(set(digests)) == 1
                 write_json(
@@ -554,8 +795,39 @@ class _Run:
                     if same
                     else f"WARNING: ranks ended with different weights: {digests}"
                 )
-            self.log(f"done: {self.files.final}")
+            if self.stopped:
+                self.log(
+                    f"done, but NOT a finished run: {self.files.final} holds the weights at the stop "
+                    f"({self.stop_reason}); continue with --resume {self.run_dir}"
+                )
+            else:
+                self.log(f"done: {self.files.final}")
+            self._log_summary()
         self.procs.barrier()
+
+    def _log_summary(self) -> None:
+        """The end summary line (summary.json says the same)."""
+        s = self.summary("stopped" if self.stopped else "finished")
+        best = s["best"]
+        best_text = (
+            "no validation AP"
+            if best is None or best["val_ap"] is None
+            else (f"best val AP {best['val_ap']:.4f} at epoch {best['epoch']:g}")
+        )
+        how = "all epochs done" if not self.stopped else f"stopped early: {self.stopped} ({self.stop_reason})"
+        self.log(
+            f"summary: {s['epochs_reached']:g} of {s['epochs_planned']} epochs, {how}; {best_text}; "
+            f"{s['hours_trained']:.2f} h of training steps, wall {hms(self.clock.now())} (overhead: "
+            f"{self.clock.overheads()}); {self.files.summary}"
+        )
+
+
+def _data_line(ds) -> str:
+    return f"{len(ds.keys)} samples, {sum(len(r) for r in ds.records.values())} faces"
+
+
+def _kinds(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
 
 
 @dataclasses.dataclass

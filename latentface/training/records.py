@@ -30,6 +30,7 @@ COLUMNS = (
     "val_cls",
     "val_landmark",
     "val_ap",
+    "val_images",
     "nonfinite_steps",
     "images_per_s",
     "elapsed_s",
