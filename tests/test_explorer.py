@@ -224,3 +224,13 @@ def test_saved_notebooks_show_the_explorers_view(explorer):
     assert bundle["text/plain"] == f"feature-map explorer: {explorer.title()} (live controls need a running kernel)"
     picture = explorer_widgets.static_picture(explorer)
     assert picture.shape == (SIZE, 2 * SIZE + 8, 3)  # the view, a gap, the decoded image
+
+
+def test_without_a_detector_the_latent_alone(val_sets):
+    explorer = FeatureExplorer(None, val_sets["latent_75.npy"])
+    assert explorer.map_names() == ["latent", "latent luma 0-159", "latent chroma 160-255"]
+    assert explorer.detections()["boxes"].shape == (0, 4) and explorer.model_runs == 0
+    explorer.set(map="latent luma 0-159", channel=3, cell=(7, 7))
+    assert explorer.read_cell()["value"] == float(val_sets["latent_75.npy"][0][0][3, 7, 7])
+    assert explorer.view_image().shape == (SIZE, SIZE, 3)
+    assert explorer.widgets().controls["map"].options == tuple(explorer.map_names())

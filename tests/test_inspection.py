@@ -42,6 +42,8 @@ def test_label_summary_counts_buckets_aspects_and_landmarks():
     fig = inspection.plot_label_summary(s, "t")
     assert len(fig.axes) == 4
     assert [p.get_height() for p in fig.axes[3].patches] == [0.0, 1.0, 1.0, 1.0]
+    assert fig.axes[3].get_ylabel() == "share of faces with 5 landmarks"  # fractions, shown as percentages
+    assert fig.axes[3].yaxis.get_major_formatter()(0.5, 0) == "50%"
 
 
 def test_latent_channel_stats_are_exact():
@@ -199,6 +201,9 @@ def test_plot_latent_views_draws_pictures_and_channels():
     assert len(shown) == 1 + 1 + 4  # the picture, the PCA view, four channels
     assert shown[0].images[0].get_extent() == [0, 48, 32, 0]  # in input pixels (3 x 2 cells of 16)
     assert [p.get_bbox().bounds for p in shown[0].patches] == [(4, 4, 16, 16)]  # the true face
+    widths = {round(ax.get_position().width, 3) for ax in shown}
+    assert len(fig.axes) == 2 * 5 and len(widths) == 1  # no colour bars: one panel size in both rows
+    assert shown[2].get_title() == f"channel 0 (luma), ±{np.abs(latent[0]).max():.3g}"
 
 
 def test_channel_image_colours_one_channel_symmetrically():

@@ -17,6 +17,7 @@ import torch
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import PercentFormatter
 
 from latentface import LATENT_STRIDE, viz
 from latentface.codec.dct import LUMA_CHANNELS
@@ -118,9 +119,10 @@ def plot_label_summary(summary: dict, title: str = ""):
     )
     fractions = [summary["landmark_fraction"][name] or 0.0 for name in SIZE_BUCKETS]
     ax_l.bar(SIZE_BUCKETS, fractions, color="tab:purple")
+    ax_l.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax_l.set(
         ylim=(0, 1),
-        ylabel="faces with 5 landmarks",
+        ylabel="share of faces with 5 landmarks",
         title=f"landmarks: {summary['has_landmarks'].mean():.0%} of faces"
         if len(summary["has_landmarks"])
         else "landmarks",
@@ -260,16 +262,10 @@ def plot_latent_views(
     _outline(axes[1, 0], truth)
     axes[1, 0].set_title("latent, PCA false colour", fontsize=9)
     for ax, c in zip(axes[1, 1:], channels):
-        image = ax.imshow(
-            latent[c],
-            cmap="RdBu_r",
-            vmin=-np.abs(latent[c]).max(),
-            vmax=np.abs(latent[c]).max(),
-            extent=extent,
-            interpolation="nearest",
-        )
-        ax.set_title(f"channel {c} ({'luma' if c < LUMA_CHANNELS else 'chroma'})", fontsize=9)
-        fig.colorbar(image, ax=ax, shrink=0.7)
+        scale = float(np.abs(latent[c]).max())
+        ax.imshow(latent[c], cmap="RdBu_r", vmin=-scale, vmax=scale, extent=extent, interpolation="nearest")
+        # the range in the title, not a colour bar: every panel of both rows keeps one size and spacing
+        ax.set_title(f"channel {c} ({'luma' if c < LUMA_CHANNELS else 'chroma'}), ±{scale:.3g}", fontsize=9)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])

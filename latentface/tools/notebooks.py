@@ -11,6 +11,7 @@ configuration with :func:`latentface.util.env.smoke` (``LATENTFACE_SMOKE=1``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import shutil
@@ -96,10 +97,18 @@ def recipe_dataset(recipe: Recipe, folder: str | os.PathLike | None = None) -> P
     return synthetic_dataset(folder, recipe.n_train, recipe.n_val, recipe.size, seed=recipe.seed, rates=recipe.rates)
 
 
+@contextlib.contextmanager
+def stdout_logs():
+    """Training and set-up messages (written to stderr) to stdout inside: in Jupyter they read as output,
+    not as pink error boxes; real errors still arrive as the cell's error."""
+    with contextlib.redirect_stderr(sys.stdout):
+        yield
+
+
 def trained_weights(config: TrainConfig) -> Path:
     """``weight_final.pth`` of the run ``config`` (a :class:`~latentface.training.TrainConfig` with ``out``
     and ``name``) describes: reused when that folder holds a finished run of the same config,
-    otherwise trained afresh there."""
+    otherwise trained afresh there (its messages on stdout, :func:`stdout_logs`)."""
     run_dir = Path(config.out) / config.name
     marker = run_dir / "notebook_config.json"
     weights = run_dir / "weight_final.pth"
@@ -107,8 +116,48 @@ def trained_weights(config: TrainConfig) -> Path:
         print(f"reusing {weights} (same training config)")
         return weights
     shutil.rmtree(run_dir, ignore_errors=True)
-    train(config)
+    with stdout_logs():
+        train(config)
     write_json(marker, config.to_dict())
+    return weights
+
+
+def demo_weights(recipe: Recipe, latent_type: str, demo_dir: str | os.PathLike | None = None) -> Path | None:
+    """The weights of a finished ``latentface demo`` run in ``demo_dir`` (default ``<repo>/runs/demo``) when
+    they are what ``recipe`` would train: the same synthetic data (images, size, seed, dct codec), rate, and
+    training settings (the batch counted over its processes; its time budget aside, as long as every epoch
+    ran), else None (say why, when there is a demo run)."""
+    from latentface.tools import demo  # the demo's file names; imported here, only this function needs them
+
+    folder = Path(demo_dir) if demo_dir is not None else repo_root() / "runs" / "demo"
+    weights = folder / demo.TRAIN_RUN / "weight_final.pth"
+    if not (weights.is_file() and (folder / demo.SUMMARY_FILE).is_file()):
+        return None
+    summary = demo.read_summary(folder)
+    data, config, training = summary.get("dataset", {}), summary.get("train_config", {}), summary.get("training", {})
+    processes = int(summary.get("training_processes", 1))
+    wanted = {k: v for k, v in recipe.train.items() if k != "time_budget"}
+    found = {k: config.get(k) for k in wanted}
+    if "batch_size" in found and found["batch_size"] is not None:
+        found["batch_size"] *= processes
+    problems = [
+        f"{name}: {got!r}, not {want!r}"
+        for name, got, want in (
+            ("synthetic", data.get("synthetic"), True),
+            ("train images", data.get("train_images"), recipe.n_train),
+            ("image size", data.get("image_size"), recipe.size),
+            ("rate", data.get("latent_type"), latent_type),
+            ("codec", (summary.get("codec") or {}).get("codec"), "dct"),
+            ("seed", config.get("seed"), recipe.seed),
+            ("epochs run", training.get("epochs"), recipe.train.get("epochs")),
+            *((f"--{k}", found[k], v) for k, v in wanted.items()),
+        )
+        if got != want
+    ]
+    if problems:
+        print(f"not reusing {weights}: " + "; ".join(problems))
+        return None
+    print(f"reusing {weights}: the demo trained this recipe on the same data")
     return weights
 
 

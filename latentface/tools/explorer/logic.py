@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from matplotlib import colormaps
 
-from latentface import viz
+from latentface import LATENT_STRIDE, viz
 from latentface.codec.dct import LUMA_CHANNELS
 from latentface.data.layout import rate_file
 from latentface.inference.detector import Detector
@@ -45,6 +45,9 @@ LATENT_MAPS = (
     (f"latent luma 0-{LUMA_CHANNELS - 1}", 0, LUMA_CHANNELS),
     (f"latent chroma {LUMA_CHANNELS}-255", LUMA_CHANNELS, None),
 )
+
+
+_NO_DETECTIONS = {"boxes": (4,), "scores": (), "landmarks": (5, 2)}
 
 
 @dataclass
@@ -145,7 +148,8 @@ class FeatureExplorer:
     ``keys``, ``records`` and ``latent_files`` give the true boxes and the decoded picture). The state
     (:meth:`set`): ``rate``, ``image`` (index or key), ``map`` (a name of :meth:`map_names`),
     ``channel`` (within the map), ``view`` (:data:`VIEWS`), ``cell`` ((row, column) or None) and
-    ``grid_size`` (channels in the strongest-channels view). ``background``: as ``latentface detect``
+    ``grid_size`` (channels in the strongest-channels view). ``detector`` None: the latent's maps only (no
+    model, no detections), to look at data before any training. ``background``: as ``latentface detect``
     picks it (:func:`~latentface.inference.pictures.picture_background`), ``auto`` preferring the
     decoded latent where the dataset's codec is known.
     """
@@ -234,13 +238,18 @@ class FeatureExplorer:
     def _compute(self, rate: str, image: int) -> _Pass:
         dataset = self.datasets[rate]
         latent, target = dataset[image]
-        model = self.detector.model
         start = time.perf_counter()
-        x = torch.as_tensor(latent, dtype=torch.float32)[None].to(self.detector.device)
-        inner, outputs = run_with_maps(model, x)
-        detections = postprocess(outputs, model.anchors(x), self.detector.point)[0]
-        self.model_runs += 1
-        height, width = model.image_size(x)
+        x = torch.as_tensor(latent, dtype=torch.float32)[None]
+        if self.detector is None:  # the latent's own maps only
+            inner, detections = OrderedDict(), {k: torch.zeros((0, *s)) for k, s in _NO_DETECTIONS.items()}
+            height, width = x.shape[-2] * LATENT_STRIDE, x.shape[-1] * LATENT_STRIDE
+        else:
+            model = self.detector.model
+            x = x.to(self.detector.device)
+            inner, outputs = run_with_maps(model, x)
+            detections = postprocess(outputs, model.anchors(x), self.detector.point)[0]
+            self.model_runs += 1
+            height, width = model.image_size(x)
         raw = x[0].cpu().numpy()
         maps: OrderedDict[str, FeatureMap] = OrderedDict()
         for name, first, last in LATENT_MAPS:
