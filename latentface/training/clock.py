@@ -105,6 +105,8 @@ class Clock:
             "wall_s": round(wall, 1),
             "training_steps_s": round(trained_s, 1),
             "overhead_s": {k: round(v, 1) for k, v in self.spent.items()},
+            "epoch_training_s": None if self.epoch_s is None else round(self.epoch_s, 1),
+            "last_validation_s": None if "validation" not in self.last else round(self.last["validation"], 1),
             "wall_budget_s": self.budget,
             "final_margin_s": self.margin if self.budget is not None else None,
         }
