@@ -17,6 +17,7 @@ dict), ``config`` (``model.config``: enough to rebuild the model, see
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,7 +148,14 @@ def _read(path: Path, map_location, what: str) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from exc
+        # one line: torch's weights_only message runs over several and suggests weights_only=False,
+        # which would run whatever code the file holds
+        if isinstance(exc, pickle.UnpicklingError):
+            reason = "not a torch.save file of tensors and plain values; other pickled content is refused, never run"
+        else:
+            text = str(exc).strip()
+            reason = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable {what} ({reason})") from exc
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, Any]:
