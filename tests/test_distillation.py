@@ -91,7 +91,7 @@ def test_distiller_holds_only_its_adapters_and_teaches_through_them():
     }
     assert all(not k.startswith(("adapters", "teacher")) for k in student.state_dict())
     latents = torch.randn(2, 256, 4, 4)
-    outputs, maps = student.forward_with_maps(latents)
+    outputs, maps = student(latents, return_maps=True)
     boxes = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
     image = torch.rand(3, 64, 64) * 255
     targets = [{"boxes": boxes, "teacher_image": image}, {"boxes": boxes, "teacher_image": None}]

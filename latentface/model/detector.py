@@ -80,14 +80,15 @@ class _RetinaFace(nn.Module):
         maps.update(self.fpn(maps))
         return maps
 
-    def forward(self, x: torch.Tensor) -> HeadOutputs:
-        return self.forward_with_maps(x)[0]
-
-    def forward_with_maps(self, x: torch.Tensor) -> tuple[HeadOutputs, OrderedDict[str, torch.Tensor]]:
-        """The head outputs and the named maps they came from (what distillation compares)."""
+    def forward(
+        self, x: torch.Tensor, return_maps: bool = False
+    ) -> HeadOutputs | tuple[HeadOutputs, OrderedDict[str, torch.Tensor]]:
+        """Head outputs; with ``return_maps`` also the named maps they came from (what distillation compares),
+        through the one call a DistributedDataParallel wrapper sees."""
         maps = self.extract(x)
         levels = [ssh(maps[f"P{level}"]) for ssh, level in zip(self.ssh, self.anchor_layout.levels)]
-        return self.heads(levels), maps
+        outputs = self.heads(levels)
+        return (outputs, maps) if return_maps else outputs
 
     # -- geometry ----------------------------------------------------------------------------
     def image_size(self, x: torch.Tensor) -> tuple[int, int]:

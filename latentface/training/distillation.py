@@ -125,7 +125,7 @@ class Distiller(nn.Module):
         """The teacher's maps and head outputs for RGB ``images`` [B, 3, H, W] (0..255)."""
         teacher = self.teacher[0]
         dtype = next(teacher.parameters()).dtype
-        outputs, maps = teacher.forward_with_maps(images.to(dtype))
+        outputs, maps = teacher(images.to(dtype), return_maps=True)
         return {k: maps[k].float() for k in FEATURE_MAPS}, outputs.logits.float()
 
     def forward(
