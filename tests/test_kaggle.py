@@ -1191,6 +1191,28 @@ def test_an_offline_wandb_says_how_to_attach_the_secret(secrets, tmp_path, capsy
     assert "api.wandb.ai cannot be reached" in capsys.readouterr().out
 
 
+def test_the_epoch_estimate_follows_from_the_measured_macs_and_the_stated_throughput(tmp_path, capsys):
+    from latentface.tools.kaggle.estimate import epoch_estimate
+
+    per_second = 65e12 * 0.12 * 2 * 0.9  # T4 fp16 peak x 12 % x 2 GPUs x DDP scaling
+    e = epoch_estimate(10.0)
+    assert e.train_s == pytest.approx(12880 * 3 * 2 * 10e9 * 0.8**2 / per_second)  # 35.2 s
+    assert e.val_s == pytest.approx(3226 * 2 * 10e9 / per_second)
+    assert epoch_estimate(10.0, gpus=1).epoch_s == pytest.approx(e.epoch_s * 2 * 0.9)
+    benchmarks = tmp_path / "benchmarks.json"
+    rows = {"latent_r50_default": {"macs": 71.1e9}, "fast": {"macs": 9.4e9}}
+    benchmarks.write_text(json.dumps({"cost": {"rows": rows}}))
+    assert main(["kaggle", "estimate", "--benchmarks", str(benchmarks)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("ESTIMATE (not measured): T4 x2, 65 TFLOPS fp16 peak x 12% sustained per GPU")
+    assert lines[1] == (
+        "default    71.1 GMACs  train   4.2 min + validation  0.5 min =   4.7 min/epoch; 139.9 epochs in 11 h"
+    )
+    assert lines[2].startswith("fast        9.4 GMACs  train   0.6 min")
+    assert main(["kaggle", "estimate"]) == 0  # the committed docs/benchmarks.json
+    assert "default    71.1 GMACs" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------ the kernel, end to end
 
 

@@ -6,6 +6,7 @@ latentface kaggle status --user ME         # the kernel's run status
 latentface kaggle output --user ME         # its /kaggle/working -> runs/kaggle/<slug>/
 latentface kaggle download-data --data OWNER/retina-modify   # -> data/retina-modify/
 latentface kaggle sync-notebook            # kaggle/latentface-train.ipynb from notebooks/03
+latentface kaggle estimate                 # time per epoch on T4 x2, estimated from docs/benchmarks.json
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from latentface.tools.kaggle import (
     split_ref,
     write_kernel_notebook,
 )
+from latentface.tools.kaggle.estimate import UTILISATION, estimate_lines
 
 
 def _add_identity(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +111,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument(*flag("--dest"), help="folder (default: data/<slug>)")
     p = _action(sub, "sync-notebook", "regenerate kaggle/<slug>.ipynb from notebooks/03 (no Kaggle call)")
     p.add_argument(*flag("--project"), help="source checkout (default: the one this package runs from)")
+    p = _action(sub, "estimate", "time per epoch on T4 x2 of the default and fast presets, estimated from their MACs")
+    p.add_argument(*flag("--benchmarks"), help="benchmarks JSON with cost.rows (default: docs/benchmarks.json)")
+    p.add_argument(
+        *flag("--utilisation"),
+        type=float,
+        default=UTILISATION,
+        help=f"assumed sustained share of the T4's fp16 peak (default: {UTILISATION:g})",
+    )
+    p.add_argument(*flag("--gpus"), type=int, default=2, help="GPUs (default: 2)")
+    p.add_argument(*flag("--project"), help="source checkout (default: the one this package runs from)")
 
 
 def _build(args: argparse.Namespace, user: str) -> Build:
@@ -161,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
         root = project_root(args.project)
         code_file = read_metadata(root / "kaggle" / KERNEL_METADATA)["code_file"]
         print(write_kernel_notebook(root / "kaggle" / code_file, root))
+        return 0
+    if action == "estimate":
+        benchmarks = args.benchmarks or project_root(args.project) / "docs" / "benchmarks.json"
+        print("\n".join(estimate_lines(benchmarks, utilisation=args.utilisation, gpus=args.gpus)))
         return 0
     if action == "build":
         _build(args, kaggle_username(args.user))
