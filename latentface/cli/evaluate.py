@@ -106,7 +106,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         point = None
         dataset = NestedLatentWiderFaceDataset(args.dataset_root, args.split, args.latent_type)
-        predictions = read_widerface_predictions(args.predictions)
+        files: dict[str, Path] = {}
+        predictions = read_widerface_predictions(args.predictions, files)
+        unknown = [key for key in predictions if key not in dataset.records]
+        if unknown:
+            raise ValueError(
+                f"{files[unknown[0]]}: image {unknown[0]!r} is not in {Path(args.dataset_root) / args.split}"
+                + (f" ({len(unknown)} such files)" if len(unknown) > 1 else "")
+                + "; prediction files are named after the split's images (<event>/<image>.txt)"
+            )
         if args.require_all:
             faces = {key: int((~r.ignore).sum()) for key, r in dataset.records.items()}
             _require_all(predictions, dataset.records, faces, f"split {args.split!r}", args.predictions)

@@ -58,7 +58,13 @@ def write_widerface_predictions(
 
 
 def _read_prediction_file(path: Path) -> np.ndarray:
-    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x})") from None
+    lines = text.splitlines()
     if len(lines) < 2:
         raise ValueError(f"{path}:{len(lines) + 1}: expected an image name line and a box count line")
     base = lines[0].strip().split("/")[-1]
@@ -86,8 +92,12 @@ def _read_prediction_file(path: Path) -> np.ndarray:
     return np.concatenate([xywh_to_xyxy(rows[:, :4]), rows[:, 4:]], axis=1)
 
 
-def read_widerface_predictions(pred_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read a directory in the official WIDER text format into ``{key: [K,5] xyxy+score}``."""
+def read_widerface_predictions(
+    pred_dir: str | os.PathLike, origins: dict[str, Path] | None = None
+) -> dict[str, np.ndarray]:
+    """Read a directory in the official WIDER text format into ``{key: [K,5] xyxy+score}``.
+
+    ``origins``, when given, is filled with each key's file (for messages naming it)."""
     pred_dir = Path(pred_dir)
     if not pred_dir.is_dir():
         raise FileNotFoundError(f"{pred_dir}: no such prediction directory")
@@ -95,7 +105,7 @@ def read_widerface_predictions(pred_dir: str | os.PathLike) -> dict[str, np.ndar
     if not files:
         raise ValueError(f"{pred_dir}: no .txt prediction files")
     predictions: dict[str, np.ndarray] = {}
-    origin: dict[str, Path] = {}
+    origin: dict[str, Path] = {} if origins is None else origins
     for path in files:
         if path.stem in origin:
             raise ValueError(f"{path}: image {path.stem!r} already read from {origin[path.stem]}")
