@@ -9,6 +9,7 @@ seen, whatever the number of DataLoader workers.
 from __future__ import annotations
 
 import collections
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,3 +173,34 @@ def apply_bad_latent_policy(
             "paths": {path: message for path, (_, message) in files.items()},
         }
     return record
+
+
+def preflight(splits: dict[str, Dataset], config: TrainConfig, procs, measure, log) -> dict:
+    """The check of every split before the first step (rank 0, timed with ``measure("pre-flight check")``),
+    then ``--on_bad_latent`` applied on every rank, and the data summary line. Returns the bad-latent record
+    for summary.json (:func:`apply_bad_latent_policy`)."""
+    bad = None
+    if procs.is_main:
+        started = time.perf_counter()
+        with measure("pre-flight check"):
+            bad = check_splits(splits, progress=config.progress)
+        took = time.perf_counter() - started
+    record = apply_bad_latent_policy(splits, procs.broadcast(bad), config.on_bad_latent, log)
+    left_out = [f"{split} {r['files']} ({_kinds(r['kinds'])})" for split, r in record.items() if r["files"]]
+    if procs.is_main:
+        log(
+            "data: "
+            + "; ".join(f"{split} {data_line(ds)}" for split, ds in splits.items())
+            + (f"; bad latents left out (--on_bad_latent skip): {', '.join(left_out)}" if left_out else "")
+            + (f"; checked in {took:.1f} s" if config.input == "latent" else "")
+        )
+    return record
+
+
+def data_line(ds: Dataset) -> str:
+    """``8 samples, 12 faces``."""
+    return f"{len(ds.keys)} samples, {sum(len(r) for r in ds.records.values())} faces"
+
+
+def _kinds(kinds: dict[str, int]) -> str:
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))

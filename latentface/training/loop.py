@@ -22,7 +22,6 @@ import dataclasses
 import math
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from datetime import datetime
@@ -45,11 +44,10 @@ from latentface.training.bridge_init import initialise_bridge
 from latentface.training.clock import Clock, Progress, duration, hms
 from latentface.training.config import TrainConfig, TrainingError, merge_for_resume, resolved
 from latentface.training.data import (
-    apply_bad_latent_policy,
     build_datasets,
     build_loaders,
-    check_splits,
     close_loaders,
+    preflight,
     subset_loader,
 )
 from latentface.training.distributed import (
@@ -61,7 +59,16 @@ from latentface.training.distributed import (
     set_rng_state,
     stop_signals_blocked,
 )
-from latentface.training.records import LOSS_PARTS, Tracker, draw_boxes, plot_curves, write_metrics_csv
+from latentface.training.records import (
+    LOSS_PARTS,
+    Tracker,
+    check_writable,
+    draw_boxes,
+    plot_curves,
+    run_summary,
+    summary_line,
+    write_metrics_csv,
+)
 from latentface.util.io import read_image, write_json
 
 
@@ -135,7 +142,7 @@ class _Run:
         # Cheap checks before the data scan: a bad --weight file, an --out that cannot be written.
         start = load_checkpoint(config.weight) if config.weight and payload is None else None
         if procs.is_main:
-            self._check_writable(source.parent if payload is not None else Path(config.out), payload is None)
+            check_writable(source.parent if payload is not None else Path(config.out), config.name, payload is None)
         self.log(
             f"latentface train: {config.input} input, process {procs.rank + 1}/{procs.world_size} on {self.device}"
         )
@@ -145,7 +152,9 @@ class _Run:
         torch.backends.cudnn.benchmark = not config.deterministic
 
         self.train_set, self.val_set = build_datasets(config)
-        self.bad_latents = self._preflight()
+        self.bad_latents = preflight(
+            {"train": self.train_set, "val": self.val_set}, config, procs, self.clock.measure, self.log
+        )
         self.train_loader, self.sampler, self.val_loader = build_loaders(
             self.train_set, self.val_set, config, procs.rank, procs.world_size, pin_memory=self.device.type == "cuda"
         )
@@ -225,40 +234,6 @@ class _Run:
     def log(self, message: str) -> None:
         if self.procs.is_main:
             tqdm.write(message, file=sys.stderr)
-
-    def _check_writable(self, folder: Path, create: bool) -> None:
-        """--out (or the resumed run's directory) must take files before any data is read."""
-        flag = "--out" if create else "--resume"
-        try:
-            if create:
-                folder.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=folder):
-                pass
-        except OSError as exc:
-            raise TrainingError(f"{flag} {folder}: cannot write there ({exc.strerror or exc})") from None
-        if create and self.config.name and RunDir(folder / self.config.name).holds_run():
-            raise TrainingError(
-                f"{folder / self.config.name} already holds a run: continue it with --resume "
-                f"{folder / self.config.name}, or choose another --name"
-            )
-
-    def _preflight(self) -> dict:
-        """Every latent of both splits checked before the first step (rank 0), then --on_bad_latent applied
-        on every rank; logs the data summary. Returns the bad-latent record for summary.json."""
-        splits = {"train": self.train_set, "val": self.val_set}
-        bad = None
-        if self.procs.is_main:
-            with self.clock.measure("pre-flight check"):
-                bad = check_splits(splits, progress=self.config.progress)
-        record = apply_bad_latent_policy(splits, self.procs.broadcast(bad), self.config.on_bad_latent, self.log)
-        left_out = [f"{split} {r['files']} ({_kinds(r['kinds'])})" for split, r in record.items() if r["files"]]
-        self.log(
-            "data: "
-            + "; ".join(f"{split} {_data_line(ds)}" for split, ds in splits.items())
-            + (f"; bad latents left out (--on_bad_latent skip): {', '.join(left_out)}" if left_out else "")
-            + (f"; checked in {self.clock.spent['pre-flight check']:.1f} s" if self.config.input == "latent" else "")
-        )
-        return record
 
     def _stats(self, channels: int) -> dict | None:
         """Latent normalisation: --stats, else computed from the training split (rank 0, shared)."""
@@ -378,46 +353,9 @@ class _Run:
             self._write_summary()
         return self.run_dir
 
-    # ------------------------------------------------------------------------------ summary
-    def summary(self, state: str | None = None) -> dict:
-        """summary.json: ``state`` (running, finished, stopped, failed), ``stopped`` (None, budget, max_steps,
-        signal, error) and why, epochs reached of planned, the best validation, hours of training steps, the
-        wall-clock times (each overhead), the data and the bad latents left out."""
-        cfg = self.config
-        if state is None:
-            state = "failed" if self.failure is not None else ("stopped" if self.stopped else "finished")
-        stopped = "error" if self.failure is not None else self.stopped
-        best = None
-        if self.best is not None:
-            ap = self.best["score"][0]
-            best = {"val_ap": ap if math.isfinite(ap) else None, "epoch": self.best["epoch"], "step": self.best["step"]}
-        reached = self.epoch + self.epoch_step / self.steps_per_epoch
-        return {
-            "state": state,
-            "stopped": None if state == "running" else stopped,
-            "stop_reason": (
-                f"{type(self.failure).__name__}: {self.failure}" if self.failure is not None else self.stop_reason
-            ),
-            "finished": state == "finished" and self.stopped is None,
-            "exit_status": None if state in ("running", "failed") else (128 + self.signum if self.signum else 0),
-            "epochs_planned": cfg.epochs,
-            "epochs_reached": round(reached, 4),
-            "steps": self.step,
-            "best": best,
-            "hours_trained": round(self.elapsed / 3600, 4),
-            "timing": self.clock.timing(self.elapsed),
-            "data": {
-                split: {"samples": len(ds.keys), "faces": int(sum(len(r) for r in ds.records.values()))}
-                for split, ds in (("train", self.train_set), ("val", self.val_set))
-            },
-            "on_bad_latent": cfg.on_bad_latent,
-            "bad_latents": self.bad_latents,
-            "continue_with": None if state == "finished" and not self.stopped else f"--resume {self.run_dir}",
-        }
-
     def _write_summary(self, state: str | None = None) -> None:
         if self.procs.is_main:
-            write_json(self.files.summary, self.summary(state))
+            write_json(self.files.summary, run_summary(self, state))
 
     def _loop(self, signals: StopSignals) -> bool:
         """Train until the last epoch, --max_steps, --time_budget or --wall_budget (True), or a stop signal (False)."""
@@ -807,27 +745,7 @@ class _Run:
 
     def _log_summary(self) -> None:
         """The end summary line (summary.json says the same)."""
-        s = self.summary("stopped" if self.stopped else "finished")
-        best = s["best"]
-        best_text = (
-            "no validation AP"
-            if best is None or best["val_ap"] is None
-            else (f"best val AP {best['val_ap']:.4f} at epoch {best['epoch']:g}")
-        )
-        how = "all epochs done" if not self.stopped else f"stopped early: {self.stopped} ({self.stop_reason})"
-        self.log(
-            f"summary: {s['epochs_reached']:g} of {s['epochs_planned']} epochs, {how}; {best_text}; "
-            f"{s['hours_trained']:.2f} h of training steps, wall {hms(self.clock.now())} (overhead: "
-            f"{self.clock.overheads()}); {self.files.summary}"
-        )
-
-
-def _data_line(ds) -> str:
-    return f"{len(ds.keys)} samples, {sum(len(r) for r in ds.records.values())} faces"
-
-
-def _kinds(kinds: dict[str, int]) -> str:
-    return ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        self.log(summary_line(run_summary(self, "stopped" if self.stopped else "finished"), self.clock.overheads()))
 
 
 @dataclasses.dataclass

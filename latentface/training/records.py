@@ -1,4 +1,5 @@
-"""What a run leaves behind besides checkpoints: metrics.csv, curves.png, and optional W&B tracking.
+"""What a run leaves behind besides checkpoints: metrics.csv, curves.png, summary.json, the end summary line,
+and optional W&B tracking.
 
 Plots use matplotlib's ``Figure`` API only (no pyplot): no global backend, safe in notebooks and workers.
 """
@@ -8,12 +9,16 @@ from __future__ import annotations
 import csv
 import math
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from latentface.checkpoint import RunDir
+from latentface.training.clock import hms
+from latentface.training.config import TrainingError
 from latentface.viz import draw_detections
 
 #: metrics.csv columns, one row per epoch (a stop mid-epoch leaves a fractional epoch).
@@ -36,6 +41,76 @@ COLUMNS = (
     "elapsed_s",
 )
 LOSS_PARTS = ("total", "box", "cls", "landmark")
+
+
+def check_writable(folder: Path, name: str | None, create: bool) -> None:
+    """--out (or the resumed run's directory) must take files, and --name must not hold a run, before any
+    data is read."""
+    flag = "--out" if create else "--resume"
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise TrainingError(f"{flag} {folder}: cannot write there ({exc.strerror or exc})") from None
+    if create and name and RunDir(folder / name).holds_run():
+        raise TrainingError(
+            f"{folder / name} already holds a run: continue it with --resume {folder / name}, or choose another --name"
+        )
+
+
+def run_summary(run, state: str | None = None) -> dict:
+    """summary.json of a training run (``latentface.training.loop._Run``): ``state`` (running, finished,
+    stopped, failed), ``stopped`` (None, budget, max_steps, signal, error) and why, the exit status, epochs
+    reached of planned, the best validation, hours of training steps, the wall-clock times (each overhead),
+    the data, the bad latents left out, and how to continue."""
+    if state is None:
+        state = "failed" if run.failure is not None else ("stopped" if run.stopped else "finished")
+    best = None
+    if run.best is not None:
+        ap = run.best["score"][0]
+        best = {"val_ap": ap if math.isfinite(ap) else None, "epoch": run.best["epoch"], "step": run.best["step"]}
+    failure = run.failure
+    return {
+        "state": state,
+        "stopped": None if state == "running" else ("error" if failure is not None else run.stopped),
+        "stop_reason": f"{type(failure).__name__}: {failure}" if failure is not None else run.stop_reason,
+        "finished": state == "finished" and run.stopped is None,
+        "exit_status": None if state in ("running", "failed") else (128 + run.signum if run.signum else 0),
+        "epochs_planned": run.config.epochs,
+        "epochs_reached": round(run.epoch + run.epoch_step / run.steps_per_epoch, 4),
+        "steps": run.step,
+        "best": best,
+        "hours_trained": round(run.elapsed / 3600, 4),
+        "timing": run.clock.timing(run.elapsed),
+        "data": {
+            split: {"samples": len(ds.keys), "faces": int(sum(len(r) for r in ds.records.values()))}
+            for split, ds in (("train", run.train_set), ("val", run.val_set))
+        },
+        "on_bad_latent": run.config.on_bad_latent,
+        "bad_latents": run.bad_latents,
+        "continue_with": None if state == "finished" and not run.stopped else f"--resume {run.run_dir}",
+        "path": str(RunDir(run.run_dir).summary),
+    }
+
+
+def summary_line(summary: dict, overheads: str) -> str:
+    """The end summary in one line: epochs reached of planned, how it ended, the best AP, hours, wall time."""
+    best = summary["best"]
+    best_text = (
+        "no validation AP"
+        if best is None or best["val_ap"] is None
+        else f"best val AP {best['val_ap']:.4f} at epoch {best['epoch']:g}"
+    )
+    how = "all epochs done" if not summary["stopped"] else f"stopped early: {summary['stopped']}"
+    if summary["stop_reason"]:
+        how += f" ({summary['stop_reason']})"
+    return (
+        f"summary: {summary['epochs_reached']:g} of {summary['epochs_planned']} epochs, {how}; {best_text}; "
+        f"{summary['hours_trained']:.2f} h of training steps, wall {hms(summary['timing']['wall_s'])} (overhead: "
+        f"{overheads}); {summary['path']}"
+    )
 
 
 def write_metrics_csv(history: list[dict], path: str | os.PathLike) -> Path:
