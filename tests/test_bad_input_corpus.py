@@ -306,7 +306,8 @@ def test_evaluate_a_checkpoint_over_a_bad_latent_names_it(clean, weight, tmp_pat
     refused(
         capsys,
         ["evaluate", "--weight", weight, "--dataset_root", root, "--output", tmp_path / "e", "--no_progress"],
-        rf"{re.escape(str(bad))}: latent has 1 non-finite value",
+        rf"{re.escape(str(bad))}: latent has 1 non-finite value.* found before the model ran; "
+        r"--on_bad_latent skip leaves them out",
     )
 
 
@@ -417,3 +418,23 @@ def test_encode_missing_corrupt_images_and_bad_labels(images, tmp_path, capsys):
     refused(capsys, encode(folder, labels, tmp_path / "o4"), r"labels\.txt:4: not UTF-8 text")
     labels.write_text("0--Synthetic/img_0.png\n1\n4 4 20\n")
     refused(capsys, encode(folder, labels, tmp_path / "o5"), r"labels\.txt:3: expected 4 or 10 columns")
+
+
+def test_evaluate_a_checkpoint_can_skip_bad_latents_counting_their_faces_as_missed(clean, weight, tmp_path, capsys):
+    root = copy_dataset(clean, tmp_path)
+    bad = latent_path(root, "val", "0_Synthetic_Synthetic_0_9")
+    truncated_npy(bad, clean)
+    argv = ["evaluate", "--weight", weight, "--dataset_root", root, "--no_coco", "--no_progress"]
+    done = run(capsys, [*argv, "--on_bad_latent", "skip", "--output", tmp_path / "e"])
+    assert done.status == 0, done.err
+    report = json.loads((tmp_path / "e" / "report.json").read_text())
+    assert list(report["bad_latents_skipped"]) == [str(bad)] and report["images"] == 4
+    assert report["images_without_predictions"] == 1
+    assert "latentface evaluate: warning: 1 bad latent(s) skipped (--on_bad_latent skip)" in done.err
+    assert "e.g. 0_Synthetic_Synthetic_0_9" in done.err
+    assert len(list((tmp_path / "e" / "widerface").rglob("*.txt"))) == 3
+    refused(
+        capsys,
+        [*argv, "--on_bad_latent", "skip", "--require_all", "--output", tmp_path / "f"],
+        r"tiny\.pth: 1 of 4 images of split 'val' have no predictions .*; --require_all",
+    )

@@ -66,6 +66,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="skip COCO mAP (pycocotools is slow on very large prediction sets)",
     )
     parser.add_argument(
+        *flag("--on_bad_latent"),
+        dest="on_bad_latent",
+        choices=("raise", "skip"),
+        default="raise",
+        help="--weight: a bad latent file stops the run before the model runs (raise, default) or its image "
+        "is left without predictions, its faces counted as missed (skip)",
+    )
+    parser.add_argument(
         *flag("--require_all"),
         dest="require_all",
         action="store_true",
@@ -88,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     wider = load_wider_mat(args.wider_gt) if args.wider_gt else None  # before the model: a bad folder fails fast
+    skipped: dict[str, str] = {}
     if args.weight:
         point = operating_point(args, evaluation=True)
         predictions, _, dataset = evaluate_checkpoint(
@@ -100,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             args.workers,
             args.device,
             progress=not args.no_progress,
+            on_bad_latent=args.on_bad_latent,
+            skipped=skipped,
         )
         names = {key: rec.name for key, rec in dataset.records.items()}
         write_widerface_predictions(predictions, out / "widerface", names)
@@ -115,13 +126,17 @@ def run(args: argparse.Namespace) -> int:
                 + (f" ({len(unknown)} such files)" if len(unknown) > 1 else "")
                 + "; prediction files are named after the split's images (<event>/<image>.txt)"
             )
-        if args.require_all:
-            faces = {key: int((~r.ignore).sum()) for key, r in dataset.records.items()}
-            _require_all(predictions, dataset.records, faces, f"split {args.split!r}", args.predictions)
+    if args.require_all:
+        faces = {key: int((~r.ignore).sum()) for key, r in dataset.records.items()}
+        _require_all(predictions, dataset.records, faces, f"split {args.split!r}", args.predictions or args.weight)
     if wider is not None and args.require_all:
         faces = {key: int(v["hard"].sum()) for key, v in wider.items()}
         _require_all(predictions, wider, faces, "the WIDER .mat (hard)", args.predictions or args.weight)
     report = evaluation_report(predictions, dataset.records, coco=not args.no_coco)
+    if skipped:
+        report["bad_latents_skipped"] = skipped
+        example = next(iter(skipped.values()))
+        report["warnings"].insert(0, f"{len(skipped)} bad latent(s) skipped (--on_bad_latent skip), e.g. {example}")
     if wider is not None:
         labels = read_labels(Path(args.dataset_root) / args.split / "labels.txt")
         moved = to_mat_frame(predictions, mat_frame_transform(labels, wider))
