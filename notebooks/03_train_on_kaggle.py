@@ -36,6 +36,7 @@ TRAIN = dict(  # `latentface train` flags; batch_size is per GPU process
     workers=2,
     keep_epochs=1,  # only the newest epoch_NNN.pth is kept (Kaggle keeps 20 GB of output)
     val_images=4,  # validation images with boxes sent to W&B per validation
+    progress_every=300,  # a progress line in the log every 5 minutes
     no_progress=True,
     # device="cpu",  # on Kaggle, no GPU stops the kernel unless the CPU is asked for
 )

@@ -1055,37 +1055,18 @@ def test_the_session_clock_gives_training_what_set_up_leaves(capsys):
     assert abs(lk.SessionClock().start - __import__("time").time()) < 7 * 24 * 3600  # this process's start
 
 
-def _train_parser_with(*extra):
-    from latentface.cli.train import configure_parser
-
-    def configure(parser):
-        configure_parser(parser)
-        for name in extra:
-            if f"--{name}" not in parser._option_string_actions:
-                parser.add_argument(f"--{name}", type=float)
-
-    return configure
-
-
-def test_the_wall_budget_reaches_the_training_arguments(tmp_path, monkeypatch, capsys):
-    import latentface.cli.train as cli_train
-
-    monkeypatch.setattr(cli_train, "configure_parser", _train_parser_with("wall_budget", "final_margin"))
+def test_the_wall_budget_reaches_the_training_arguments(tmp_path):
     args = lk.train_arguments({"epochs": 2}, "data", "runs", "kaggle", wall_budget=42900, final_margin=1800)
     assert args[-6:] == ["--epochs", "2", "--wall_budget", "42900", "--final_margin", "1800"]
     run = _run_dir(tmp_path / "run", epoch=3, elapsed=1500)  # a resumed run: still this session's clock
     args = lk.train_arguments({}, "data", "runs", "kaggle", resume=run, wall_budget=40000, final_margin=1800)
     assert args[-6:] == ["--resume", str(run), "--wall_budget", "40000", "--final_margin", "1800"]
 
-    def without_wall_clock(parser):  # a latentface train from before --wall_budget
-        for name in ("dataset_root", "out", "name", "resume"):
-            parser.add_argument(f"--{name}")
-        parser.add_argument("--time_budget", type=float)
-
-    monkeypatch.setattr(cli_train, "configure_parser", without_wall_clock)
-    args = lk.train_arguments({}, "data", "runs", "kaggle", resume=run, wall_budget=11800, final_margin=1800)
-    assert args[-2:] == ["--time_budget", f"{1500 + 0.8 * 10000:g}"]
-    assert "this latentface train has no --wall_budget: --time_budget 9500 s instead" in capsys.readouterr().out
+    with pytest.raises(
+        lk.KaggleSetupError,
+        match="training settings: argument --wall_budget/--wall-budget: invalid float value: .soon.",
+    ):
+        lk.train_arguments({"wall_budget": "soon"}, "data", "runs", "kaggle")
 
 
 def test_the_backbone_starts_from_imagenet_when_the_kernel_can_download_it(tmp_path, capsys):
@@ -1124,40 +1105,59 @@ def test_the_backbone_starts_from_imagenet_when_the_kernel_can_download_it(tmp_p
     assert "not used off Kaggle" in capsys.readouterr().out
 
 
-def _finished_run(folder: Path, epochs: int, planned: int, stopped=...) -> Path:
+def _stopped_run(folder: Path, stopped, reached: float, planned: int = 100) -> Path:
+    """A run directory with the summary.json training writes."""
     folder.mkdir(parents=True)
-    with open(folder / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["epoch", "val_ap", "elapsed_s"])
-        writer.writeheader()
-        writer.writerows(
-            {"epoch": e, "val_ap": [0.31, 0.52, 0.48, 0.6][e - 1], "elapsed_s": 3600 * e} for e in range(1, epochs + 1)
-        )
-    (folder / "config.json").write_text(json.dumps({"epochs": planned}))
-    if stopped is not ...:
-        (folder / "summary.json").write_text(json.dumps({"stopped": stopped}))
+    summary = {
+        "state": "stopped" if stopped else "finished",
+        "stopped": stopped,
+        "stop_reason": "the next epoch (about 1.1 h) would not fit" if stopped == "budget" else None,
+        "epochs_planned": planned,
+        "epochs_reached": reached,
+        "best": {"val_ap": 0.52, "epoch": 2, "step": 200},
+        "hours_trained": 3.0,
+    }
+    (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
 
 def test_the_end_summary_gives_the_command_that_continues_a_stopped_run(tmp_path):
     pushed = {"kernel": "alice/latentface-train", "flags": ["--data", "bob/retina-modify", "--no_internet"]}
-    run = _finished_run(tmp_path / "a", epochs=3, planned=100, stopped="budget")
-    assert lk.run_summary(run) == dict(epochs=3, planned=100, best_ap=0.52, best_epoch=2, hours=3, stopped="budget")
+    run = _stopped_run(tmp_path / "a", "budget", 3)
+    assert lk.run_summary(run) == dict(
+        epochs=3,
+        planned=100,
+        best_ap=0.52,
+        best_epoch=2,
+        hours=3,
+        stopped="budget",
+        reason="the next epoch (about 1.1 h) would not fit",
+    )
     lines = lk.summary_lines(run, pushed=pushed, working=tmp_path / "a")
     assert lines[:3] == [
-        "summary: epoch 3 of 100, best val AP 0.5200 (epoch 2), 3.00 h trained",
-        "stopped early by the session's wall-clock budget: weight_final.pth holds the weights of an unfinished "
-        "run; to continue it:",
-        "  latentface kaggle push --user alice --data bob/retina-modify --no_internet --slug latentface-train-2 "
-        "--resume_from alice/latentface-train",
+        "session summary: epoch 3 of 100, best val AP 0.5200 (epoch 2), 3.00 h of training steps",
+        "stopped early by the session's wall-clock budget (the next epoch (about 1.1 h) would not fit): "
+        "weight_final.pth holds the weights of an unfinished run",
+        "to continue it: latentface kaggle push --user alice --data bob/retina-modify --no_internet "
+        "--slug latentface-train-2 --resume_from alice/latentface-train",
     ]
     assert lines[3].startswith("output: 0.00 GB in ") and lines[3].endswith("(Kaggle keeps up to 20 GB)")
-    done = _finished_run(tmp_path / "b", epochs=4, planned=4)
-    assert lk.summary_lines(done)[:2] == [
-        "summary: epoch 4 of 4, best val AP 0.6000 (epoch 4), 4.00 h trained",
+    done = _stopped_run(tmp_path / "b", None, 100)
+    assert lk.summary_lines(done) == [
+        "session summary: epoch 100 of 100, best val AP 0.5200 (epoch 2), 3.00 h of training steps",
         "stopped: no, every planned epoch ran",
     ]
-    signal = _finished_run(tmp_path / "c", epochs=1, planned=4, stopped="signal")
-    assert "stopped early by a stop signal" in lk.summary_lines(signal)[1]
+    signal = lk.summary_lines(_stopped_run(tmp_path / "c", "signal", 1.5))
+    assert "stopped early by a stop signal: " in signal[1] and signal[2].startswith("to continue it: ")
+    capped = lk.summary_lines(_stopped_run(tmp_path / "d", "max_steps", 0.5))
+    assert capped[1].startswith("stopped early by max_steps") and len(capped) == 2  # asked for: no continuation
+    older = tmp_path / "e"  # a run from before summary.json: from metrics.csv and config.json
+    older.mkdir()
+    (older / "metrics.csv").write_text("epoch,val_ap,elapsed_s\n1,0.31,3600\n2,0.48,7200\n")
+    (older / "config.json").write_text(json.dumps({"epochs": 4}))
+    assert lk.run_summary(older) == dict(
+        epochs=2, planned=4, best_ap=0.48, best_epoch=2, hours=2, stopped="unknown", reason=None
+    )
     assert lk.continue_command({"kernel": "alice/latentface-train-2", "flags": ["--data", "alice/retina-modify"]}) == (
         "latentface kaggle push --user alice --data alice/retina-modify --slug latentface-train-3 "
         "--resume_from alice/latentface-train-2"
@@ -1251,10 +1251,10 @@ def test_built_kernel_runs_end_to_end_against_a_fake_kaggle_root(built, tmp_path
     assert printed == built.build_id  # the kernel installed the build that was built
     assert "backbone start: not used off Kaggle" in text
     assert re.search(r"^session clock: set-up took \d+ s; training gets --wall_budget \d+ s", text, re.M)
-    assert "summary: epoch 1 of 1, best val AP " in text and "stopped: no, every planned epoch ran" in text
+    assert "session summary: epoch 1 of 1, best val AP " in text and "stopped: no, every planned epoch ran" in text
     assert re.search(r"^session: \d+\.\d\d h of 12 h used \(set-up .* training .* evaluation .*\)", text, re.M)
     assert re.search(r"^output: \d+\.\d\d GB in .*working \(Kaggle keeps up to 20 GB\)", text, re.M)
-    assert text.index("session clock: set-up") < text.index("$ python") < text.index("summary: epoch")
+    assert text.index("session clock: set-up") < text.index("$ python") < text.index("session summary: epoch")
     assert f"dataset: {root / 'input' / 'retina-modify'}" in text and "run: " in text and "(new)" in text
 
     run = root / "working" / "runs" / "kaggle"

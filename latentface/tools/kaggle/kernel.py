@@ -332,14 +332,10 @@ def train_arguments(
         args += ["--time_budget", f"{earlier + time_budget:g}"]
     parser = _SettingsParser(prog="latentface train", allow_abbrev=False)
     configure_parser(parser)
-    if wall_budget is not None and "--wall_budget" in parser._option_string_actions:
+    if wall_budget is not None:
         args += ["--wall_budget", f"{wall_budget:g}"]
-        args += ["--final_margin", f"{final_margin:g}"] if final_margin is not None else []
-    elif wall_budget is not None:  # a latentface train without a wall clock: its training-time budget, less
-        earlier = run_progress(resume)["elapsed_s"] if resume is not None else 0.0
-        steps = 0.8 * (wall_budget - (final_margin or 0.0))  # validation and checkpoints take the rest
-        print(f"this latentface train has no --wall_budget: --time_budget {earlier + steps:g} s instead")
-        args += ["--time_budget", f"{earlier + steps:g}"]
+    if final_margin is not None:
+        args += ["--final_margin", f"{final_margin:g}"]
     parser.parse_args(args)
     return args
 

@@ -230,9 +230,22 @@ def _number(value: Any) -> float | None:
 
 
 def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """What a run reached: epochs (of those planned), best validation AP and its epoch, hours trained, and
-    why it stopped (the run's ``summary.json`` when training wrote one; else from metrics.csv)."""
+    """What a run reached: epochs (of those planned), best validation AP and its epoch, hours of training
+    steps, and why it stopped (None: it ran every planned epoch). From the run's ``summary.json``, which
+    training writes; from metrics.csv and config.json for a run without one."""
     run_dir = Path(run_dir)
+    if (run_dir / "summary.json").is_file():
+        written = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
+        best = written.get("best") or {}
+        return dict(
+            epochs=_number(written.get("epochs_reached")) or 0.0,
+            planned=_number(written.get("epochs_planned")),
+            best_ap=_number(best.get("val_ap")),
+            best_epoch=_number(best.get("epoch")),
+            hours=_number(written.get("hours_trained")) or 0.0,
+            stopped=written.get("stopped"),
+            reason=written.get("stop_reason"),
+        )
     rows = _rows(run_dir / "metrics.csv")
     epochs = max((_number(r.get("epoch")) or 0.0 for r in rows), default=0.0)
     scored = [(ap, _number(r.get("epoch"))) for r in rows if (ap := _number(r.get("val_ap"))) is not None]
@@ -240,14 +253,12 @@ def run_summary(run_dir: str | os.PathLike) -> dict[str, Any]:
     config = {}
     if (run_dir / "config.json").is_file():
         config = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-    written = {}
-    if (run_dir / "summary.json").is_file():
-        written = json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
     planned = _number(config.get("epochs"))
-    finished = planned is not None and epochs >= planned
-    stopped = written.get("stopped") if "stopped" in written else (None if finished else "unknown")
     hours = max((_number(r.get("elapsed_s")) or 0.0 for r in rows), default=0.0) / 3600
-    return dict(epochs=epochs, planned=planned, best_ap=best_ap, best_epoch=best_epoch, hours=hours, stopped=stopped)
+    stopped = None if planned is not None and epochs >= planned else "unknown"
+    return dict(epochs=epochs, planned=planned, best_ap=best_ap, best_epoch=best_epoch, hours=hours) | dict(
+        stopped=stopped, reason=None
+    )
 
 
 def continue_command(pushed: Mapping[str, Any] | None) -> str:
@@ -284,17 +295,16 @@ def summary_lines(
     s = run_summary(run_dir)
     planned = f"{s['planned']:g}" if s["planned"] is not None else "?"
     best = f"best val AP {s['best_ap']:.4f} (epoch {s['best_epoch']:g})" if s["best_ap"] is not None else "no val AP"
-    lines = [f"summary: epoch {s['epochs']:g} of {planned}, {best}, {s['hours']:.2f} h trained"]
+    lines = [f"session summary: epoch {s['epochs']:g} of {planned}, {best}, {s['hours']:.2f} h of training steps"]
     if s["stopped"] is None:
         lines.append("stopped: no, every planned epoch ran")
     else:
-        reason = {"budget": "the session's wall-clock budget", "signal": "a stop signal"}.get(
-            s["stopped"], f"before the planned epochs ({s['stopped']})"
-        )
-        lines.append(
-            f"stopped early by {reason}: weight_final.pth holds the weights of an unfinished run; to continue it:"
-        )
-        lines.append("  " + continue_command(pushed))
+        names = {"budget": "the session's wall-clock budget", "signal": "a stop signal"}
+        reason = names.get(s["stopped"], s["stopped"])
+        detail = f" ({s['reason']})" if s.get("reason") else ""
+        lines.append(f"stopped early by {reason}{detail}: weight_final.pth holds the weights of an unfinished run")
+        if s["stopped"] in ("budget", "signal", "unknown"):  # last.pth resumes: the next kernel continues it
+            lines.append("to continue it: " + continue_command(pushed))
     if clock is not None:
         lines += clock.lines()
     if working is not None:
