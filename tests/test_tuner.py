@@ -63,15 +63,15 @@ def test_match_outcomes_follow_the_wider_rules():
 @pytest.mark.parametrize(
     "settings, expected, precision, recall",
     [
-        # conf 0.02, NMS 0.4: a -> d1 d3 d5 d4 (d2 suppressed), b -> e1. TP d1 d4; FP d5; d3 ignored;
-        # e1 is on the face-less image b: counted beside the WIDER precision, not in it
-        (dict(conf=0.02), (2, 1, 2, 5, 1), 2 / 3, 1.0),
-        (dict(conf=0.55), (1, 0, 2, 3, 1), 1.0, 1 / 2),  # a: d1 d3; b: e1
+        # conf 0.02, NMS 0.4: a -> d1 d3 d5 d4 (d2 suppressed), b -> e1. TP d1 d4; FP d5 e1; d3 ignored;
+        # e1 is on the face-less image b: a false positive (the official protocol), counted apart too
+        (dict(conf=0.02), (2, 2, 2, 5, 1), 2 / 4, 1.0),
+        (dict(conf=0.55), (1, 1, 2, 3, 1), 1 / 2, 1 / 2),  # a: d1 d3; b: e1
         (dict(conf=0.65), (1, 0, 2, 2, 0), 1.0, 1 / 2),  # a: d1 d3
         (dict(conf=0.95), (0, 0, 2, 0, 0), 0.0, 0.0),
-        (dict(conf=0.02, nms=0.95), (2, 2, 2, 6, 1), 2 / 4, 1.0),  # d2 survives NMS: a second hit on F1
-        (dict(conf=0.02, nms=0.95, topk=2), (1, 1, 2, 3, 1), 1 / 2, 1 / 2),  # a keeps d1 d2 before NMS
-        (dict(conf=0.02, keep=1), (1, 0, 2, 2, 1), 1.0, 1 / 2),  # a: d1; b: e1
+        (dict(conf=0.02, nms=0.95), (2, 3, 2, 6, 1), 2 / 5, 1.0),  # d2 survives NMS: a second hit on F1
+        (dict(conf=0.02, nms=0.95, topk=2), (1, 2, 2, 3, 1), 1 / 3, 1 / 2),  # a keeps d1 d2 before NMS
+        (dict(conf=0.02, keep=1), (1, 1, 2, 2, 1), 1 / 2, 1 / 2),  # a: d1; b: e1
     ],
 )
 def test_metrics_at_hand_computed_operating_points(settings, expected, precision, recall):
@@ -82,7 +82,7 @@ def test_metrics_at_hand_computed_operating_points(settings, expected, precision
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     assert m["f1"] == pytest.approx(f1)
     tp, fp, faceless = expected[0], expected[1], expected[4]
-    assert m["precision_with_faceless"] == (tp / (tp + fp + faceless) if tp + fp + faceless else 0.0)
+    assert m["precision_without_faceless"] == (tp / (tp + fp - faceless) if tp + fp - faceless else 0.0)
     assert {k: m[k] for k in ("conf", "nms", "topk", "keep")} == hand_tuner().set(**settings).thresholds()
 
 
@@ -107,11 +107,12 @@ def point_on_its_curve(m) -> tuple:
 def test_operating_point_is_a_vertex_of_its_curve():
     tuner = hand_tuner()
     m = tuner.set(conf=0.02).metrics()
-    # a and b best first: d1 .9 (TP), d3 .7 (ignored), e1 .6 (face-less), d5 .5 (FP), d4 .3 (TP)
+    # a and b best first: d1 .9 (TP), d3 .7 (ignored: no proposal), e1 .6 (FP, face-less), d5 .5 (FP), d4 .3 (TP)
     assert m["threshold_curve"].tolist() == pytest.approx([0.9, 0.7, 0.6, 0.5, 0.3])
-    assert m["precision_curve"].tolist() == [1.0, 1.0, 1.0, 0.5, 2 / 3]  # d3 and e1: no proposal
+    assert m["precision_curve"].tolist() == [1.0, 1.0, 0.5, 1 / 3, 0.5]
     assert m["recall_curve"].tolist() == [0.5, 0.5, 0.5, 0.5, 1.0]
     assert m["faceless_curve"].tolist() == [0, 0, 1, 1, 1]
+    assert m["proposals_curve"].tolist() == [1, 1, 2, 3, 4]
     for conf in (0.02, 0.4, 0.55, 0.6, 0.75, 0.85):
         vertex, point = point_on_its_curve(tuner.set(conf=conf).metrics())
         assert vertex == point, conf
@@ -127,12 +128,24 @@ def test_operating_point_is_on_the_drawn_curve_exactly_at_every_setting(shared):
             for conf in (0.02, 0.1, 0.3, 0.5, 0.7, 0.9):
                 m = tuner.set(rate=rate, conf=conf, nms=nms, topk=topk, keep=keep).metrics()
                 if m["curve_index"] is None:
-                    assert m["detections"] - m["false_positives_faceless"] == 0
+                    assert m["detections"] == 0
                     continue
                 vertex, point = point_on_its_curve(m)
                 assert vertex == point, (rate, conf, nms, topk, keep)
                 checked += 1
     assert checked >= 30
+
+
+def test_the_exact_curve_holds_every_point_of_the_official_curve(shared):
+    """Same rule as latentface.metrics.wider: each of the official curve's 1000 sampled points is a vertex."""
+    from latentface.metrics.wider import wider_pr_curve
+
+    tuner = shared.set(rate="latent_75.npy", nms=0.4, topk=5000, keep=750)
+    m = tuner.metrics()
+    official_p, official_r, _ = wider_pr_curve(tuner.predictions_at_floor(), tuner.ground_truth["latent_75.npy"])
+    vertices = set(zip(m["recall_curve"].tolist(), m["precision_curve"].tolist()))
+    sampled = {(r, p) for r, p in zip(official_r.tolist(), official_p.tolist()) if r > 0}
+    assert len(sampled) > 10 and sampled <= vertices
 
 
 def test_the_tuner_uses_the_operating_point():
@@ -393,7 +406,7 @@ def test_plot_shows_the_image_and_the_curve(shared):
 def test_sweep_scans_thresholds_without_moving_the_operating_point():
     tuner = hand_tuner().set(conf=0.65)
     rows = tuner.sweep([0.02, 0.55, 0.95])
-    assert [counts(r) for r in rows] == [(2, 1, 2, 5, 1), (1, 0, 2, 3, 1), (0, 0, 2, 0, 0)]
+    assert [counts(r) for r in rows] == [(2, 2, 2, 5, 1), (1, 1, 2, 3, 1), (0, 0, 2, 0, 0)]
     assert [r["conf"] for r in rows] == [0.02, 0.55, 0.95]
     assert tuner.conf == 0.65
     default = tuner.sweep()

@@ -16,9 +16,10 @@ reached without the network, and exactly (see :meth:`ThresholdTuner.detections`)
 Matching is :func:`latentface.metrics.wider.match_outcomes`, the WIDER FACE protocol (each
 detection takes its highest-IoU face, +1 pixel convention, IoU >= 0.5; a detection on an
 ignored face neither counts nor penalises; a second detection on a recalled face is a false
-positive; images without any ground-truth box are left out). The point and its curve follow that
-one rule; the false positives on face-less images, real false alarms at a threshold, are counted
-beside it (``false_positives_faceless``, ``precision_with_faceless``).
+positive; a detection on an image without faces is a false positive, as the official ``.mat``'s
+dummy box makes it). The point and its curve follow that one rule; how many of the false positives
+are on face-less images is counted beside it (``false_positives_faceless``), with the precision
+without them (``precision_without_faceless``, the rule of the widely used Python evaluation code).
 
 The curve (:func:`exact_pr_curve`) has a vertex at every distinct score, on the raw scores: the
 operating point at ``conf`` *is* the vertex of the smallest score above ``conf``, the same counts
@@ -105,14 +106,15 @@ class Curve:
     """The exact PR curve of one prediction set: one vertex per distinct score, best first.
 
     Vertex ``j`` counts the detections scoring ``>= thresholds[j]``: ``precision`` and ``recall`` by
-    the WIDER rule (images with ground truth), ``faceless`` the detections on images without any.
+    the WIDER rule, ``proposals`` (the detections precision counts), ``faceless`` (those of them on
+    images without faces).
     """
 
     thresholds: np.ndarray  # [V] float32, descending
     precision: np.ndarray  # [V] float64
     recall: np.ndarray  # [V] float64
     faceless: np.ndarray  # [V] int64
-    proposals: np.ndarray  # [V] int64: detections counted in precision (WIDER rule)
+    proposals: np.ndarray  # [V] int64
 
     def at(self, conf: float) -> int | None:
         """The vertex of the detections scoring strictly above ``conf`` (None: no detection is)."""
@@ -121,18 +123,15 @@ class Curve:
 
 
 def exact_pr_curve(
-    scores: np.ndarray, is_proposal: np.ndarray, recalls: np.ndarray, faceless_scores: np.ndarray, faces: int
+    scores: np.ndarray, is_proposal: np.ndarray, recalls: np.ndarray, on_faceless: np.ndarray, faces: int
 ) -> Curve:
-    """The curve of detections with these scores and WIDER outcomes (every image's, concatenated) and of
-    the detections on face-less images (``faceless_scores``: no proposal, no face, a vertex each all the
-    same), over ``faces`` counted faces."""
-    n = len(faceless_scores)
-    scores = np.concatenate([scores, faceless_scores]).astype(np.float32)
+    """The curve of detections with these scores and WIDER outcomes (every image's, concatenated; ``on_faceless``
+    marks those on images without faces) over ``faces`` counted faces."""
     order = np.argsort(-scores, kind="stable")
     ranked = scores[order]
-    proposals = np.cumsum(np.concatenate([is_proposal, np.zeros(n, bool)])[order], dtype=np.int64)
-    recalled = np.cumsum(np.concatenate([recalls, np.zeros(n, bool)])[order], dtype=np.int64)
-    faceless = np.cumsum(np.concatenate([np.zeros(len(is_proposal), bool), np.ones(n, bool)])[order], dtype=np.int64)
+    proposals = np.cumsum(is_proposal[order], dtype=np.int64)
+    recalled = np.cumsum(recalls[order], dtype=np.int64)
+    faceless = np.cumsum(on_faceless[order], dtype=np.int64)
     last = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True]) if len(ranked) else np.zeros(0, np.int64)
     proposals, recalled = proposals[last], recalled[last]
     precision = np.divide(recalled, proposals, out=np.zeros(len(last)), where=proposals > 0)
@@ -384,24 +383,21 @@ class ThresholdTuner:
         return (rate, nms, topk, keep) in self._curve_cache
 
     def _outcomes(self, rate: str, kept: Mapping[str, np.ndarray]):
-        """(scores, is proposal, recalls a face) of the detections on images with ground truth, and the
-        scores on images without any (what the WIDER protocol leaves out), each concatenated."""
+        """(scores, is proposal, recalls a face, on a face-less image) of the detections ``kept``, concatenated."""
         cands, gt = self.candidates(rate), self._gt[rate]
         scores, proposal, recalls, faceless = [], [], [], []
         for key, idx in kept.items():
             boxes_gt, ignore = gt[key]
-            if len(boxes_gt) == 0:
-                faceless.append(cands[key].scores[idx])
-                continue
             p, r = match_outcomes(cands[key].boxes[idx], boxes_gt, ignore, self.iou_threshold)
             scores.append(cands[key].scores[idx])
             proposal.append(p)
             recalls.append(r)
+            faceless.append(np.full(len(idx), len(boxes_gt) == 0))
 
         def cat(parts, dtype):
             return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
 
-        return cat(scores, np.float32), cat(proposal, bool), cat(recalls, bool), cat(faceless, np.float32)
+        return cat(scores, np.float32), cat(proposal, bool), cat(recalls, bool), cat(faceless, bool)
 
     def curve_at(self, rate: str, nms: float, topk: int, keep: int) -> Curve:
         """The exact :class:`Curve` at a rate, NMS IoU, top-k and keep: NMS over every candidate, cached."""
@@ -410,23 +406,27 @@ class ThresholdTuner:
             self._curve_cache[rate, nms, topk, keep] = exact_pr_curve(*self._outcomes(rate, kept), self._faces[rate])
         return self._curve_cache[rate, nms, topk, keep]
 
-    def wider_ap(self, rate: str | int | None = None) -> float:
-        """The official WIDER AP (:func:`latentface.metrics.wider.wider_ap`) of every cached candidate at the
-        current NMS IoU, top-k and keep: what ``latentface evaluate`` reports for these settings."""
+    def predictions_at_floor(self, rate: str | int | None = None) -> dict[str, np.ndarray]:
+        """Every cached candidate kept by the current NMS IoU, top-k and keep, as evaluation predictions
+        ``{key: [K, 5]}``: what ``latentface evaluate`` scores at these settings (conf at the floor)."""
         rate = self.rate if rate is None else self._rate_name(rate)
         cands = self.candidates(rate)
-        preds = {
+        return {
             key: np.concatenate([cands[key].boxes[idx[: self.keep]], cands[key].scores[idx[: self.keep], None]], 1)
             for key, idx in self._nms(rate, self.nms, self.topk).items()
         }
-        return wider_ap(preds, self.ground_truth[rate], self.iou_threshold)
+
+    def wider_ap(self, rate: str | int | None = None) -> float:
+        """The official WIDER AP (:func:`latentface.metrics.wider.wider_ap`) of :meth:`predictions_at_floor`."""
+        rate = self.rate if rate is None else self._rate_name(rate)
+        return wider_ap(self.predictions_at_floor(rate), self.ground_truth[rate], self.iou_threshold)
 
     def metrics(self, rate: str | int | None = None, curve: bool = True) -> dict:
         """Precision, recall and F1 over the validation set at the operating point, by the WIDER rule.
 
-        Also the counts (true and false positives, counted faces, detections on every image), the false
-        positives on images without faces (``false_positives_faceless``, left out of precision by the
-        protocol) and the precision they would give (``precision_with_faceless``); with ``curve``, the
+        Also the counts (true and false positives, counted faces, detections), how many of the false
+        positives are on images without faces (``false_positives_faceless``) and the precision without
+        them (``precision_without_faceless``); with ``curve``, the
         exact PR curve (``precision_curve``, ``recall_curve``, ``threshold_curve``, ``faceless_curve``)
         and ``curve_index``, the vertex the point is (None when nothing scores above the threshold).
         Without the curve only the candidates above the threshold are suppressed and matched.
@@ -434,7 +434,7 @@ class ThresholdTuner:
         rate = self.rate if rate is None else self._rate_name(rate)
         kept = self._kept(rate)
         _, proposal, recalls, faceless = self._outcomes(rate, kept)
-        tp, proposals = int(recalls.sum()), int(proposal.sum())
+        tp, proposals, on_faceless = int(recalls.sum()), int(proposal.sum()), int(faceless.sum())
         faces = self._faces[rate]
         precision = tp / proposals if proposals else 0.0
         recall = tp / faces if faces else 0.0
@@ -445,8 +445,8 @@ class ThresholdTuner:
             "f1": f1,
             "true_positives": tp,
             "false_positives": proposals - tp,
-            "false_positives_faceless": len(faceless),
-            "precision_with_faceless": tp / (proposals + len(faceless)) if proposals + len(faceless) else 0.0,
+            "false_positives_faceless": on_faceless,
+            "precision_without_faceless": tp / (proposals - on_faceless) if proposals - on_faceless else 0.0,
             "faces": faces,
             "detections": sum(len(idx) for idx in kept.values()),
             "images": len(self.keys[rate]),
@@ -511,7 +511,7 @@ class ThresholdTuner:
         (curve,) = ax.plot([], [], lw=1.5, label="PR curve (WIDER rule)")
         (point,) = ax.plot([], [], "o", ms=8, color="crimson", label="operating point")
         (faceless,) = ax.plot(
-            [], [], "o", ms=7, mfc="none", mec="crimson", label="with FP on face-less images", zorder=1
+            [], [], "o", ms=7, mfc="none", mec="crimson", label="without FP on face-less images", zorder=1
         )
         ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
@@ -526,19 +526,19 @@ class ThresholdTuner:
 
     @staticmethod
     def update_point(point, faceless, metrics: dict) -> None:
-        """The operating point (a vertex of the curve) and, hollow, the same with face-less false positives;
-        nothing where no detection counted in precision scores above the threshold."""
+        """The operating point (a vertex of the curve) and, hollow, the same without the false positives on
+        face-less images; nothing where no detection counted in precision scores above the threshold."""
         shown = metrics["true_positives"] + metrics["false_positives"] > 0
         point.set_data(*(([metrics["recall"]], [metrics["precision"]]) if shown else ([], [])))
         extra = shown and metrics["false_positives_faceless"] > 0
-        faceless.set_data(*(([metrics["recall"]], [metrics["precision_with_faceless"]]) if extra else ([], [])))
+        faceless.set_data(*(([metrics["recall"]], [metrics["precision_without_faceless"]]) if extra else ([], [])))
 
     def point_text(self, metrics: dict) -> str:
         """One line: the threshold and P/R/F1 at the operating point, and the face-less false positives."""
         return (
             f"score > {self.conf:.2f}: P {metrics['precision']:.3f}, R {metrics['recall']:.3f}, "
-            f"F1 {metrics['f1']:.3f}; {metrics['false_positives_faceless']} FP on face-less images "
-            f"(P {metrics['precision_with_faceless']:.3f} with them)"
+            f"F1 {metrics['f1']:.3f}; {metrics['false_positives_faceless']} of the FP on face-less images "
+            f"(P {metrics['precision_without_faceless']:.3f} without them)"
         )
 
     def update_pr(self, ax, curve, point, faceless, metrics: dict) -> None:

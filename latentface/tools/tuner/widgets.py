@@ -76,7 +76,7 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
             f"<b>{tuner.rate}</b>, {tuner.key}: {len(tuner.detections()['scores'])} detections. "
             f"Validation: precision <b>{m['precision']:.3f}</b>, recall <b>{m['recall']:.3f}</b>, "
             f"F1 <b>{m['f1']:.3f}</b> ({m['true_positives']} TP, {m['false_positives']} FP, "
-            f"{m['faces']} faces; {m['false_positives_faceless']} FP on face-less images) &middot; {ms:.0f} ms"
+            f"{m['faces']} faces; {m['false_positives_faceless']} of the FP on face-less images) &middot; {ms:.0f} ms"
             + (" (PR curve being computed)" if waiting else "")
         )
 
@@ -158,7 +158,10 @@ def tuner_widgets(tuner: ThresholdTuner, save_path: str | os.PathLike = "thresho
         tuner=tuner,
         background=background,
     )
-    box.add_class("latentface-tuner")
+    box.add_class("latentface-tuner")  # classes for pages and browser tests to find the parts by
+    for part, name in ((status, "status"), (point_line, "point"), (saved, "saved"), (picture, "picture")):
+        part.add_class(f"tuner-{name}")
+    pr_image.add_class("tuner-pr")
     box.controls, box.save_button, box.status, box.saved = controls, save, status, saved
     box.pr_image, box.point_line, box.wait, box.draws = pr_image, point_line, wait, drawn
     return box
