@@ -133,3 +133,18 @@ def test_export_to_an_unwritable_path_is_one_line_naming_it(weight, tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "a_folder"] and not any(
         (tmp_path / "a_folder").iterdir()
     )
+
+
+def test_a_torchscript_save_that_fails_names_the_path(weight, tmp_path, capsys, monkeypatch):
+    # torch reports a failed write as a RuntimeError from C++ ("open file failed ..."): one line naming the path
+    def fail(self, path, *args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:747] . open file failed with strerror: No space left")
+
+    monkeypatch.setattr(torch.jit.ScriptModule, "save", fail)
+    out = tmp_path / "m.pt"
+    assert main(["export", "--weight", str(weight), "--format", "torchscript", "--output", str(out), "--no_check"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"latentface export: error: {out}: cannot write the TorchScript file ([enforce fail at inline_container.cc:747]"
+        " . open file failed with strerror: No space left)\n"
+    )
