@@ -196,7 +196,12 @@ def explorer_widgets(explorer: FeatureExplorer):
         ],
         explorer=explorer,
     )
-    box.add_class("latentface-explorer")
+    box.add_class("latentface-explorer")  # classes for pages and browser tests to find the parts by
+    for part, name in ((title, "title"), (readout, "readout"), (view_image, "picture"), (decoded_image, "decoded")):
+        part.add_class(f"explorer-{name}")
+    for name, control in controls.items():
+        control.add_class(f"explorer-{name}")
+    profile_image.add_class("explorer-profile")
     box.controls, box.click, box.events = controls, click, events
     box.view_image, box.decoded_image, box.readout, box.profile_image, box.title = (
         view_image,
