@@ -109,6 +109,30 @@ def test_wall_budget_stops_before_an_epoch_that_would_not_fit_and_keeps_the_marg
     assert "summary: 3 of 10 epochs, stopped early: budget" in err and "validation 6" in err
 
 
+def test_inside_an_epoch_the_steps_stop_while_a_step_and_the_validation_still_fit(
+    synthetic_dataset, tmp_path, monkeypatch, run_clock, capsys
+):
+    dataset = synthetic_dataset(16, 4, size=64, rates=(75,), seed=3)  # 8 steps per epoch
+    forward = MultiBoxLoss.forward
+
+    def slow_step(self, outputs, targets, anchors):
+        if torch.is_grad_enabled():  # a training step takes 100 s of the run's clock
+            run_clock.offset += 100.0
+        return forward(self, outputs, targets, anchors)
+
+    monkeypatch.setattr(MultiBoxLoss, "forward", slow_step)
+    # Deadline 500 - 50 = 450 s: after step 3 (about 300 s) one more step and the
+    # validation fit; after step 4 (about 400 s) a fifth step would end past the deadline.
+    outcome = loop.run(config(dataset, tmp_path, wall_budget=500, final_margin=50))
+    assert outcome.stopped == "budget" and outcome.exit_status == 0
+    rows = read_metrics(outcome.run_dir)
+    assert [r["epoch"] for r in rows] == ["0.5"] and rows[0]["val_ap"] != "" and rows[0]["val_images"] == "4"
+    summary = json.loads((outcome.run_dir / "summary.json").read_text())
+    assert summary["stop_reason"] == "--wall_budget 500 s (less its final margin of 50 s) reached after 4 steps"
+    assert 400 <= summary["timing"]["wall_s"] <= 450
+    assert "done, but NOT a finished run" in capsys.readouterr().err
+
+
 def test_val_every_and_val_subset_are_recorded_and_the_last_epoch_validates_everything(dataset, tmp_path, capsys):
     outcome = loop.run(config(dataset, tmp_path, epochs=3, val_every=2, val_subset=2))
     rows = read_metrics(outcome.run_dir)

@@ -5,8 +5,8 @@ The wall budget counts from the start of the process (set-up, data checks, stati
 and checkpoint writes included). Before going on after an epoch the loop asks :meth:`Clock.next_epoch_fits`:
 the next epoch's training, one validation and the checkpoint writes, each as measured so far, must
 end before ``budget - final_margin``; the margin is left for what follows the run (a final
-evaluation, copying the outputs). Inside an epoch :meth:`Clock.must_stop` stops the steps when only
-the time of one validation and its checkpoints is left.
+evaluation, copying the outputs). Inside an epoch :meth:`Clock.must_stop` stops the steps when the next
+step and one validation with its checkpoints would not fit any more.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Clock:
         self.budget, self.margin = budget, margin
         self.spent = dict.fromkeys(OVERHEADS, 0.0)
         self.last: dict[str, float] = {}  # the latest duration of each kind
+        self.step_s = 0.0  # mean time of a training step in this epoch so far
         self.epoch_s: float | None = None  # training time of one whole epoch, as last measured
         self.val_guess: float | None = None  # a validation's time before one was measured
 
@@ -80,8 +81,8 @@ class Clock:
         return self.last.get("validation", self.val_guess or 0.0) + self.last.get("checkpoints", 0.0)
 
     def must_stop(self) -> bool:
-        """Inside an epoch: only the time of one validation and its checkpoints is left before the deadline."""
-        return self.deadline is not None and self.now() + self.validation_s() >= self.deadline
+        """Inside an epoch: another step, then one validation and its checkpoints, would end past the deadline."""
+        return self.deadline is not None and self.now() + self.step_s + self.validation_s() >= self.deadline
 
     def next_epoch_fits(self, validate_now: bool) -> tuple[bool, float, float]:
         """(fits, seconds needed, seconds left): this epoch's validation when ``validate_now``, its checkpoints,

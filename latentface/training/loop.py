@@ -387,6 +387,7 @@ class _Run:
                 dynamic_ncols=True,
             )
             session_start, images, first = time.perf_counter(), 0, self.epoch_step
+            clock_start = self.clock.now()  # the run's clock (the budget's) times steps and epochs
             if self.epoch_step < self.steps_per_epoch:  # a resume may land just after the epoch's last step
                 self._tick = session_start
                 with stop_signals_blocked():  # loader workers start here and must ignore stop signals
@@ -405,6 +406,7 @@ class _Run:
                         self.meters.postfix(lr=self.optimizer.param_groups[0]["lr"], img_s=rate), refresh=False
                     )
                     steps_per_s = (self.epoch_step - first) / (now - session_start)
+                    self.clock.step_s = (self.clock.now() - clock_start) / (self.epoch_step - first)
                     self.progress.step(
                         self.epoch + 1, cfg.epochs, self.epoch_step, self.steps_per_epoch, rate, steps_per_s
                     )
@@ -413,7 +415,7 @@ class _Run:
             bar.close()
             took = time.perf_counter() - session_start
             if self.epoch_step > first:
-                self.clock.epoch_s = took / (self.epoch_step - first) * self.steps_per_epoch
+                self.clock.epoch_s = self.clock.step_s * self.steps_per_epoch
             self.meters.images_per_s = images / max(took, 1e-9) if images else 0.0
             if stop != "signal":
                 budget_stop = self._end_epoch(stop is not None or self.epoch + 1 == cfg.epochs, signals)
