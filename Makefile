@@ -40,7 +40,7 @@ notebooks: $(VENV)/.ready
 # JupyterLab on notebooks/ with this environment's kernel: latentface importable, the widgets rendered
 # (jupyterlab_widgets, ipyevents), .py/.ipynb pairs kept in step by jupytext. LAB_ARGS=--no-browser etc.
 lab: $(VENV)/.ready
-	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: $(VENV)/.ready
 	MPLBACKEND=Agg WANDB_MODE=disabled $(PY) -m latentface.cli bench
