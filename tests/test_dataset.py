@@ -489,3 +489,31 @@ def test_auto_transport_dtype_does_not_depend_on_the_first_file(tmp_path):
 
     save(tmp_path, "b_single", "latent_75.npy", np.full((1, C, H, W), 3.0, np.float16))  # now all float16
     assert NestedLatentWiderFaceDataset(tmp_path, "train", dtype="auto").dtype == torch.float16
+
+
+def test_check_latents_finds_every_bad_file_with_its_kind_and_leave_out_drops_them(layout):
+    ds = NestedLatentWiderFaceDataset(layout["root"], "train", latent_type="latent_75.npy,latent_12.npy")
+    bad = ds.check_latents()
+    assert {path: e.kind for path, e in bad.items()} == {
+        str(layout["nan_path"]): "non-finite",
+        str(layout["shape_path"]): "shape",
+        str(layout["garbage_path"]): "unreadable",
+    }
+    assert all(str(e).startswith(path) for path, e in bad.items())
+    keys, faces = list(ds.keys), ds.summary()["faces"]
+    assert ds.leave_out(bad) == 3  # each of those samples had no other rate file
+    assert ds.keys == [k for k in keys if k not in ("k_nan", "k_shape", "k_garbage")]
+    assert set(ds.records) == set(ds.keys) and ds.summary()["faces"] == faces - 3
+    s = ds.summary()
+    assert (s["samples"], s["bad_latents_left_out"], s["samples_left_out"]) == (len(ds.keys), 3, 3)
+    assert ds.check_latents() == {}
+    # A sample keeps its other rate when one of its files is bad; when nothing is left the split is an error.
+    two = [p for p in ds.latent_files(ds.keys.index("k_f16"))]
+    assert ds.leave_out([two[0]]) == 0 and ds.latent_files(ds.keys.index("k_f16")) == two[1:]
+    with pytest.raises(BadLatentError, match="every latent is unusable"):
+        ds.leave_out([p for i in range(len(ds)) for p in ds.latent_files(i)])
+
+
+def test_a_rate_no_folder_has_names_the_rates_found(layout):
+    with pytest.raises(ValueError, match=r"rates found: latent_12.npy, latent_75.npy \(pass --latent_type\)$"):
+        NestedLatentWiderFaceDataset(layout["root"], "train", latent_type="latent_99.npy")
