@@ -147,7 +147,9 @@ def set_rng_state(state: dict) -> None:
 class StopSignals:
     """SIGINT (Ctrl-C) and SIGTERM (e.g. a Kaggle session ending) ask for a clean stop after the current step.
 
-    A second signal of the same kind acts as usual (interrupts at once).
+    A second Ctrl-C acts as usual (interrupts at once). A repeated SIGTERM does not cut the save short: under
+    ``torchrun`` a SIGTERM to the process group reaches each rank twice, directly and forwarded by the launcher
+    (which then waits ``--shutdown_timeout``, 30 s by default, before SIGKILL).
     """
 
     def __init__(self, log):
@@ -166,12 +168,13 @@ class StopSignals:
         return None if self.received is None else int(signal.Signals[self.received])
 
     def _handle(self, signum, frame) -> None:
+        if self.received is not None and signum != signal.SIGINT:
+            return  # already stopping
         self.received = signal.Signals(signum).name
-        signal.signal(signum, self._previous[signum])
-        self._log(
-            f"{self.received} received: finishing this step and saving a resumable checkpoint "
-            "(send it again to stop at once)"
-        )
+        if signum == signal.SIGINT:
+            signal.signal(signum, self._previous[signum])
+        again = "press Ctrl-C again to stop at once" if signum == signal.SIGINT else "SIGKILL stops at once"
+        self._log(f"{self.received} received: finishing this step and saving a resumable checkpoint ({again})")
 
     def __exit__(self, *exc) -> None:
         for s, handler in self._previous.items():
