@@ -1254,7 +1254,21 @@ def test_built_kernel_runs_end_to_end_against_a_fake_kaggle_root(built, tmp_path
     assert "session summary: epoch 1 of 1, best val AP " in text and "stopped: no, every planned epoch ran" in text
     assert re.search(r"^session: \d+\.\d\d h of 12 h used \(set-up .* training .* evaluation .*\)", text, re.M)
     assert re.search(r"^output: \d+\.\d\d GB in .*working \(Kaggle keeps up to 20 GB\)", text, re.M)
-    assert text.index("session clock: set-up") < text.index("$ python") < text.index("session summary: epoch")
+    in_order = [  # the kernel's lines and training's, as they came (unbuffered, one stream)
+        "build: ",
+        "backbone start: ",
+        "session clock: set-up",
+        "$ python",
+        "data: train 4 samples",
+        "computing latent statistics",
+        "training: epoch 1 of 1",
+        "epoch 1: train loss",
+        "summary: 1 of 1 epochs, all epochs done",
+        "session summary: epoch 1 of 1",
+        "output: ",
+    ]
+    at = [text.find(line) for line in in_order]
+    assert -1 not in at and at == sorted(at), dict(zip(in_order, at))
     assert f"dataset: {root / 'input' / 'retina-modify'}" in text and "run: " in text and "(new)" in text
 
     run = root / "working" / "runs" / "kaggle"
