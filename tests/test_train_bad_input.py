@@ -10,8 +10,9 @@ import torch
 
 from latentface.cli import build_parser, run_command
 from latentface.data.layout import latent_path
-from latentface.train import TrainConfig, train
+from latentface.train import TrainConfig, TrainingError, train
 from latentface.training import loop
+from latentface.training.config import read_config_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -173,6 +174,13 @@ def test_every_cheap_mistake_is_one_line_before_the_data_is_read(clean, tmp_path
     assert status == 2 and one_error_line(err) == (
         f"latentface train: error: {config}: setting 'epochs' must be an integer, got 'ten' (str)"
     )
+    config.write_text(json.dumps({"amp": "yes"}))
+    with pytest.raises(TrainingError, match=rf"{config}: setting 'amp' must be true or false, got 'yes' \(str\)"):
+        read_config_file(config)
+    config.write_text(json.dumps({"latent_type": [12, "latent_75.npy"], "time_budget": 30, "final_margin": None}))
+    assert read_config_file(config)["latent_type"] == [12, "latent_75.npy"]  # lists of rates, ints for floats
+    with pytest.raises(TrainingError, match=r"--lr must be a number, got '0.1' \(str\)"):
+        TrainConfig(lr="0.1").validate()  # the Python API is checked alike
     status, err = train_cli(capsys, argv(clean, runs, "--wall_budget", "-5"))
     assert status == 2 and one_error_line(err) == "latentface train: error: --wall_budget must be positive, got -5.0"
     latin = tmp_path / "latin"

@@ -187,6 +187,10 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"
 
 def type_error(name: str, value: Any) -> str | None:
     """Why ``value`` does not fit setting ``name``'s type (``"must be an integer, got 'ten'"``), or None."""
+    if name == "latent_type":  # a rate file, a rate number, or a list of them (as the datasets take)
+        items = value if isinstance(value, (list, tuple)) else [value]
+        ok = bool(items) and all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in items)
+        return None if ok else f"must be a rate file name, 'mixed' or a list of rates, got {value!r}"
     kinds = [k.strip() for k in _ANNOTATIONS[name].split("|")]
     if value is None:
         return None if "None" in kinds else "must be set, got null"
