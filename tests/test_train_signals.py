@@ -25,6 +25,7 @@ def dataset(synthetic_dataset):
     return synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)  # test_train's dataset
 
 
+@pytest.mark.slow  # a subprocess of its own (about 20 s on 2 cores); CI's make test runs it
 def test_sigterm_to_the_process_group_saves_last_pth_and_exits_143(dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "MPLBACKEND": "Agg"}
     command = [sys.executable, "-m", "latentface.cli", "train", "--dataset_root", str(dataset), "--preset", "fast"]
