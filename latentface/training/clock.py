@@ -2,7 +2,8 @@
 overhead takes, and the progress lines a person reads in a log.
 
 The wall budget counts from the start of the process (set-up, data checks, statistics, validation
-and checkpoint writes included). Before going on after an epoch the loop asks :meth:`Clock.next_epoch_fits`:
+and checkpoint writes included); a later run in the same process counts from its own start. Before
+going on after an epoch the loop asks :meth:`Clock.next_epoch_fits`:
 the next epoch's training, one validation and the checkpoint writes, each as measured so far, must
 end before ``budget - final_margin``; the margin is left for what follows the run (a final
 evaluation, copying the outputs). Inside an epoch :meth:`Clock.must_stop` stops the steps when the next
@@ -30,6 +31,17 @@ def process_start() -> float:
         return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
     except (OSError, ValueError, IndexError):
         return time.time()
+
+
+_first_run = True
+
+
+def run_start() -> float:
+    """When a training run started: the process's start for the first run of a process (its imports and
+    set-up count), the call itself for a later one (a benchmark that trains many models in one process)."""
+    global _first_run
+    first, _first_run = _first_run, False
+    return process_start() if first else time.time()
 
 
 def hms(seconds: float | None) -> str:

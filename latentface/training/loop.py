@@ -41,7 +41,7 @@ from latentface.loss import MultiBoxLoss
 from latentface.metrics.wider import wider_ap
 from latentface.model import build_model
 from latentface.training.bridge_init import initialise_bridge
-from latentface.training.clock import Clock, Progress, duration, hms
+from latentface.training.clock import Clock, Progress, duration, hms, run_start
 from latentface.training.config import TrainConfig, TrainingError, merge_for_resume, resolved
 from latentface.training.data import (
     build_datasets,
@@ -94,7 +94,7 @@ class Outcome:
 
 def run(config: TrainConfig) -> Outcome:
     """:func:`train`, returning how the run ended."""
-    clock = Clock()
+    clock = Clock(start=run_start())
     config.validate()
     procs = Processes.start(config.device, config.dist_timeout)
     try:
