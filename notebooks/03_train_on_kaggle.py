@@ -94,7 +94,7 @@ print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\nrun: {RUN_DI
 
 # %%
 SETTINGS = lk.train_settings(TRAIN, ROOT)  # off Kaggle: the small (or smoke) settings over TRAIN
-SETTINGS = lk.imagenet_start(SETTINGS, ROOT, resume=RESUME)  # says which start it used
+SETTINGS = lk.imagenet_start(SETTINGS, ROOT, resume=RESUME, internet=PUSHED.get("internet"))  # says which
 WALL_BUDGET, FINAL_MARGIN = CLOCK.training_budget()  # prints the set-up overhead
 ARGS = lk.train_arguments(
     SETTINGS, DATASET, RUN_DIR.parent, RUN_NAME, resume=RESUME, wall_budget=WALL_BUDGET, final_margin=FINAL_MARGIN

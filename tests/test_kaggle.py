@@ -1101,6 +1101,8 @@ def test_the_backbone_starts_from_imagenet_when_the_kernel_can_download_it(tmp_p
     assert "backbone start: not needed: the run resumes from its last.pth" in capsys.readouterr().out
     assert lk.imagenet_start({"pretrained": None}, real, download=never, env={}) == {"pretrained": None}
     assert "backbone start: as set (none)" in capsys.readouterr().out
+    assert "pretrained" not in lk.imagenet_start({}, real, download=never, env={}, internet=False)
+    assert "backbone start: random weights: the kernel was pushed with --no_internet" in capsys.readouterr().out
     assert "pretrained" not in lk.imagenet_start({}, lk.LOCAL_ROOT, download=never, env={})
     assert "not used off Kaggle" in capsys.readouterr().out
 

@@ -150,10 +150,12 @@ def imagenet_start(
     resume: str | os.PathLike | None = None,
     download: Callable[[str], Path] = download_imagenet,
     env: Mapping[str, str] = os.environ,
+    internet: bool | None = None,
 ) -> dict[str, Any]:
     """The settings with ``pretrained`` = the downloaded ImageNet weights of the backbone, when the kernel
-    can download them (internet on); unchanged when the settings name ``pretrained`` (None: never), a
-    ``weight`` or when the run resumes, off Kaggle, or when the download fails. Logs which it used."""
+    can download them; unchanged when the settings name ``pretrained`` (None: never), a ``weight`` or when
+    the run resumes, off Kaggle, without internet (``internet=False``: pushed with --no_internet), or when
+    the download fails. Logs which it used."""
     settings = dict(settings)
     if "pretrained" in settings or settings.get("weight"):
         why = f"as set ({settings.get('pretrained') or settings.get('weight') or 'none'})"
@@ -161,6 +163,8 @@ def imagenet_start(
         why = "not needed: the run resumes from its last.pth"
     elif local_recipe(root, env) is not None:
         why = "not used off Kaggle (the small stand-in model starts from random weights)"
+    elif internet is False:
+        why = "random weights: the kernel was pushed with --no_internet (set TRAIN['pretrained'] to a weights file)"
     else:
         backbone = backbone_of(settings)
         try:
