@@ -22,6 +22,7 @@ from pathlib import Path
 import matplotlib
 
 from latentface.codec import dct
+from latentface.data.encode import one_thread
 from latentface.data.labels import read_labels
 from latentface.data.layout import CODEC_FILE, LABELS_FILE
 from latentface.data.synth import generate_dataset
@@ -108,7 +109,7 @@ def stdout_logs():
 def trained_weights(config: TrainConfig) -> Path:
     """``weight_final.pth`` of the run ``config`` (a :class:`~latentface.training.TrainConfig` with ``out``
     and ``name``) describes: reused when that folder holds a finished run of the same config,
-    otherwise trained afresh there (its messages on stdout, :func:`stdout_logs`)."""
+    otherwise trained afresh there, on one thread (its messages on stdout, :func:`stdout_logs`)."""
     run_dir = Path(config.out) / config.name
     marker = run_dir / "notebook_config.json"
     weights = run_dir / "weight_final.pth"
@@ -116,7 +117,9 @@ def trained_weights(config: TrainConfig) -> Path:
         print(f"reusing {weights} (same training config)")
         return weights
     shutil.rmtree(run_dir, ignore_errors=True)
-    with stdout_logs():
+    # one thread: intra-op threads meet hundreds of times a step and stall under any other load on the machine
+    # (measured: a 2-thread kernel on a busy 2-core machine made no epoch in 36 min; one thread, 1.5 s a step)
+    with stdout_logs(), one_thread():
         train(config)
     write_json(marker, config.to_dict())
     return weights
