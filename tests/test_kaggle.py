@@ -413,8 +413,11 @@ def test_a_rebuild_deletes_only_what_a_build_wrote(tmp_path, monkeypatch, capsys
     (legacy / "kernel" / "my-notes.md").unlink()
     (legacy / "build-manifest.json").unlink()
     (legacy / "package" / "build.json").unlink()
+    with pytest.raises(lk.KaggleSetupError, match=r"package/build\.json is missing \(a build from an older"):
+        lk.Build.read(legacy)  # push --skip_build of such a build: rebuild first
     lk.build_kernel("alice", out=legacy)
     assert (legacy / "build-manifest.json").is_file() and (legacy / "notes.txt").is_file()
+    assert lk.Build.read(legacy).build_id == json.loads((legacy / "package" / "build.json").read_text())["build_id"]
 
 
 # ------------------------------------------------------------------------------ the kaggle CLI calls (fake)
