@@ -78,3 +78,27 @@ def test_two_nodes_of_two_processes_end_with_identical_weights_and_rank_0_alone_
     # 8 images over 4 processes at batch 2: one step of 8 images per epoch, 2 epochs.
     assert final["step"] == 2 and final["finished"] is True
     assert json.loads((run_dir / "summary.json").read_text())["state"] == "finished"
+
+
+@pytest.mark.slow
+def test_torchrun_with_a_teacher_keeps_model_and_adapters_identical_on_both_ranks(tmp_path, synthetic_dataset):
+    from latentface.train import TrainConfig, train
+
+    data = synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)
+    teacher = train(
+        TrainConfig(
+            dataset_root=str(data), input="rgb", model="resnet18", out_channels=16, batch_size=2, epochs=1,
+            max_steps=1, workers=0, device="cpu", out=str(tmp_path / "t"), name="rgb", no_wandb=True, progress=False,
+        )
+    )  # fmt: skip
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    command += ["-m", "latentface.train", *train_args(data, tmp_path / "runs", epochs=1)]
+    command += ["--teacher", str(teacher / "weight_final.pth")]
+    proc = subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "distillation: teacher" in proc.stderr
+    ranks = json.loads((tmp_path / "runs" / "ddp" / "ranks.json").read_text())
+    assert ranks["identical"] is True and len(set(ranks["parameters_sha256"])) == 1
+    assert len(ranks["adapters_sha256"]) == 2 and len(set(ranks["adapters_sha256"])) == 1
+    last = torch.load(tmp_path / "runs" / "ddp" / "last.pth", weights_only=True)
+    assert last["distiller"]["adapters.C1.weight"].abs().sum() > 0

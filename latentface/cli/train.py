@@ -113,6 +113,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("pretrained", "ImageNet weights for the backbone: a torchvision .pth file, or 'imagenet' to download")
     add("weight", "start from this latentface checkpoint (same architecture)", metavar="PTH")
     switch("freeze", "freeze", text="freeze the pruned backbone (layer2..layer4)")
+    add(
+        "teacher",
+        "distil from this RGB RetinaFace checkpoint (latentface train --input rgb): feature and soft-label terms, "
+        "the teacher frozen; it and its adapters never enter the student's checkpoints",
+        metavar="PTH",
+    )
+    add(
+        "teacher_images",
+        "a WIDER FACE image folder (WIDER_train/images: <event>/<key>.jpg) for the teacher, where the dataset has "
+        "no <root>/train/images (retina-modify); keys without an image train without the distillation terms",
+        metavar="DIR",
+    )
+    add("distill_feature", "weight of the feature term (normalised L2 on C1, C2 through 1x1 adapters)", type=float)
+    add("distill_soft", "weight of the soft-label term (classification KL on positives + hard negatives)", type=float)
+    add("distill_temperature", "temperature of the soft labels", type=float)
+    switch("teacher_half", "teacher_half", text="run the teacher in float16 on CUDA")
     add("epochs", "epochs", type=int)
     add("batch_size", "images per step and process", type=int)
     add("lr", "peak learning rate (SGD)", type=float)

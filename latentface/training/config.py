@@ -49,6 +49,13 @@ class TrainConfig:
     pretrained: str | None = None
     weight: str | None = None
     freeze: bool = False
+    # distillation from an RGB teacher (latentface.training.distillation); None: none
+    teacher: str | None = None
+    teacher_images: str | None = None
+    distill_feature: float = 1.0
+    distill_soft: float = 1.0
+    distill_temperature: float = 2.0
+    teacher_half: bool = False
     # optimisation
     epochs: int = 100
     batch_size: int = 16
@@ -144,6 +151,19 @@ class TrainConfig:
             ),
             (self.progress_every >= 0, f"--progress_every must be >= 0 seconds (0: off), got {self.progress_every}"),
             (self.dist_timeout > 0, f"--dist_timeout must be positive (minutes), got {self.dist_timeout}"),
+            (
+                self.teacher is None or self.input == "latent",
+                "--teacher guides a latent student: it needs --input latent (the teacher itself is the RGB model)",
+            ),
+            (
+                self.teacher_images is None or self.teacher is not None,
+                "--teacher_images gives the teacher its images: give --teacher too",
+            ),
+            (
+                self.distill_feature >= 0 and self.distill_soft >= 0,
+                f"--distill_feature and --distill_soft must be >= 0, got {self.distill_feature}, {self.distill_soft}",
+            ),
+            (self.distill_temperature > 0, f"--distill_temperature must be positive, got {self.distill_temperature}"),
         ]
         for ok, message in checks:
             if not ok:

@@ -20,6 +20,7 @@ from latentface import LATENT_STRIDE
 from latentface.data.augment import Compose, RandomHorizontalFlip, RandomLatentCrop
 from latentface.data.dataset import BadLatentError, NestedLatentWiderFaceDataset, collate_faces
 from latentface.data.images import RandomImageCrop, RandomImageFlip, RGBWiderFaceDataset
+from latentface.data.teacher_images import TeacherImages, WithTeacherImages
 from latentface.training.config import TrainConfig, TrainingError
 from latentface.training.distributed import ignore_stop_signals
 
@@ -54,6 +55,15 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
             transforms.append(crop(tuple(max(1, round(config.crop * c)) for c in cells)))
         train.transform = Compose(transforms)
     return train, val
+
+
+def with_teacher_images(train: Dataset, config: TrainConfig) -> Dataset:
+    """With ``--teacher``: the training split whose targets also carry each sample's image (flipped and cropped
+    as its latent), from ``--teacher_images`` or the split's own ``images/``; else ``train`` itself."""
+    if config.teacher is None:
+        return train
+    images = TeacherImages(config.dataset_root, "train", train.image_size, config.teacher_images)
+    return WithTeacherImages(train, images)
 
 
 class SeededSamples(Dataset):

@@ -23,6 +23,7 @@ the same as without distillation.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -113,6 +114,7 @@ class Distiller(nn.Module):
                 "(train the teacher with the student's --anchors)"
             )
         self.weights = weights
+        self.teacher_s = 0.0  # wall time of the teacher's forward passes: its cost, reported apart
         self.teacher = [teacher]  # a list: not a submodule, so never in this module's state or parameters
         student_channels = _map_channels(student)
         teacher_channels = _map_channels(teacher)
@@ -125,8 +127,13 @@ class Distiller(nn.Module):
         """The teacher's maps and head outputs for RGB ``images`` [B, 3, H, W] (0..255)."""
         teacher = self.teacher[0]
         dtype = next(teacher.parameters()).dtype
+        started = time.perf_counter()
         outputs, maps = teacher(images.to(dtype), return_maps=True)
-        return {k: maps[k].float() for k in FEATURE_MAPS}, outputs.logits.float()
+        result = {k: maps[k].float() for k in FEATURE_MAPS}, outputs.logits.float()
+        if images.is_cuda:
+            torch.cuda.synchronize(images.device)
+        self.teacher_s += time.perf_counter() - started
+        return result
 
     def forward(
         self,

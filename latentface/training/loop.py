@@ -49,7 +49,9 @@ from latentface.training.data import (
     close_loaders,
     preflight,
     subset_loader,
+    with_teacher_images,
 )
+from latentface.training.distillation import FEATURE_MAPS, DistillationWeights, Distiller, load_teacher
 from latentface.training.distributed import (
     Processes,
     StopSignals,
@@ -155,6 +157,7 @@ class _Run:
         self.bad_latents = preflight(
             {"train": self.train_set, "val": self.val_set}, config, procs, self.clock.measure, self.log
         )
+        self.train_set = with_teacher_images(self.train_set, config)
         self.train_loader, self.sampler, self.val_loader = build_loaders(
             self.train_set, self.val_set, config, procs.rank, procs.world_size, pin_memory=self.device.type == "cuda"
         )
@@ -201,7 +204,21 @@ class _Run:
             if procs.distributed
             else model
         )
+        self.distiller = None
+        if config.teacher is not None:
+            teacher = load_teacher(config.teacher, self.device, half=config.teacher_half)
+            weights = DistillationWeights(config.distill_feature, config.distill_soft, config.distill_temperature)
+            self.distiller = Distiller(model, teacher, weights, source=config.teacher).to(self.device)
+            if procs.distributed:  # every rank starts its adapters alike (their gradients are averaged)
+                self.distiller.load_state_dict(procs.broadcast(self.distiller.state_dict()))
+            self.log(
+                f"distillation: teacher {config.teacher} ({teacher.config['backbone']}), feature x "
+                f"{config.distill_feature:g} on {'/'.join(FEATURE_MAPS)}, soft labels x {config.distill_soft:g} at "
+                f"T={config.distill_temperature:g}"
+            )
         self.params = [p for p in model.parameters() if p.requires_grad]
+        if self.distiller is not None:
+            self.params += list(self.distiller.parameters())
         self.optimizer = torch.optim.SGD(
             self.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
@@ -310,6 +327,10 @@ class _Run:
         self.nonfinite, self.elapsed = payload["nonfinite_steps"], payload["elapsed_s"]
         self.meters = _Meters(**payload["meters"])
         self.wandb_id = payload.get("wandb_id")
+        if self.distiller is not None:
+            if "distiller" not in payload:
+                raise CheckpointError(f"{source}: saved without a teacher; resume it without --teacher")
+            self.distiller.load_state_dict(payload["distiller"])
         set_rng_state(payload["rng"])
         if self.epoch_step > self.steps_per_epoch:
             raise TrainingError(
@@ -451,8 +472,14 @@ class _Run:
         cfg = self.config
         x = inputs.to(self.device, non_blocking=True).float()  # float16 latents are cast here, on the device
         with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            outputs = self.model(x)
+            if self.distiller is None:
+                outputs = self.model(x)
+            else:
+                outputs, maps = self.model(x, return_maps=True)
         losses = self.criterion(outputs, targets, self._anchors(x))
+        if self.distiller is not None:
+            terms = self.distiller(maps, outputs.logits, self._anchors(x), targets)
+            losses = {**losses, **terms, "total": losses["total"] + sum(terms.values())}
         loss = losses["total"]
         # Backward runs even on a non-finite loss: every DDP rank must join the gradient all-reduce.
         self.scaler.scale(loss).backward()
@@ -470,6 +497,10 @@ class _Run:
             )
         )
         skipped = bool(flags[0])
+        if self.distiller is not None and self.procs.distributed:  # DDP averages the model's, not the adapters'
+            for p in self.distiller.parameters():
+                grad = p.grad if p.grad is not None else torch.zeros_like(p)  # a rank without teacher images
+                p.grad = self.procs.sum(grad) / self.procs.world_size
         if not skipped:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad)
@@ -710,6 +741,8 @@ class _Run:
             elapsed_s=self.elapsed,
             wandb_id=self.wandb_id,
         )
+        if self.distiller is not None:  # training-only: in last.pth, never in the inference checkpoints
+            payload["distiller"] = self.distiller.state_dict()
         save_checkpoint(payload, self.files.last)
 
     def _prune_epochs(self) -> None:
@@ -720,16 +753,17 @@ class _Run:
     def _finish(self) -> None:
         """weight_final.pth, and under DDP a check that every rank ends with the same weights (ranks.json)."""
         digests = self.procs.gather(parameters_digest(self.raw_model))
+        adapters = self.procs.gather(parameters_digest(self.distiller)) if self.distiller is not None else None
         if self.procs.is_main:
             with self.clock.measure("checkpoints"):
                 payload = self._weights_payload() | {"finished": self.stopped is None, "stopped": self.stopped}
                 save_checkpoint(payload, self.files.final)
             if self.procs.distributed:
-                same = len(set(digests)) == 1
-                write_json(
-                    self.files.ranks,
-                    {"world_size": self.procs.world_size, "parameters_sha256": digests, "identical": same},
-                )
+                same = len(set(digests)) == 1 and len(set(adapters or [None])) == 1
+                ranks = {"world_size": self.procs.world_size, "parameters_sha256": digests, "identical": same}
+                if adapters is not None:  # the training-only distillation adapters: averaged like the model
+                    ranks["adapters_sha256"] = adapters
+                write_json(self.files.ranks, ranks)
                 self.log(
                     "weights identical on all ranks"
                     if same

@@ -88,6 +88,13 @@ def run_summary(run, state: str | None = None) -> dict:
             split: {"samples": len(ds.keys), "faces": int(sum(len(r) for r in ds.records.values()))}
             for split, ds in (("train", run.train_set), ("val", run.val_set))
         },
+        "distillation": None
+        if run.distiller is None
+        else {
+            "teacher": run.config.teacher,
+            "teacher_forward_s": round(run.distiller.teacher_s, 1),
+            "train_samples_without_image": len(run.train_set.missing),
+        },
         "on_bad_latent": run.config.on_bad_latent,
         "bad_latents": run.bad_latents,
         "continue_with": None if state == "finished" and not run.stopped else f"--resume {run.run_dir}",

@@ -1,0 +1,85 @@
+"""Training a latent student with an RGB teacher: the terms reach the loss, the run resumes exactly, and
+nothing of the teacher or its adapters enters the student's checkpoints."""
+
+import json
+
+import pytest
+import torch
+
+from latentface.cli import main
+from latentface.train import TrainConfig, train
+from latentface.training.distillation import TeacherError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def dataset(synthetic_dataset):
+    return synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)
+
+
+def _config(dataset, out, **overrides) -> TrainConfig:
+    base = dict(
+        dataset_root=str(dataset),
+        preset="fast",
+        out_channels=16,
+        batch_size=2,
+        epochs=2,
+        lr=0.01,
+        workers=0,
+        out=str(out),
+        name="run",
+        no_wandb=True,
+        progress=False,
+        deterministic=True,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def teacher(dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teacher")
+    run = train(_config(dataset, out, input="rgb", preset=None, model="resnet18", name="rgb", max_steps=2))
+    return run / "weight_final.pth"
+
+
+def test_a_run_with_a_teacher_resumes_exactly_and_its_checkpoints_hold_only_the_student(dataset, teacher, tmp_path):
+    whole = train(_config(dataset, tmp_path, name="whole", teacher=str(teacher), max_steps=6))
+    half = train(_config(dataset, tmp_path, name="half", teacher=str(teacher), max_steps=3))
+    resumed = train(TrainConfig(resume=str(half), max_steps=6, progress=False))
+    a = torch.load(whole / "last.pth", weights_only=True)
+    b = torch.load(resumed / "last.pth", weights_only=True)
+    assert b["step"] == 6 and b["train_config"]["teacher"] == str(teacher)  # the path is resumable state
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+    for name, value in a["distiller"].items():  # the adapters resume too
+        assert torch.equal(value, b["distiller"][name]), name
+    assert sorted(a["distiller"]) == [f"adapters.C{i}.{p}" for i in (1, 2) for p in ("bias", "weight")]
+
+    plain = train(_config(dataset, tmp_path, name="plain", max_steps=6))
+    final = torch.load(whole / "weight_final.pth", weights_only=True)
+    without = torch.load(plain / "weight_final.pth", weights_only=True)
+    assert "distiller" not in final and final["config"] == without["config"]
+    assert {k: v.shape for k, v in final["model"].items()} == {k: v.shape for k, v in without["model"].items()}
+    assert not torch.equal(final["model"]["bridge.decode.weight"], without["model"]["bridge.decode.weight"])
+
+    summary = json.loads((whole / "summary.json").read_text())
+    assert summary["distillation"]["teacher"] == str(teacher)
+    assert summary["distillation"]["train_samples_without_image"] == 0
+    assert summary["distillation"]["teacher_forward_s"] > 0
+    assert json.loads((plain / "summary.json").read_text())["distillation"] is None
+
+
+def test_teacher_misuse_is_one_line_naming_it(dataset, teacher, tmp_path, capsys):
+    base = ["train", "--dataset_root", str(dataset), "--preset", "fast", "--out_channels", "16", "--epochs", "1"]
+    base += ["--workers", "0", "--no_wandb", "--out", str(tmp_path), "--batch_size", "2", "--no_progress"]
+    assert main([*base, "--teacher", str(tmp_path / "none.pth")]) == 2
+    assert f"latentface train: error: --teacher {tmp_path / 'none.pth'}: no such file" in capsys.readouterr().err
+    assert main([*base, "--teacher", str(teacher), "--anchors", "six", "--name", "six"]) == 2
+    err = capsys.readouterr().err
+    assert f"{teacher}: its anchor layout differs from the student's" in err and "Traceback" not in err
+    assert main([*base, "--teacher_images", str(tmp_path)]) == 2
+    assert "--teacher_images gives the teacher its images: give --teacher too" in capsys.readouterr().err
+    with pytest.raises(TeacherError, match="a latent checkpoint; the teacher must be an RGB RetinaFace"):
+        latent = train(_config(dataset, tmp_path, name="latent", max_steps=1)) / "weight_final.pth"
+        train(_config(dataset, tmp_path, name="taught", teacher=str(latent), max_steps=1))
