@@ -19,9 +19,19 @@ import torch
 
 from latentface.codec import learned
 from latentface.model import LatentRetinaFace, build_model
-from latentface.tools.bench.accuracy import Variant, evaluate_run, prepare_data, run_summary, train_variant
+from latentface.tools.bench.accuracy import (
+    FINAL_WEIGHTS,
+    Variant,
+    evaluate_run,
+    prepare_data,
+    run_summary,
+    train_variant,
+)
 from latentface.tools.bench.measure import macs, model_input
 from latentface.tools.bench.profiles import Profile
+
+#: Stands for the finished RGB run of the same codec and seed, which teaches a distillation variant.
+TEACHER = "<rgb run of this codec and seed>"
 
 #: JPEG AI's published decoder operating points (kMAC per pixel x 640 x 640 pixels), literature rows.
 JPEG_AI_DECODERS = {
@@ -75,6 +85,12 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
         )
     v["fast"] = Variant("fast", "fast preset", preset="fast", keep_architecture=True, overrides=anchors)
     default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
+    v[f"latent_{default_bridge}_distill"] = Variant(
+        f"latent_{default_bridge}_distill",
+        f"latent, {default_bridge} bridge, taught by the RGB model of its seed (feature + soft-label distillation)",
+        bridge=default_bridge,
+        overrides={**anchors, "teacher": TEACHER},
+    )
     v[f"latent_{default_bridge}_{other}"] = Variant(
         f"latent_{default_bridge}_{other}",
         f"latent, {default_bridge} bridge, '{other}' anchors",
@@ -96,8 +112,9 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
 
 
 def study_jobs(profile: Profile) -> list[StudyJob]:
-    """Every run, most decisive first: the target rows (RGB and the default bridge, every seed, learned
-    before dct), then fast, the anchor check, the other bridges and the frontier on one seed."""
+    """Every run, most decisive first: the target rows (RGB and the default bridge, one seed on both codecs,
+    then the other seeds and the distilled default, learned before dct), then fast, the anchor check, the
+    other bridges and the frontier on one seed."""
     s = profile.study
     variants = study_variants(profile)
     default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
@@ -108,10 +125,13 @@ def study_jobs(profile: Profile) -> list[StudyJob]:
     def add(codec: str, name: str, seeds) -> None:
         jobs.extend(StudyJob(codec, variants[name], seed) for seed in seeds)
 
-    for seeds in ([first], more):
-        for codec in codecs:
-            add(codec, "rgb", seeds)
-            add(codec, f"latent_{default_bridge}", seeds)
+    for codec in codecs:
+        add(codec, "rgb", [first])
+        add(codec, f"latent_{default_bridge}", [first])
+    for codec in codecs[::-1]:  # the deciding codec (the last) first
+        add(codec, "rgb", more)
+        add(codec, f"latent_{default_bridge}", more)
+        add(codec, f"latent_{default_bridge}_distill", s["seeds"])  # taught by the RGB run of its seed
     for codec in codecs:
         add(codec, "fast", s["seeds"])
     add(codecs[-1], f"latent_{default_bridge}_{s['other_anchors']}", [first])
@@ -220,9 +240,10 @@ def codecs_section(
             continue
         if max_jobs is not None and done >= max_jobs:
             break
-        variant = dataclasses.replace(
-            job.variant, name=f"{job.variant.name}_s{job.seed}", overrides={**job.variant.overrides, "seed": job.seed}
-        )
+        overrides = {**job.variant.overrides, "seed": job.seed}
+        if overrides.get("teacher") == TEACHER:
+            overrides["teacher"] = str(runs / job.codec / f"rgb_s{job.seed}" / FINAL_WEIGHTS)
+        variant = dataclasses.replace(job.variant, name=f"{job.variant.name}_s{job.seed}", overrides=overrides)
         # a run stopped early (a signal) raises: the study stops there and resumes from its stored runs
         run_dir = train_variant(variant, study, roots[job.codec], runs / job.codec, device, log, reuse_only)
         if run_dir is None:
