@@ -545,7 +545,8 @@ class ThresholdTuner:
         """Curve, point and title at once (the static figure)."""
         self.update_curve(ax, curve, metrics)
         self.update_point(point, faceless, metrics)
-        ax.set_title(f"{ax.get_title()}\n{self.point_text(metrics)}", fontsize=8)
+        numbers, faceless_text = self.point_text(metrics).split("; ", 1)
+        ax.set_title(f"{ax.get_title()}\n{numbers}\n{faceless_text}", fontsize=8)
 
     def plot(self, background: str = "auto"):
         """A figure: the current image with its detections and true faces, and the PR curve with the point."""

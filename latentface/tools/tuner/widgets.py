@@ -178,7 +178,7 @@ class TunerBox(w.VBox):
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs) or {}
         buffer = io.BytesIO()
-        self._tuner.plot(self._background).savefig(buffer, format="png", dpi=72)
+        self._tuner.plot(self._background).savefig(buffer, format="png", dpi=72, bbox_inches="tight")
         bundle["image/png"] = buffer.getvalue()
         bundle["text/plain"] = f"threshold tuner at {self._tuner.thresholds()} (live controls need a running kernel)"
         return bundle
