@@ -7,6 +7,7 @@ import textwrap
 from typing import Any
 
 from latentface.model import LatentRetinaFace
+from latentface.tools.bench.codec_report import codec_notes
 from latentface.tools.bench.profiles import BASELINE, BRIDGE_BUDGET, FAST_BUDGET, recipe_schedule
 from latentface.training.recipes import RECIPES
 
@@ -231,6 +232,8 @@ def notes(results: dict, p: dict[str, Any]) -> str:
         paragraphs += accuracy_notes(results["accuracy"], p, results.get("cost"))
     if "rates" in results:
         paragraphs += rates_notes(results["rates"])
+    if "codecs" in results:
+        paragraphs += codec_notes(results["codecs"])
     if not paragraphs:
         return ""
     wrapped = [
