@@ -236,6 +236,12 @@ class ExplorerBox(w.VBox):
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = super()._repr_mimebundle_(**kwargs) or {}
-        bundle["image/png"] = _png(static_picture(self._explorer))
+        picture = static_picture(self._explorer)
+        scale = min(1.0, 800 / max(picture.shape[:2]))  # a photo-like picture: a small JPEG in the saved notebook
+        if scale < 1:
+            size = (round(picture.shape[1] * scale), round(picture.shape[0] * scale))
+            picture = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+        bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+        bundle["image/jpeg"] = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
         bundle["text/plain"] = f"feature-map explorer: {self._explorer.title()} (live controls need a running kernel)"
         return bundle
