@@ -113,3 +113,19 @@ files = {rate: val.latent_files(example)[0].parent / rate for rate in rates}
 background = "decoded" if val.codec else "auto"
 pictures = {rate: picture_background(path, load_latent(path), background)[0] for rate, path in files.items()}
 notebooks.show(inspection.plot_latent_views(load_latent(files[rates[-1]]), pictures, val.records[key].boxes), jpeg=True)
+
+# %% [markdown]
+# ## The feature-map explorer on the latent
+#
+# The same latent, interactively: the whole latent, its luma part (channels 0–159) or its chroma part
+# (160–255), one channel at a time, the strongest channels or the PCA false colour, with the decoded
+# image beside it (when the codec is known or the images are stored). Click a cell to read its values
+# across the channels. With no detector here, only the latent's own maps; notebook 04 adds the
+# detector's (bridge, C2–C4, P2–P6, face scores). (A saved notebook shows the view it was left at.)
+
+# %%
+from latentface.tools.explorer import FeatureExplorer
+
+explorer = FeatureExplorer(None, {rate: NestedLatentWiderFaceDataset(root, "val", rate) for rate in rates})
+explorer.set(rate=rates[-1], image=example, map="latent luma 0-159", view="strongest")
+explorer.widgets()

@@ -116,7 +116,8 @@ profile = dataclasses.replace(
 work = notebooks.work_dir("bridges") / profile.name
 data_root = bench.prepare_data(work / "data", profile, log=print)
 variants = [v for v in bench.accuracy_variants(profile) if v.name in {f"latent_{b}" for b in profile.bridges}]
-trained = bench.bridge_comparison(profile, data_root, work, torch.device("cpu"), variants=variants, log=print)
+with notebooks.stdout_logs():  # the training's messages as output, not as error boxes
+    trained = bench.bridge_comparison(profile, data_root, work, torch.device("cpu"), variants=variants, log=print)
 
 # %%
 display(

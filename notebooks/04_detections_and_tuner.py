@@ -28,9 +28,10 @@ checkpoint = None  # trained weights (.pth); None: train a small model on the sy
 dataset_root = None  # validation data in the retina-modify layout; None: the recipe's synthetic set
 rate = "latent_75.npy"  # the rate the pictures show (the tuner offers every rate)
 # the synthetic data and the training when checkpoint is None: the "notebook" recipe of
-# latentface.training.recipes.RECIPES (the fast preset with the codec bridge, which learns quickly
-# on a CPU, under a time budget of a few minutes), "notebook-smoke" in the smoke run
+# latentface.training.recipes.RECIPES (the demo's: the fast preset with the codec bridge for a fixed
+# 750 steps; a finished `make demo` run's weights are reused when they match), "notebook-smoke" in the smoke run
 recipe = "notebook-smoke" if SMOKE else "notebook"
+progress_every = 5.0 if SMOKE else 30.0  # seconds between training progress lines
 shown = 4  # validation images in the detection grid
 example = None  # the validation image looked at closely; None: the one with most faces >= 24 px
 thresholds_file = None  # where the tuner saves; None: thresholds.json beside the weights
@@ -45,7 +46,6 @@ from latentface import viz
 from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.inference import DISPLAY_CONF, Detector
 from latentface.inference.pictures import picture_background
-from latentface.metrics import voc_ap
 from latentface.tools import inspection, notebooks
 from latentface.tools.tuner import ThresholdTuner
 from latentface.training import TrainConfig
@@ -55,6 +55,8 @@ notebooks.setup()
 torch.manual_seed(0)
 recipe = get_recipe(recipe)
 root = notebooks.recipe_dataset(recipe) if dataset_root is None else Path(dataset_root)
+if checkpoint is None and dataset_root is None:
+    checkpoint = notebooks.demo_weights(recipe, rate)
 if checkpoint is None:
     config = TrainConfig(
         dataset_root=str(root),
@@ -63,12 +65,13 @@ if checkpoint is None:
         workers=1,
         no_wandb=True,
         progress=False,
+        progress_every=progress_every,
         out=str(notebooks.work_dir("runs")),
         name=f"detector{recipe.size}",
         val_every=100,
         **recipe.train,
     )
-    checkpoint = notebooks.trained_weights(config)
+    checkpoint = notebooks.trained_weights(config)  # progress lines as it trains
 detector = Detector.from_checkpoint(checkpoint, device="cpu", conf=DISPLAY_CONF)
 print(f"{checkpoint}: {detector.model.config}")
 val = NestedLatentWiderFaceDataset(root, "val", rate)
@@ -97,7 +100,7 @@ for i, det in zip(indices, detections):
             "detections": det,
             "truth": val.records[key].boxes,
             "input_size": detector.model.image_size(val[i][0]),
-            "title": f"{key}\n{len(det['scores'])} found, {len(val.records[key])} faces ({what})",
+            "title": f"{key}: {what}\n{len(det['scores'])} found, {len(val.records[key])} faces",
         }
     )
 notebooks.show(inspection.plot_detections(panels), jpeg=True)
@@ -147,6 +150,25 @@ response = inspection.level_response(detector.model, val)
 notebooks.show(inspection.plot_level_response(response))
 
 # %% [markdown]
+# ## The feature-map explorer
+#
+# Every map the detector computes for one image, from one forward pass (cached per image and rate):
+# the latent itself (all 256 channels, luma 0–159, chroma 160–255), the bridge output, C2–C4, the
+# pyramid levels P2–P6 and each level's face-score map (one channel per anchor). Pick the map, one
+# channel, the strongest channels or the PCA false colour; click the map or the decoded image to read
+# a cell's values and its profile across the channels. (A saved notebook shows the view it was left at.)
+
+# %%
+from latentface.tools.explorer import FeatureExplorer
+
+rates = inspection.available_rates(val)
+explorer = FeatureExplorer(detector, {r: NestedLatentWiderFaceDataset(root, "val", r) for r in rates})
+explorer.set(rate=rate, image=example, map=levels[1], view="channel", channel=0)
+if len(truth):  # the cell under the first true face's centre
+    explorer.set(cell=explorer.cell_at((truth[0][0] + truth[0][2]) / 2, (truth[0][1] + truth[0][3]) / 2))
+explorer.widgets()
+
+# %% [markdown]
 # ## The threshold tuner
 #
 # Detection runs once per validation image and rate (the first use of a rate); everything after
@@ -154,22 +176,17 @@ notebooks.show(inspection.plot_level_response(response))
 # threshold with the best F1 becomes the operating point.
 
 # %%
-rates = inspection.available_rates(val)
 tuner = ThresholdTuner(detector, {r: NestedLatentWiderFaceDataset(root, "val", r) for r in rates}, conf=DISPLAY_CONF)
 tuner.set(rate=rate, image=example)
 sweep = tuner.sweep()
 best = max(sweep, key=lambda m: (m["f1"], m["conf"]))
+columns = ("conf", "precision", "recall", "f1", "true_positives", "false_positives", "detections")
+shown = sweep[::10] + ([] if any(m is best for m in sweep[::10]) else [best])  # every 0.1, and the best
 print(f"model ran on {len(tuner.keys[rate])} images at {rate} in {tuner.detection_seconds[rate]:.1f} s")
 display(
     Markdown(
         notebooks.markdown_table(
-            [
-                {
-                    k: m[k]
-                    for k in ("conf", "precision", "recall", "f1", "true_positives", "false_positives", "detections")
-                }
-                for m in sweep[::10] + [best]
-            ],
+            [{"": "best F1" if m is best else "", **{k: m[k] for k in columns}} for m in shown],
             digits=3,
         )
     )
@@ -188,7 +205,7 @@ for r in rates:
     rows.append(
         {
             "rate": r,
-            "AP (WIDER)": voc_ap(m["recall_curve"], m["precision_curve"]),
+            "AP (WIDER)": tuner.set(rate=r).wider_ap(),
             "precision": m["precision"],
             "recall": m["recall"],
             "F1": m["f1"],
@@ -196,6 +213,7 @@ for r in rates:
         }
     )
 display(Markdown(notebooks.markdown_table(rows, digits=3)))
+tuner.set(rate=rate)
 path = tuner.save(thresholds_file or Path(checkpoint).with_name("thresholds.json"))
 print(
     f"saved {tuner.thresholds()} to {path}\n"

@@ -274,3 +274,108 @@ def test_saving_in_jupyterlab_leaves_the_py_unchanged(path):
     fmt = {"extension": ".py", "format_name": "percent"}
     config.set_default_format_options(fmt)
     assert writes(nb, fmt=fmt, config=config) == path.read_text(encoding="utf-8")
+
+
+def committed_text(path: Path) -> str:
+    """Every text a committed notebook shows: markdown cells and the text of every output."""
+    nb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
+    parts = [cell.source for cell in nb.cells if cell.cell_type == "markdown"]
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            parts.append(o.get("text", ""))
+            parts += [o.get("data", {}).get(k, "") for k in ("text/plain", "text/markdown")]
+    return "\n".join(p if isinstance(p, str) else "".join(p) for p in parts)
+
+
+def test_committed_outputs_name_the_defaults_the_code_has():
+    """A committed notebook that names a default (the default preset's bridge, whether bench results exist)
+    must name the code's: re-run it (`make notebooks`) when a default changes."""
+    import re
+
+    from latentface.model import LatentRetinaFace
+
+    bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
+    text = committed_text(FOLDER / "02_bridge_design.py")
+    assert re.findall(r"default preset: (\w+)", text) == [bridge]
+    assert re.findall(r"\*\*(\w+)\*\* \(default\)", text) == [bridge]
+    assert re.findall(r"Why `(\w+)` is the default", text) == [bridge]
+    study = FOLDER.parent / "docs" / "benchmarks.json"
+    has_results = bool(json.loads(study.read_text()).get("accuracy")) if study.is_file() else False
+    assert ("no bench accuracy results yet" in text) == (not has_results)
+    from latentface.inference.operating_point import DISPLAY_CONF
+
+    text = committed_text(FOLDER / "04_detections_and_tuner.py")
+    assert re.findall(r"display threshold \((0\.\d+)\)", text) == [f"{DISPLAY_CONF:g}"]
+    for path in NOTEBOOKS:
+        assert not re.search(r"^wandb: ", committed_text(path), re.M), f"{path.name} commits W&B log lines"
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.stem[:2] in ("01", "02", "04")], ids=lambda p: p.stem)
+def test_committed_outputs_have_no_stderr_boxes(path):
+    """Messages of training and set-up arrive on stdout (notebooks.stdout_logs), not as Jupyter's red boxes."""
+    nb = nbformat.read(path.with_suffix(".ipynb"), as_version=4)
+    stderr = [o.text for cell in nb.cells for o in cell.get("outputs", []) if o.get("name") == "stderr"]
+    assert stderr == [], f"{path.name}: {stderr[:2]}"
+
+
+def test_stdout_logs_moves_stderr_messages_to_stdout(capsys):
+    with notebooks.stdout_logs():
+        print("epoch 1: train loss 1.0", file=sys.stderr)
+    captured = capsys.readouterr()
+    assert captured.out == "epoch 1: train loss 1.0\n" and captured.err == ""
+
+
+def test_notebook_recipe_is_the_demos_for_a_fixed_number_of_steps():
+    demo, notebook = RECIPES["demo"], RECIPES["notebook"]
+    assert {k: v for k, v in demo.train.items() if k != "time_budget"} == notebook.train
+    assert "time_budget" not in notebook.train and "wall_budget" not in notebook.train
+    assert (demo.n_train, demo.n_val, demo.size, demo.seed) == (notebook.n_train, notebook.n_val, notebook.size, 0)
+    steps = notebook.train["epochs"] * notebook.n_train // notebook.train["batch_size"]
+    assert steps == 750
+
+
+def fake_demo(folder: Path, **changes) -> Path:
+    recipe = RECIPES["notebook"]
+    summary = {
+        "recipe": "demo",
+        "training_processes": 2,
+        "codec": {"codec": "dct"},
+        "dataset": {"synthetic": True, "train_images": 1500, "image_size": 192, "latent_type": "latent_75.npy"},
+        "train_config": {**recipe.train, "batch_size": 4, "time_budget": 660.0, "seed": 0},
+        "training": {"epochs": 4, "steps": 750},
+    }
+    for name, value in changes.items():
+        section, key = name.split("__")
+        summary[section][key] = value
+    (folder / "train").mkdir(parents=True, exist_ok=True)
+    (folder / "train" / "weight_final.pth").write_bytes(b"weights")
+    (folder / "demo.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_demo_weights_are_reused_only_when_they_match(tmp_path, capsys):
+    recipe = RECIPES["notebook"]
+    assert notebooks.demo_weights(recipe, "latent_75.npy", tmp_path / "none") is None
+    good = fake_demo(tmp_path / "good")
+    assert notebooks.demo_weights(recipe, "latent_75.npy", good) == good / "train" / "weight_final.pth"
+    assert "reusing" in capsys.readouterr().out
+    assert notebooks.demo_weights(recipe, "latent_12.npy", good) is None
+    assert "rate: 'latent_75.npy', not 'latent_12.npy'" in capsys.readouterr().out
+    stopped = fake_demo(tmp_path / "stopped", training__epochs=3)  # its time budget ended it early
+    assert notebooks.demo_weights(recipe, "latent_75.npy", stopped) is None
+    assert "epochs run: 3, not 4" in capsys.readouterr().out
+    other = fake_demo(tmp_path / "other", train_config__lr=0.01)
+    assert notebooks.demo_weights(recipe, "latent_75.npy", other) is None
+    assert "--lr: 0.01, not 0.02" in capsys.readouterr().out
+
+
+def test_committed_notebook_04_shows_a_detector_worth_tuning():
+    """The full run's detector reaches AP@0.5 >= 0.75 (WIDER) on its validation images at the rate it trained."""
+    import re
+
+    text = committed_text(FOLDER / "04_detections_and_tuner.py")
+    rows = re.findall(r"^\| (latent_\d+\.npy) \| ([0-9.]+) \|", text, re.M)
+    ap = dict(rows)
+    assert "latent_75.npy" in ap, rows
+    assert float(ap["latent_75.npy"]) >= 0.75
+    assert re.search(r"^\| best F1 \| ", text, re.M)  # the sweep table says which row is the best
