@@ -259,9 +259,10 @@ def test_cpu_profile_trains_on_the_demo_recipe():
 def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     jobs = [job.key for job in bench.study_jobs(bench.PROFILES["cpu"])]
     assert jobs[:4] == ["dct/rgb/0", "dct/latent_codec/0", "learned/rgb/0", "learned/latent_codec/0"]
-    for start, codec in ((4, "learned"), (11, "dct")):  # the other seeds, then the default taught by RGB
+    for start, codec in ((4, "learned"), (13, "dct")):  # the other seeds, then the default taught by RGB
         rows = [f"{codec}/{name}/{seed}" for name in ("rgb", "latent_codec") for seed in (1, 2)]
         assert jobs[start : start + 7] == rows + [f"{codec}/latent_codec_distill/{seed}" for seed in (0, 1, 2)]
+    assert jobs[11:13] == ["learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
     assert len(jobs) == len(set(jobs))  # every run once
     for codec in ("dct", "learned"):  # every bridge on both codecs, fast over three seeds
         assert {f"{codec}/latent_{b}/0" for b in ("bilinear", "context", "pixelshuffle", "context_dw")} <= set(jobs)

@@ -97,6 +97,14 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
         bridge=default_bridge,
         overrides={"anchors": other},
     )
+    for term, off in (("feature", "distill_soft"), ("soft", "distill_feature")):  # each term alone
+        name = f"latent_{default_bridge}_distill_{term}"
+        v[name] = Variant(
+            name,
+            f"latent, {default_bridge} bridge, taught by the RGB model of its seed ({term} term only)",
+            bridge=default_bridge,
+            overrides={**anchors, "teacher": TEACHER, off: 0.0},
+        )
     v[f"rgb_{other}"] = Variant(f"rgb_{other}", f"RGB, '{other}' anchors", input="rgb", overrides={"anchors": other})
     for backbone, width in s["frontier"]:
         tag = f"r{backbone[6:]}_{width}"
@@ -132,6 +140,9 @@ def study_jobs(profile: Profile) -> list[StudyJob]:
         add(codec, "rgb", more)
         add(codec, f"latent_{default_bridge}", more)
         add(codec, f"latent_{default_bridge}_distill", s["seeds"])  # taught by the RGB run of its seed
+        if codec == codecs[-1]:  # which term helps or hurts: each alone, first seed
+            add(codec, f"latent_{default_bridge}_distill_feature", [first])
+            add(codec, f"latent_{default_bridge}_distill_soft", [first])
     for codec in codecs:
         add(codec, "fast", s["seeds"])
     add(codecs[-1], f"latent_{default_bridge}_{s['other_anchors']}", [first])
