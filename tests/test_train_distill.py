@@ -83,3 +83,16 @@ def test_teacher_misuse_is_one_line_naming_it(dataset, teacher, tmp_path, capsys
     with pytest.raises(TeacherError, match="a latent checkpoint; the teacher must be an RGB RetinaFace"):
         latent = train(_config(dataset, tmp_path, name="latent", max_steps=1)) / "weight_final.pth"
         train(_config(dataset, tmp_path, name="taught", teacher=str(latent), max_steps=1))
+
+
+def test_a_teacher_with_zero_weights_trains_exactly_as_no_teacher(dataset, teacher, tmp_path):
+    """The teacher's images and terms change nothing else: not the data order, the augmentation or the step."""
+    plain = train(_config(dataset, tmp_path, name="plain", max_steps=4))
+    silent = train(
+        _config(
+            dataset, tmp_path, name="silent", max_steps=4, teacher=str(teacher), distill_feature=0.0, distill_soft=0.0
+        )
+    )
+    a = torch.load(plain / "weight_final.pth", weights_only=True)["model"]
+    b = torch.load(silent / "weight_final.pth", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)

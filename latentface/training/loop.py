@@ -217,10 +217,10 @@ class _Run:
                 f"T={config.distill_temperature:g}"
             )
         self.params = [p for p in model.parameters() if p.requires_grad]
-        if self.distiller is not None:
-            self.params += list(self.distiller.parameters())
+        # training-only parameters: optimised with the model, clipped apart (the student's clipping is its own)
+        self.adapter_params = list(self.distiller.parameters()) if self.distiller is not None else []
         self.optimizer = torch.optim.SGD(
-            self.params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+            self.params + self.adapter_params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
         )
         warmup = round(config.warmup * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -504,6 +504,8 @@ class _Run:
         if not skipped:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_grad)
+            if self.adapter_params:
+                torch.nn.utils.clip_grad_norm_(self.adapter_params, cfg.clip_grad)
             skipped = not bool(torch.isfinite(grad_norm))  # identical on every rank: gradients are all-reduced
             if not skipped:
                 self.scaler.step(self.optimizer)
