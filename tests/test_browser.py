@@ -157,7 +157,7 @@ def shots(tmp_path):
     return folder
 
 
-def test_notebook_04_in_a_real_browser(lab, driver, shots):
+def test_notebook_04_in_a_real_browser(driver, lab, shots):  # the browser checked first
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
