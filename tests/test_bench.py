@@ -310,7 +310,7 @@ def test_quick_codec_study_resumes_from_its_stored_runs_and_renders(tmp_path):
     assert list(first["runs"]) == ["dct/rgb/0", "dct/latent_codec/0", "learned/rgb/0"] and len(saved) == 3
     stored = json.loads(json.dumps(first))
     resumed = bench.codecs.codecs_section(profile, tmp_path / "runs", device, stored=stored, max_jobs=2)
-    assert list(resumed["runs"])[:5] == [*first["runs"], "learned/latent_codec/0", "dct/rgb/1"]
+    assert list(resumed["runs"])[:5] == [*first["runs"], "learned/latent_codec/0", "learned/rgb/1"]
     assert resumed["runs"]["dct/rgb/0"] == stored["runs"]["dct/rgb/0"]  # kept, not trained again
     results = {"profile": "quick", "machine": bench.machine(), "settings": profile.to_dict(), "codecs": resumed}
     md = bench.render_report(results)
