@@ -34,7 +34,7 @@ def test_normalised_l2_compares_directions_not_scales():
         normalised_l2(s, t.reshape(1, 2, 2, 1))
 
 
-def test_distilled_anchors_are_the_positives_and_the_teachers_most_face_like_negatives():
+def test_distilled_anchors_are_the_positives_and_the_students_most_face_like_negatives():
     positives = torch.tensor([[False, True, False, False, False, False], [False] * 6])
     face = torch.tensor([[0.9, 0.8, 0.1, 0.7, 0.3, 0.2], [0.1, 0.2, 0.6, 0.5, 0.4, 0.3]])
     mask = distilled_anchors(positives, face, neg_ratio=2, min_negatives=1)
