@@ -20,6 +20,7 @@ from latentface.train import TrainConfig, TrainingError, train
 from latentface.training.config import read_config_file
 from latentface.training.loop import warmup_cosine
 from latentface.util.device import DeviceError
+from tests.helpers import tiny_train_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,22 +31,7 @@ def dataset(synthetic_dataset):
     return synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)
 
 
-def config(dataset, out, **overrides) -> TrainConfig:
-    base = dict(
-        dataset_root=str(dataset),
-        preset="fast",
-        out_channels=16,
-        batch_size=2,
-        epochs=2,
-        lr=0.01,
-        workers=0,
-        out=str(out),
-        name="run",
-        no_wandb=True,
-        progress=False,
-        deterministic=True,
-    )
-    return TrainConfig(**{**base, **overrides})
+config = tiny_train_config
 
 
 def read_metrics(run_dir):

@@ -17,6 +17,7 @@ from latentface.loss import MultiBoxLoss
 from latentface.train import TrainConfig
 from latentface.training import clock, distributed, loop
 from latentface.training.distributed import Processes
+from tests.helpers import tiny_train_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,20 +53,7 @@ def run_clock(monkeypatch):
 
 
 def config(dataset, out, **overrides) -> TrainConfig:
-    base = dict(
-        dataset_root=str(dataset),
-        preset="fast",
-        out_channels=16,
-        batch_size=2,
-        epochs=2,
-        workers=0,
-        out=str(out),
-        name="run",
-        no_wandb=True,
-        progress=False,
-        deterministic=True,
-    )
-    return TrainConfig(**{**base, **overrides})
+    return tiny_train_config(dataset, out, **{"lr": TrainConfig().lr, **overrides})  # the default lr
 
 
 def read_metrics(run_dir):

@@ -9,6 +9,7 @@ import torch
 from latentface.cli import main
 from latentface.train import TrainConfig, train
 from latentface.training.distillation import TeacherError
+from tests.helpers import tiny_train_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -18,22 +19,7 @@ def dataset(synthetic_dataset):
     return synthetic_dataset(8, 4, size=64, rates=(75,), seed=3)
 
 
-def _config(dataset, out, **overrides) -> TrainConfig:
-    base = dict(
-        dataset_root=str(dataset),
-        preset="fast",
-        out_channels=16,
-        batch_size=2,
-        epochs=2,
-        lr=0.01,
-        workers=0,
-        out=str(out),
-        name="run",
-        no_wandb=True,
-        progress=False,
-        deterministic=True,
-    )
-    return TrainConfig(**{**base, **overrides})
+_config = tiny_train_config
 
 
 @pytest.fixture(scope="module")
