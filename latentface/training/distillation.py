@@ -36,6 +36,7 @@ from torch import nn
 from latentface.checkpoint import CheckpointError
 from latentface.errors import LatentfaceError
 from latentface.loss import match_anchors, valid_faces
+from latentface.model.backbone import CHANNELS
 from latentface.model.builder import model_from_checkpoint
 
 #: The student maps distilled and the teacher maps they follow (same stride: 4 and 8 pixels).
@@ -173,13 +174,5 @@ class Distiller(nn.Module):
 
 
 def _map_channels(model: nn.Module) -> dict[str, int]:
-    """Channels of each distilled map, from a forward of a small zero input."""
-    stride = getattr(model, "pixels_per_cell", 1)
-    size = 64 // stride
-    channels = model.input_mean.numel()
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        maps = model.extract(torch.zeros(1, channels, size, size, device=model.input_mean.device))
-    model.train(was_training)
-    return {name: maps[name].shape[1] for name in FEATURE_MAPS}
+    """Channels of each distilled map: C1 has layer1's width (the bridge lifts the latent to it), C2 layer2's."""
+    return dict(zip(FEATURE_MAPS, CHANNELS[model.config["backbone"]]))

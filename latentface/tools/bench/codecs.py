@@ -10,6 +10,7 @@ and a partial study still renders: rows report the seeds they have.
 from __future__ import annotations
 
 import dataclasses
+import json
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -172,15 +173,6 @@ class _Synthesis(torch.nn.Module):
         return self.model.synthesis(y_hat)
 
 
-def _json(value):
-    """Tuples as lists, as they come back from a JSON file (so stored and current settings compare equal)."""
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json(v) for v in value]
-    return value
-
-
 def _mean_spread(values: list[float]) -> dict:
     return {
         "mean": statistics.fmean(values),
@@ -234,7 +226,7 @@ def codecs_section(
 ) -> dict:
     """Run (or reuse) every study job in order, calling ``save`` with the section after each one."""
     study = study_profile(profile)
-    settings = _json(profile.study)
+    settings = json.loads(json.dumps(profile.study))  # tuples as lists, as a stored study reads back
     if stored and stored.get("settings") != settings:
         log("codecs: the stored study has other settings; its runs are evaluated again where their training matches")
         stored = None
