@@ -345,3 +345,7 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
     assert "reaches 0.760 (+5.0 points over the same student alone, 1 seed(s); tiny faces 0.400 vs 0.210)" in text
     # the first seed decides between bridges: bilinear 0.75 beats codec's 0.70 on learned, codec leads on dct
     assert "`dct` codec (0.800), `learned` bilinear (0.750); they differ, and the choice follows `learned`" in text
+    # one bridge over several seeds is no comparison of bridges
+    del runs["learned/latent_bilinear/0"]
+    study["summary"] = bench.codecs.summarise(runs)
+    assert "Best bridge" not in " ".join(codec_notes(study))

@@ -3,7 +3,6 @@ the decode a decode-then-detect pipeline pays, the cost-accuracy frontier and th
 
 from __future__ import annotations
 
-import collections
 from pathlib import Path
 
 from matplotlib.figure import Figure
@@ -225,22 +224,18 @@ def codec_notes(study: dict) -> list[str]:
         if not (rgb and lat):
             continue
         gap = lat["ap"]["mean"] - rgb["ap"]["mean"]
-        small = [
-            f"{size} {_size(lat, size):.3f} vs {_size(rgb, size):.3f}"
-            for size in SIZE_BUCKETS
-            if _size(lat, size) is not None and _size(rgb, size) is not None
-        ]
-        text = (
-            f"On `{codec}` the default bridge (`{default}`) reaches {_pm(lat['ap'])} against RGB's {_pm(rgb['ap'])} "
-            f"({gap * 100:+.1f} points; {len(lat['seeds'])} and {len(rgb['seeds'])} seeds); by face height "
-            + ", ".join(small)
-            + "."
-        )
-        gaps = {
-            size: _size(lat, size) - _size(rgb, size)
+        pairs = {  # face height -> (latent, RGB) where both were measured
+            size: (_size(lat, size), _size(rgb, size))
             for size in SIZE_BUCKETS
             if _size(lat, size) is not None and _size(rgb, size) is not None
         }
+        text = (
+            f"On `{codec}` the default bridge (`{default}`) reaches {_pm(lat['ap'])} against RGB's {_pm(rgb['ap'])} "
+            f"({gap * 100:+.1f} points; {len(lat['seeds'])} and {len(rgb['seeds'])} seeds); by face height "
+            + ", ".join(f"{size} {a:.3f} vs {b:.3f}" for size, (a, b) in pairs.items())
+            + "."
+        )
+        gaps = {size: a - b for size, (a, b) in pairs.items()}
         if codec == DECIDING_CODEC and gap < -RGB_GAP and gaps:
             widest = min(gaps, key=gaps.get)
             text += (
@@ -257,16 +252,13 @@ def codec_notes(study: dict) -> list[str]:
             )
         out.append(text)
     first = study["settings"]["seeds"][0]
-    bridges = {}  # codec -> (bridge, AP) of the best bridge on the first seed (every bridge has that one)
+    first_seed: dict[str, dict[str, float]] = {}  # codec -> {bridge: AP} on the first seed (every bridge has it)
     for key, run in study.get("runs", {}).items():
         codec, name, seed = key.split("/")
         bridge = name[len("latent_") :] if name.startswith("latent_") else None
-        if int(seed) == first and bridge in BRIDGES and run["ap"] > bridges.get(codec, ("", -1.0))[1]:
-            bridges[codec] = (bridge, run["ap"])
-    measured = collections.Counter(
-        key.split("/")[0] for key in study.get("runs", {}) if key.split("/")[1][len("latent_") :] in BRIDGES
-    )
-    leaders = {codec: best for codec, best in bridges.items() if measured[codec] > 1}
+        if int(seed) == first and bridge in BRIDGES:
+            first_seed.setdefault(codec, {})[bridge] = run["ap"]
+    leaders = {codec: max(aps.items(), key=lambda kv: kv[1]) for codec, aps in first_seed.items() if len(aps) > 1}
     if len(leaders) == 2:
         names = {best[0] for best in leaders.values()}
         text = "Best bridge by AP@0.5 (first seed): " + ", ".join(
