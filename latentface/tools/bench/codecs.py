@@ -29,6 +29,7 @@ from latentface.tools.bench.accuracy import (
     train_variant,
 )
 from latentface.tools.bench.measure import macs, model_input
+from latentface.tools.bench.notes import size_ap
 from latentface.tools.bench.profiles import Profile
 
 #: Stands for the finished RGB run of the same codec and seed, which teaches a distillation variant.
@@ -190,10 +191,6 @@ def summarise(runs: dict[str, dict]) -> dict[str, dict[str, dict]]:
         codec, name, _seed = key.split("/")
         grouped.setdefault((codec, name), []).append(result)
     out: dict[str, dict[str, dict]] = {}
-
-    def size_ap(result: dict, size: str) -> float | None:
-        value = result["ap_by_size"].get(size)
-        return value.get("ap") if isinstance(value, dict) else value
 
     for (codec, name), results in sorted(grouped.items()):
         sizes = results[0]["ap_by_size"].keys()

@@ -32,7 +32,8 @@ def _points(gap: float) -> str:
     return f"{abs(gap) * 100:.1f} points"
 
 
-def _size_ap(result: dict, size: str) -> float | None:
+def size_ap(result: dict, size: str) -> float | None:
+    """AP of one face-size bucket of an evaluation result (stored as ``{"ap", "faces"}`` or as a number)."""
     value = result.get("ap_by_size", {}).get(size)
     return value.get("ap") if isinstance(value, dict) else value
 
@@ -40,17 +41,15 @@ def _size_ap(result: dict, size: str) -> float | None:
 def _by_size(a: dict, b: dict) -> str:
     """``a`` vs ``b`` AP for every face-size bucket both have."""
     parts = [
-        f"{_size_ap(a, k):.3f} vs {_size_ap(b, k):.3f} {label}"
+        f"{size_ap(a, k):.3f} vs {size_ap(b, k):.3f} {label}"
         for k, label in SIZES.items()
-        if _size_ap(a, k) is not None and _size_ap(b, k) is not None
+        if size_ap(a, k) is not None and size_ap(b, k) is not None
     ]
     return ", ".join(parts)
 
 
 def _widest_gap(a: dict, b: dict) -> str | None:
-    gaps = {
-        k: _size_ap(b, k) - _size_ap(a, k) for k in SIZES if _size_ap(a, k) is not None and _size_ap(b, k) is not None
-    }
+    gaps = {k: size_ap(b, k) - size_ap(a, k) for k in SIZES if size_ap(a, k) is not None and size_ap(b, k) is not None}
     return max(gaps, key=gaps.get) if gaps else None
 
 
@@ -191,8 +190,8 @@ def accuracy_notes(acc: dict, p: dict, cost: dict | None) -> list[str]:
         demo_anchors = " the demo uses it;" if RECIPES["demo"].train.get("anchors") == "six" else ""
         text = (
             f"The `six` anchor layout (base 8 px, two aspect ratios;{demo_anchors} aimed at tiny faces) gives "
-            f"latent {six['ap']:.3f} (tiny {_size_ap(six, 'tiny'):.3f}) and RGB {rgb_six['ap']:.3f} "
-            f"(tiny {_size_ap(rgb_six, 'tiny'):.3f}), against {default['ap']:.3f} and {rgb['ap']:.3f} with the "
+            f"latent {six['ap']:.3f} (tiny {size_ap(six, 'tiny'):.3f}) and RGB {rgb_six['ap']:.3f} "
+            f"(tiny {size_ap(rgb_six, 'tiny'):.3f}), against {default['ap']:.3f} and {rgb['ap']:.3f} with the "
             f"default anchors. With the same anchors the gap is {_points(six['ap'] - rgb_six['ap'])}; by face "
             f"height {_by_size(six, rgb_six)}."
         )
