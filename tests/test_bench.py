@@ -259,16 +259,31 @@ def test_cpu_profile_trains_on_the_demo_recipe():
 def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     jobs = [job.key for job in bench.study_jobs(bench.PROFILES["cpu"])]
     assert jobs[:4] == ["dct/rgb/0", "dct/latent_codec/0", "learned/rgb/0", "learned/latent_codec/0"]
-    for start, codec in ((4, "learned"), (13, "dct")):  # the other seeds, then the default taught by RGB
+    bridges = [f"latent_{b}/0" for b in ("bilinear", "context", "pixelshuffle", "context_dw")]
+    for start, codec in ((4, "learned"), (17, "dct")):  # the deciding codec's rows first, then the other's
         rows = [f"{codec}/{name}/{seed}" for name in ("rgb", "latent_codec") for seed in (1, 2)]
-        assert jobs[start : start + 7] == rows + [f"{codec}/latent_codec_distill/{seed}" for seed in (0, 1, 2)]
-    assert jobs[11:13] == ["learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
-    assert len(jobs) == len(set(jobs))  # every run once
-    for codec in ("dct", "learned"):  # every bridge on both codecs, fast over three seeds
-        assert {f"{codec}/latent_{b}/0" for b in ("bilinear", "context", "pixelshuffle", "context_dw")} <= set(jobs)
-        assert {f"{codec}/fast/{seed}" for seed in (0, 1, 2)} <= set(jobs)
-    frontier = [j for j in jobs if j.split("/")[1].startswith(("rgb_r", "latent_r"))]
-    assert len(frontier) == 6 and all(j.startswith("learned/") for j in frontier)
+        rows += [f"{codec}/{b}" for b in bridges] + [f"{codec}/fast/{seed}" for seed in (0, 1, 2)]
+        assert jobs[start : start + 11] == rows
+    assert jobs[15:17] == ["learned/latent_codec_default/0", "learned/rgb_default/0"]
+    frontier = jobs[28:34]
+    assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
+    taught = [f"{codec}/latent_codec_distill/{seed}" for codec in ("learned", "dct") for seed in (0, 1, 2)]
+    assert jobs[34:39] == [*taught[:3], "learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
+    assert jobs[39:] == taught[3:] and len(jobs) == len(set(jobs)) == 42  # every run once
+
+
+def test_a_bridge_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
+    profile = bench.PROFILES["cpu"]
+    names = ("codec", "bilinear", "context", "pixelshuffle")
+    runs = {f"learned/latent_{b}/0": {"ap": ap} for b, ap in zip(names, (0.30, 0.45, 0.40, 0.20))}
+    jobs = [job.key for job in bench.study_jobs(profile, runs)]
+    assert jobs == [job.key for job in bench.study_jobs(profile)]  # context_dw not yet measured: no leader
+    runs["learned/latent_context_dw/0"] = {"ap": 0.44}
+    jobs = [job.key for job in bench.study_jobs(profile, runs)]
+    at = jobs.index("learned/latent_context_dw/0") + 1
+    assert jobs[at : at + 3] == ["learned/latent_bilinear/1", "learned/latent_bilinear/2", "learned/fast/0"]
+    runs["learned/latent_codec/0"] = {"ap": 0.5}  # the default leads: nothing added
+    assert [job.key for job in bench.study_jobs(profile, runs)] == [job.key for job in bench.study_jobs(profile)]
 
 
 def test_codec_study_summary_is_the_mean_and_sample_spread_over_seeds():

@@ -121,13 +121,16 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
     return v
 
 
-def study_jobs(profile: Profile) -> list[StudyJob]:
-    """Every run, most decisive first: the target rows (RGB and the default bridge, one seed on both codecs,
-    then the other seeds and the distilled default, learned before dct), then fast, the anchor check, the
-    other bridges and the frontier on one seed."""
+def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[StudyJob]:
+    """Every run, most decisive first: RGB and the default bridge on one seed of both codecs; then, on the
+    deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
+    stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check;
+    the same rows on the other codec; the frontier; last the teacher's rows (the distilled default on every
+    seed of both codecs, and each of its terms alone)."""
     s = profile.study
+    runs = runs or {}
     variants = study_variants(profile)
-    default_bridge = LatentRetinaFace.PRESETS["default"]["bridge"]
+    default = f"latent_{LatentRetinaFace.PRESETS['default']['bridge']}"
     first, *more = s["seeds"]
     codecs = s["codecs"]
     jobs: list[StudyJob] = []
@@ -137,26 +140,39 @@ def study_jobs(profile: Profile) -> list[StudyJob]:
 
     for codec in codecs:
         add(codec, "rgb", [first])
-        add(codec, f"latent_{default_bridge}", [first])
-    for codec in codecs[::-1]:  # the deciding codec (the last) first
-        add(codec, "rgb", more)
-        add(codec, f"latent_{default_bridge}", more)
-        add(codec, f"latent_{default_bridge}_distill", s["seeds"])  # taught by the RGB run of its seed
-        if codec == codecs[-1]:  # which term helps or hurts: each alone, first seed
-            add(codec, f"latent_{default_bridge}_distill_feature", [first])
-            add(codec, f"latent_{default_bridge}_distill_soft", [first])
-    for codec in codecs:
-        add(codec, "fast", s["seeds"])
-    add(codecs[-1], f"latent_{default_bridge}_{s['other_anchors']}", [first])
-    add(codecs[-1], f"rgb_{s['other_anchors']}", [first])
+        add(codec, default, [first])
     for codec in codecs[::-1]:
-        for bridge in s["bridges"]:
-            if bridge != default_bridge:
-                add(codec, f"latent_{bridge}", [first])
+        deciding = codec == codecs[-1]
+        add(codec, "rgb", more)
+        add(codec, default, more)
+        others = [f"latent_{b}" for b in s["bridges"] if f"latent_{b}" != default]
+        for name in others:
+            add(codec, name, [first])
+        if deciding:
+            leader = leading_bridge(runs, codec, [default, *others], first)
+            if leader not in (None, default):
+                add(codec, leader, more)
+        add(codec, "fast", s["seeds"])
+        if deciding:
+            add(codec, f"{default}_{s['other_anchors']}", [first])
+            add(codec, f"rgb_{s['other_anchors']}", [first])
     for name in variants:
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
+    for codec in codecs[::-1]:  # the teacher's rows, each taught by the RGB run of its seed
+        add(codec, f"{default}_distill", s["seeds"])
+        if codec == codecs[-1]:  # which term helps or hurts: each alone, first seed
+            add(codec, f"{default}_distill_feature", [first])
+            add(codec, f"{default}_distill_soft", [first])
     return jobs
+
+
+def leading_bridge(runs: dict[str, dict], codec: str, names: list[str], seed: int) -> str | None:
+    """The bridge with the best AP@0.5 on ``seed``, once every one of ``names`` has a stored run there."""
+    keys = {name: f"{codec}/{name}/{seed}" for name in names}
+    if not all(key in runs for key in keys.values()):
+        return None
+    return max(names, key=lambda name: runs[keys[name]]["ap"])
 
 
 def decoder_macs(image: int = 640) -> float:
@@ -234,11 +250,11 @@ def codecs_section(
         "runs": dict((stored or {}).get("runs", {})),
     }
     roots = {codec: prepare_data(runs / f"data-{codec}", study, log, codec=codec) for codec in profile.study["codecs"]}
-    done = 0
-    for job in study_jobs(profile):
-        if job.key in section["runs"]:
-            continue
-        if max_jobs is not None and done >= max_jobs:
+    done, skipped = 0, set()
+    while max_jobs is None or done < max_jobs:
+        # the list is made again after each run: a bridge that beat the default earns more seeds
+        job = next((j for j in study_jobs(profile, section["runs"]) if j.key not in {*section["runs"], *skipped}), None)
+        if job is None:
             break
         overrides = {**job.variant.overrides, "seed": job.seed}
         if overrides.get("teacher") == TEACHER:
@@ -247,6 +263,7 @@ def codecs_section(
         # a run stopped early (a signal) raises: the study stops there and resumes from its stored runs
         run_dir = train_variant(variant, study, roots[job.codec], runs / job.codec, device, log, reuse_only)
         if run_dir is None:
+            skipped.add(job.key)
             continue
         result = evaluate_run(run_dir, roots[job.codec], study.main_rate, device)
         result.update(run_summary(run_dir), description=job.variant.description, input=job.variant.input)
