@@ -60,6 +60,12 @@ class AnchorLayout:
         """Anchors [A, 4] (cx, cy, w, h) for an input image of ``height`` x ``width`` pixels."""
         return _generate(self, int(height), int(width)).to(device)
 
+    def levels_of(self, height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        """Position in ``levels`` [A] (long) of each anchor :meth:`generate` makes: adaptive matching
+        picks its candidates per pyramid level."""
+        counts = [h * w * self.per_location for h, w in self.grid_sizes(int(height), int(width))]
+        return torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts)).to(device)
+
     def to_dict(self) -> dict[str, Any]:
         """The layout written out (lists of plain numbers), as model configs and checkpoints store it."""
         return {

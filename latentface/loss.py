@@ -43,16 +43,63 @@ def match_anchors(
     return matched.scatter_reduce(0, face_best_anchor[keep], faces, reduce="amax", include_self=False)
 
 
+ATSS_TOPK = 9
+
+
+def match_anchors_adaptive(
+    boxes: torch.Tensor, anchors: torch.Tensor, levels: torch.Tensor, topk: int = ATSS_TOPK
+) -> torch.Tensor:
+    """Adaptive training sample selection (ATSS, Zhang et al., CVPR 2020): index of each anchor's face or -1.
+
+    Per face, the ``topk`` anchors of each pyramid level whose centres lie nearest the face's centre are
+    candidates; those whose IoU reaches the mean + standard deviation of the candidates' IoUs, and whose
+    centre lies inside the face, are positive. The threshold adapts to the face's size: a face smaller than
+    the smallest anchor still gets its best-overlapping anchors, where a fixed IoU threshold leaves it one
+    at most; a face with no anchor centre inside it keeps its single best anchor. An anchor claimed by
+    several faces goes to the one it overlaps most. ``levels`` [A] is the level of
+    each anchor (:meth:`latentface.anchors.AnchorLayout.levels_of`).
+    """
+    matched = torch.full((anchors.shape[0],), -1, dtype=torch.long, device=anchors.device)
+    if boxes.numel() == 0:
+        return matched
+    corners = box_convert(anchors, "cxcywh", "xyxy")
+    iou = box_iou(boxes, corners)  # [N, A]
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    distance = torch.cdist(centres, anchors[:, :2])  # [N, A]
+    candidates = torch.zeros_like(iou, dtype=torch.bool)
+    for level in levels.unique():
+        where = (levels == level).nonzero().squeeze(1)
+        nearest = distance[:, where].topk(min(topk, len(where)), dim=1, largest=False).indices
+        candidates[torch.arange(len(boxes), device=boxes.device)[:, None], where[nearest]] = True
+    count = candidates.sum(1, keepdim=True)
+    mean = (iou * candidates).sum(1, keepdim=True) / count
+    std = (((iou - mean) ** 2 * candidates).sum(1, keepdim=True) / (count - 1).clamp(min=1)).sqrt()
+    cx, cy = anchors[None, :, 0], anchors[None, :, 1]
+    inside = (cx > boxes[:, None, 0]) & (cx < boxes[:, None, 2]) & (cy > boxes[:, None, 1]) & (cy < boxes[:, None, 3])
+    positive = candidates & (iou >= mean + std) & inside
+    best_iou, best_face = torch.where(positive, iou, -1.0).max(dim=0)
+    matched = torch.where(best_iou >= 0, best_face, matched)
+    # A face with no anchor centre inside it (smaller than the stride) keeps its best-overlapping anchor.
+    bare = ~positive.any(dim=1) & (iou.max(dim=1).values > 0)
+    faces = bare.nonzero().squeeze(1)
+    return matched.scatter_reduce(0, iou[faces].argmax(dim=1), faces, reduce="amax", include_self=False)
+
+
+MATCHINGS = ("iou", "adaptive")
+
+
 class MultiBoxLoss(nn.Module):
     """2 x box smooth-L1 + softmax CE with 7:1 hard-negative mining + landmark smooth-L1.
 
     Box and class losses are averaged over positive anchors, the landmark loss over positive
     anchors whose face has landmarks. Each image contributes at least ``min_negatives`` mined
-    negatives, so images without faces still teach the background.
+    negatives, so images without faces still teach the background. ``matching`` is ``iou``
+    (RetinaFace's fixed thresholds) or ``adaptive`` (ATSS; needs the anchors' ``levels``).
     """
 
     def __init__(
         self,
+        matching: str = "iou",
         positive_iou: float = POSITIVE_IOU,
         best_min_iou: float = BEST_ANCHOR_MIN_IOU,
         neg_pos_ratio: int = 7,
@@ -61,11 +108,22 @@ class MultiBoxLoss(nn.Module):
         landmark_weight: float = 1.0,
     ):
         super().__init__()
+        if matching not in MATCHINGS:
+            raise ValueError(f"unknown anchor matching {matching!r}; choose one of {list(MATCHINGS)}")
+        self.matching = matching
         self.positive_iou, self.best_min_iou = positive_iou, best_min_iou
         self.neg_pos_ratio, self.min_negatives = neg_pos_ratio, min_negatives
         self.box_weight, self.landmark_weight = box_weight, landmark_weight
 
-    def targets(self, targets: list[dict], anchors: torch.Tensor):
+    def match(self, boxes: torch.Tensor, anchors: torch.Tensor, levels: torch.Tensor | None) -> torch.Tensor:
+        """Index of each anchor's face (valid ``boxes`` only) or -1, by this loss's matching."""
+        if self.matching == "iou":
+            return match_anchors(boxes, anchors, self.positive_iou, self.best_min_iou)
+        if levels is None:
+            raise ValueError("adaptive matching needs each anchor's pyramid level (AnchorLayout.levels_of)")
+        return match_anchors_adaptive(boxes, anchors, levels)
+
+    def targets(self, targets: list[dict], anchors: torch.Tensor, levels: torch.Tensor | None = None):
         """Per-anchor labels (1 face, 0 background), box and landmark targets and landmark masks."""
         labels, box_t, lmk_t, lmk_mask = [], [], [], []
         for t in targets:
@@ -74,7 +132,7 @@ class MultiBoxLoss(nn.Module):
             boxes = boxes[keep]
             landmarks = t["landmarks"].to(anchors)[keep]
             has_lmk = t["has_landmarks"].to(anchors.device)[keep]
-            matched = match_anchors(boxes, anchors, self.positive_iou, self.best_min_iou)
+            matched = self.match(boxes, anchors, levels)
             pos = matched >= 0
             idx = matched.clamp(min=0)
             labels.append(pos.long())
@@ -88,11 +146,15 @@ class MultiBoxLoss(nn.Module):
                 lmk_mask.append(torch.zeros_like(pos))
         return torch.stack(labels), torch.stack(box_t), torch.stack(lmk_t), torch.stack(lmk_mask)
 
-    def forward(self, outputs, targets: list[dict], anchors: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, outputs, targets: list[dict], anchors: torch.Tensor, levels: torch.Tensor | None = None, matched=None
+    ) -> dict[str, torch.Tensor]:
+        """The weighted total and its parts; ``matched`` is :meth:`targets`' result where the caller needs
+        the positives too (distillation), so the anchors are matched once."""
         logits, box_out, lmk_out = outputs
         if logits.shape[1] != anchors.shape[0]:
             raise ValueError(f"model produced {logits.shape[1]} anchors' outputs but the layout has {anchors.shape[0]}")
-        labels, box_t, lmk_t, lmk_mask = self.targets(targets, anchors)
+        labels, box_t, lmk_t, lmk_mask = self.targets(targets, anchors, levels) if matched is None else matched
         pos = labels > 0
         num_pos = pos.sum()
         norm = num_pos.clamp(min=1).to(logits.dtype)

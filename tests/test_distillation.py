@@ -9,6 +9,7 @@ from latentface.checkpoint import save_checkpoint
 from latentface.data.augment import crop, hflip, replay_ops
 from latentface.data.dataset import NestedLatentWiderFaceDataset
 from latentface.data.teacher_images import TeacherImages, WithTeacherImages, wider_image_path
+from latentface.loss import MultiBoxLoss
 from latentface.model import LatentRetinaFace, RGBRetinaFace
 from latentface.training.distillation import (
     DistillationWeights,
@@ -95,14 +96,19 @@ def test_distiller_holds_only_its_adapters_and_teaches_through_them():
     boxes = torch.tensor([[8.0, 8.0, 40.0, 40.0]])
     image = torch.rand(3, 64, 64) * 255
     targets = [{"boxes": boxes, "teacher_image": image}, {"boxes": boxes, "teacher_image": None}]
-    terms = distiller(maps, outputs.logits, student.anchors(latents), targets)
+    faces = [
+        {**t, "landmarks": torch.zeros(1, 5, 2), "has_landmarks": torch.zeros(1, dtype=torch.bool)} for t in targets
+    ]
+    positives = MultiBoxLoss().targets(faces, student.anchors(latents))[0] > 0
+    assert positives[0].equal(positives[1]) and positives[0].any()
+    terms = distiller(maps, outputs.logits, positives, targets)
     assert set(terms) == {"distill_feature", "distill_soft"}
     assert 0 < terms["distill_feature"].item() <= 2.0 * 4 and terms["distill_soft"].item() > 0
     (terms["distill_feature"] + terms["distill_soft"]).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.bridge.parameters())
     assert distiller.adapters["C1"].weight.grad.abs().sum() > 0
     assert all(p.grad is None for p in teacher.parameters())
-    unpaired = distiller(maps, outputs.logits, student.anchors(latents), [{"boxes": boxes, "teacher_image": None}] * 2)
+    unpaired = distiller(maps, outputs.logits, positives, [{"boxes": boxes, "teacher_image": None}] * 2)
     assert unpaired["distill_feature"].item() == 0.0 and unpaired["distill_soft"].item() == 0.0
 
 

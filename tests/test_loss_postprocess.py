@@ -6,7 +6,7 @@ from torchvision.ops import box_iou
 
 from latentface.anchors import AnchorLayout
 from latentface.inference import OperatingPoint, postprocess
-from latentface.loss import MultiBoxLoss, match_anchors
+from latentface.loss import MultiBoxLoss, match_anchors, match_anchors_adaptive
 from latentface.model.heads import HeadOutputs
 
 # Four 16x16 anchors tiling a 32x32 image: centres (8, 8), (24, 8), (8, 24), (24, 24).
@@ -51,6 +51,60 @@ def test_matching_best_anchor_rule():
     # Two faces sharing a best anchor: the later face takes it.
     two = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 8.0, 8.0]])
     assert match_anchors(two, TILES).tolist() == [1, -1, -1, -1]
+
+
+# Sixteen 16x16 anchors at stride 8 over a 32x32 image: centres 4, 12, 20, 28 on each axis, row-major.
+GRID = AnchorLayout(levels=(3,), sizes=((16.0,),))
+GRID_ANCHORS, GRID_LEVELS = GRID.generate(32, 32), GRID.levels_of(32, 32)
+
+
+def test_anchor_levels_follow_the_generated_order():
+    six = AnchorLayout(levels=(2, 3), sizes=((8.0, 10.0, 12.0), (16.0, 20.0, 24.0)), ratios=(0.5, 1.0))
+    levels = six.levels_of(64, 64)
+    assert len(levels) == len(six.generate(64, 64)) == 16 * 16 * 6 + 8 * 8 * 6
+    assert levels[: 16 * 16 * 6].eq(0).all() and levels[16 * 16 * 6 :].eq(1).all()
+
+
+def test_adaptive_matching_gives_a_tiny_face_the_anchor_a_fixed_threshold_refuses():
+    face = torch.tensor([[10.0, 10.0, 14.0, 14.0]])  # 4 px, centred on the anchor at (12, 12): IoU 16/256
+    assert match_anchors(face, GRID_ANCHORS).eq(-1).all()  # 0.0625 < the best anchor's 0.2 floor
+    # Candidates: the 9 nearest centres. IoUs 1/16 (centre), 8/264 (4 edge neighbours), 4/268 (4 corners):
+    # mean 0.0256, std 0.0170 -> threshold 0.0426; only the centre anchor reaches it, its centre inside.
+    iou = [1 / 16] + [8 / 264] * 4 + [4 / 268] * 4
+    mean = sum(iou) / 9
+    threshold = mean + math.sqrt(sum((v - mean) ** 2 for v in iou) / 8)
+    assert iou[1] < threshold < iou[0]
+    expected = [-1] * 16
+    expected[1 * 4 + 1] = 0
+    assert match_anchors_adaptive(face, GRID_ANCHORS, GRID_LEVELS).tolist() == expected
+
+
+def test_adaptive_matching_takes_the_candidates_over_mean_plus_std_with_centres_inside():
+    face = torch.tensor([[0.0, 0.0, 16.0, 16.0]])  # four anchors at IoU 144/368, four at 48/464, one 16/496
+    expected = [-1] * 16
+    for i in (0, 1, 4, 5):  # centres (4, 4), (12, 4), (4, 12), (12, 12)
+        expected[i] = 0
+    assert match_anchors_adaptive(face, GRID_ANCHORS, GRID_LEVELS).tolist() == expected
+    # A face with no anchor centre inside it keeps its best anchor (the first of four tied at 4/256).
+    between = torch.tensor([[9.0, 9.0, 11.0, 11.0]])
+    assert match_anchors_adaptive(between, GRID_ANCHORS, GRID_LEVELS).tolist() == [0] + [-1] * 15
+    # Two faces claiming one anchor: it goes to the one it overlaps most.
+    two = torch.tensor([[0.0, 0.0, 16.0, 16.0], [4.0, 4.0, 20.0, 20.0]])  # the second is anchor 5 itself
+    matched = match_anchors_adaptive(two, GRID_ANCHORS, GRID_LEVELS)
+    assert matched[5] == 1 and matched[0] == 0
+    assert match_anchors_adaptive(torch.zeros(0, 4), GRID_ANCHORS, GRID_LEVELS).eq(-1).all()
+
+
+def test_adaptive_matching_picks_candidates_on_every_level():
+    two_levels = AnchorLayout(levels=(2, 3), sizes=((8.0,), (16.0,)))
+    anchors, levels = two_levels.generate(32, 32), two_levels.levels_of(32, 32)
+    face = torch.tensor([[4.0, 4.0, 15.0, 15.0]])  # 11 px, between the sizes: IoU 64/121 on P2, 121/256 on P3
+    positives = match_anchors_adaptive(face, anchors, levels).eq(0).nonzero().squeeze(1)
+    assert anchors[positives].tolist() == [[10, 10, 8, 8], [12, 12, 16, 16]] and levels[positives].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="adaptive matching needs each anchor's pyramid level"):
+        MultiBoxLoss(matching="adaptive").targets([target([[4, 4, 15, 15]])], anchors)
+    with pytest.raises(ValueError, match="unknown anchor matching 'atss'"):
+        MultiBoxLoss(matching="atss")
 
 
 def test_loss_no_faces():

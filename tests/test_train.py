@@ -14,7 +14,7 @@ from latentface.checkpoint import FORMAT_VERSION, CheckpointError, RunDir, save_
 from latentface.cli import build_parser, run_command
 from latentface.cli.train import config_from_args
 from latentface.inference import Detector
-from latentface.loss import MultiBoxLoss
+from latentface.loss import MultiBoxLoss, match_anchors, match_anchors_adaptive
 from latentface.model import build_model, model_from_checkpoint
 from latentface.train import TrainConfig, TrainingError, train
 from latentface.training.config import read_config_file
@@ -46,8 +46,8 @@ class TrainingLossHook:
         self.calls = 0
         original = MultiBoxLoss.forward
 
-        def forward(loss_self, outputs, targets, anchors):
-            losses = original(loss_self, outputs, targets, anchors)
+        def forward(loss_self, outputs, targets, anchors, *args, **kwargs):
+            losses = original(loss_self, outputs, targets, anchors, *args, **kwargs)
             if torch.is_grad_enabled():  # training, not validation
                 self.calls += 1
                 losses = action(self.calls, losses) or losses
@@ -125,6 +125,29 @@ def test_steps_reduce_loss_and_write_loadable_checkpoints(dataset, tmp_path):
     assert (saved["model"], saved["bridge"], saved["out_channels"], saved["resume"]) == ("resnet18", "codec", 16, None)
     args = build_parser(["train"]).parse_args(["train", "--config", str(run_dir / "config.json")])
     assert config_from_args(args) == TrainConfig(**saved)
+
+
+def test_adaptive_matching_leaves_no_face_without_an_anchor_and_is_recorded(dataset, tmp_path, monkeypatch):
+    levels = get_layout("default").levels_of(64, 64)  # the 64 x 64 images, uncropped
+    unmatched = {"iou": 0, "adaptive": 0}  # faces with no positive anchor, over the training batches
+    original = MultiBoxLoss.forward
+
+    def forward(loss_self, outputs, targets, anchors, *args, matched=None, **kwargs):
+        if torch.is_grad_enabled():
+            for t in targets:
+                for name, match in (("iou", match_anchors), ("adaptive", match_anchors_adaptive)):
+                    faces = match(t["boxes"], anchors, levels) if name == "adaptive" else match(t["boxes"], anchors)
+                    unmatched[name] += len(t["boxes"]) - len(faces[faces >= 0].unique())
+            adaptive = MultiBoxLoss(matching="adaptive").targets(targets, anchors, levels)[0]
+            assert loss_self.matching == "adaptive" and torch.equal(matched[0], adaptive)  # the loss used it
+        return original(loss_self, outputs, targets, anchors, *args, matched=matched, **kwargs)
+
+    monkeypatch.setattr(MultiBoxLoss, "forward", forward)
+    run_dir = train(config(dataset, tmp_path, epochs=1, matching="adaptive", augment=False, val_every=100))
+    assert unmatched["iou"] > 0 and unmatched["adaptive"] == 0, unmatched  # faces under the 0.2 floor
+    assert json.loads((run_dir / "config.json").read_text())["matching"] == "adaptive"
+    with pytest.raises(TrainingError, match=r"--matching must be one of \['iou', 'adaptive'\], got 'atss'"):
+        TrainConfig(matching="atss").validate()
 
 
 def test_sigterm_mid_epoch_then_resume_equals_uninterrupted_run(dataset, tmp_path, monkeypatch):

@@ -103,10 +103,10 @@ def test_inside_an_epoch_the_steps_stop_while_a_step_and_the_validation_still_fi
     dataset = synthetic_dataset(16, 4, size=64, rates=(75,), seed=3)  # 8 steps per epoch
     forward = MultiBoxLoss.forward
 
-    def slow_step(self, outputs, targets, anchors):
+    def slow_step(self, outputs, targets, anchors, *args, **kwargs):
         if torch.is_grad_enabled():  # a training step takes 100 s of the run's clock
             run_clock.offset += 100.0
-        return forward(self, outputs, targets, anchors)
+        return forward(self, outputs, targets, anchors, *args, **kwargs)
 
     monkeypatch.setattr(MultiBoxLoss, "forward", slow_step)
     # Deadline 500 - 50 = 450 s: after step 3 (about 300 s) one more step and the
@@ -136,10 +136,10 @@ def test_progress_lines_come_at_their_interval_with_a_start_and_an_end_summary(
 ):
     forward = MultiBoxLoss.forward
 
-    def slow_step(self, outputs, targets, anchors):
+    def slow_step(self, outputs, targets, anchors, *args, **kwargs):
         if torch.is_grad_enabled():  # a training step takes 100 s of the run's clock
             run_clock.offset += 100.0
-        return forward(self, outputs, targets, anchors)
+        return forward(self, outputs, targets, anchors, *args, **kwargs)
 
     monkeypatch.setattr(MultiBoxLoss, "forward", slow_step)
     loop.run(config(dataset, tmp_path, epochs=2, progress_every=250, wall_budget=10_000))

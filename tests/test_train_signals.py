@@ -64,10 +64,10 @@ def test_sigterm_to_the_process_group_saves_last_pth_and_exits_143(dataset, tmp_
 def test_a_signal_during_validation_abandons_it_and_loses_no_training(dataset, tmp_path, monkeypatch):
     original = MultiBoxLoss.forward
 
-    def forward(self, outputs, targets, anchors):
+    def forward(self, outputs, targets, anchors, *args, **kwargs):
         if not torch.is_grad_enabled():  # validation
             os.kill(os.getpid(), signal.SIGINT)
-        return original(self, outputs, targets, anchors)
+        return original(self, outputs, targets, anchors, *args, **kwargs)
 
     monkeypatch.setattr(MultiBoxLoss, "forward", forward)
     config = TrainConfig(

@@ -22,6 +22,7 @@ import sys
 
 from latentface.anchors import PRESETS as ANCHOR_PRESETS
 from latentface.cli.args import flag
+from latentface.loss import MATCHINGS
 from latentface.model import LatentRetinaFace
 from latentface.model.backbone import CHANNELS
 from latentface.model.bridge import BRIDGES
@@ -110,6 +111,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     add("out_channels", "FPN/SSH width (default: the preset's, 256)", type=int)
     add("anchors", f"anchor layout preset {sorted(ANCHOR_PRESETS)}")
+    add(
+        "matching",
+        "which anchors train on a face: iou (RetinaFace's thresholds 0.35, and each face's best anchor) or "
+        "adaptive (ATSS: per level the 9 anchors nearest the face, those over their mean + std IoU; no face is left "
+        "without an anchor)",
+        choices=list(MATCHINGS),
+    )
     add("pretrained", "ImageNet weights for the backbone: a torchvision .pth file, or 'imagenet' to download")
     add("weight", "start from this latentface checkpoint (same architecture)", metavar="PTH")
     switch("freeze", "freeze", text="freeze the pruned backbone (layer2..layer4)")

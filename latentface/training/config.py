@@ -14,6 +14,7 @@ from typing import Any
 
 from latentface.anchors import PRESETS as ANCHOR_PRESETS
 from latentface.errors import LatentfaceError
+from latentface.loss import MATCHINGS
 from latentface.model import LatentRetinaFace, model_config
 from latentface.model.backbone import CHANNELS
 from latentface.model.bridge import BRIDGES
@@ -46,6 +47,7 @@ class TrainConfig:
     bridge: str | None = None
     out_channels: int | None = None
     anchors: str = "default"
+    matching: str = "iou"  # anchors to faces: RetinaFace's IoU thresholds, or adaptive (ATSS)
     pretrained: str | None = None
     weight: str | None = None
     freeze: bool = False
@@ -114,6 +116,7 @@ class TrainConfig:
                 self.anchors in ANCHOR_PRESETS,
                 f"--anchors must be one of {sorted(ANCHOR_PRESETS)}, got {self.anchors!r}",
             ),
+            (self.matching in MATCHINGS, f"--matching must be one of {list(MATCHINGS)}, got {self.matching!r}"),
             (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
             (self.batch_size >= 1, f"--batch_size must be at least 1, got {self.batch_size}"),
             (math.isfinite(self.lr) and self.lr > 0, f"--lr must be positive, got {self.lr}"),

@@ -35,7 +35,6 @@ from torch import nn
 
 from latentface.checkpoint import CheckpointError
 from latentface.errors import LatentfaceError
-from latentface.loss import match_anchors, valid_faces
 from latentface.model.backbone import CHANNELS
 from latentface.model.builder import model_from_checkpoint
 
@@ -144,11 +143,12 @@ class Distiller(nn.Module):
         self,
         student_maps: dict[str, torch.Tensor],
         student_logits: torch.Tensor,
-        anchors: torch.Tensor,
+        positives: torch.Tensor,
         targets: list[dict],
     ) -> dict[str, torch.Tensor]:
         """The weighted terms (``distill_feature``, ``distill_soft``) over the samples whose target carries a
-        ``teacher_image``; both 0 (with gradients) when none does."""
+        ``teacher_image``; both 0 (with gradients) when none does. ``positives`` [B, A]: the anchors the
+        detection loss matched to faces."""
         paired = [i for i, t in enumerate(targets) if t.get("teacher_image") is not None]
         if not paired:
             zero = student_logits.sum() * 0.0
@@ -160,15 +160,9 @@ class Distiller(nn.Module):
         feature = sum(
             normalised_l2(self.adapters[name](student_maps[name][index]), teacher_maps[name]) for name in FEATURE_MAPS
         ) / len(FEATURE_MAPS)
-        positives = torch.stack(
-            [
-                match_anchors(targets[i]["boxes"][valid_faces(targets[i]["boxes"])].to(device), anchors) >= 0
-                for i in paired
-            ]
-        )
         w = self.weights
         face = student_logits[index].detach().float().softmax(-1)[..., 1]
-        mask = distilled_anchors(positives, face, w.neg_ratio, w.min_negatives)
+        mask = distilled_anchors(positives[index], face, w.neg_ratio, w.min_negatives)
         soft = soft_label_loss(student_logits[index], teacher_logits, mask, w.temperature)
         return {"distill_feature": w.feature * feature, "distill_soft": w.soft * soft}
 

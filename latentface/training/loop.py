@@ -228,7 +228,7 @@ class _Run:
         )
         self.amp = config.amp and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
-        self.criterion = MultiBoxLoss()
+        self.criterion = MultiBoxLoss(matching=config.matching)
         self._anchor_cache: dict = {}
 
         self.epoch = self.epoch_step = self.step = 0
@@ -461,10 +461,12 @@ class _Run:
                 self.log(f"stopped: {self.stop_reason}")
         return True
 
-    def _anchors(self, x: torch.Tensor) -> torch.Tensor:
+    def _anchors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The anchors on input ``x`` and each one's pyramid level (for adaptive matching), cached by size."""
         key = tuple(x.shape[-2:])
         if key not in self._anchor_cache:
-            self._anchor_cache[key] = self.raw_model.anchors(x)
+            levels = self.raw_model.anchor_layout.levels_of(*self.raw_model.image_size(x), device=x.device)
+            self._anchor_cache[key] = self.raw_model.anchors(x), levels
         return self._anchor_cache[key]
 
     def _step(self, inputs: torch.Tensor, targets: list[dict], signals: StopSignals) -> str | None:
@@ -476,9 +478,11 @@ class _Run:
                 outputs = self.model(x)
             else:
                 outputs, maps = self.model(x, return_maps=True)
-        losses = self.criterion(outputs, targets, self._anchors(x))
+        anchors, levels = self._anchors(x)
+        matched = self.criterion.targets(targets, anchors, levels)  # matched once: the distiller's positives too
+        losses = self.criterion(outputs, targets, anchors, matched=matched)
         if self.distiller is not None:
-            terms = self.distiller(maps, outputs.logits, self._anchors(x), targets)
+            terms = self.distiller(maps, outputs.logits, matched[0] > 0, targets)
             losses = {**losses, **terms, "total": losses["total"] + sum(terms.values())}
         loss = losses["total"]
         # Backward runs even on a non-finite loss: every DDP rank must join the gradient all-reduce.
@@ -678,8 +682,8 @@ class _Run:
             x = inputs.to(self.device, non_blocking=True).float()  # float16 latents are cast here, on the device
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
                 outputs = model(x)
-            anchors = self._anchors(x)
-            losses = self.criterion(outputs, targets, anchors)
+            anchors, levels = self._anchors(x)
+            losses = self.criterion(outputs, targets, anchors, levels)
             sums += torch.tensor([float(losses[k]) for k in LOSS_PARTS], dtype=torch.float64) * len(x)
             count += len(x)
             for i, (det, target) in enumerate(zip(postprocess(outputs, anchors), targets)):
