@@ -269,10 +269,11 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
     taught = [f"{codec}/latent_codec_distill/{seed}" for codec in ("learned", "dct") for seed in (0, 1, 2)]
     assert jobs[34:39] == [*taught[:3], "learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
-    assert jobs[39:] == taught[3:] and len(jobs) == len(set(jobs)) == 42  # every run once
+    assert jobs[39:41] == ["learned/latent_codec_adaptive/0", "learned/rgb_adaptive/0"]
+    assert jobs[41:] == taught[3:] and len(jobs) == len(set(jobs)) == 44  # every run once
 
 
-def test_a_bridge_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
+def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
     profile = bench.PROFILES["cpu"]
     names = ("codec", "bilinear", "context", "pixelshuffle")
     runs = {f"learned/latent_{b}/0": {"ap": ap} for b, ap in zip(names, (0.30, 0.45, 0.40, 0.20))}
@@ -284,6 +285,12 @@ def test_a_bridge_that_beats_the_default_on_the_first_seed_earns_the_other_seeds
     assert jobs[at : at + 3] == ["learned/latent_bilinear/1", "learned/latent_bilinear/2", "learned/fast/0"]
     runs["learned/latent_codec/0"] = {"ap": 0.5}  # the default leads: nothing added
     assert [job.key for job in bench.study_jobs(profile, runs)] == [job.key for job in bench.study_jobs(profile)]
+    runs["learned/latent_codec_adaptive/0"] = {"ap": 0.55}  # adaptive matching beats it: both inputs, all seeds
+    jobs = [job.key for job in bench.study_jobs(profile, runs)]
+    at = jobs.index("learned/rgb_adaptive/0") + 1
+    assert jobs[at : at + 4] == [
+        f"learned/{v}/{seed}" for v in ("latent_codec_adaptive", "rgb_adaptive") for seed in (1, 2)
+    ]
 
 
 def test_codec_study_summary_is_the_mean_and_sample_spread_over_seeds():
@@ -348,6 +355,8 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
         "learned/latent_codec/0": run(0.70, 0.20, "c"),
         "learned/latent_codec/1": run(0.72, 0.22, "c"),
         "learned/latent_codec_distill/0": run(0.76, 0.40, "d"),
+        "learned/latent_codec_adaptive/0": run(0.74, 0.35, "a"),
+        "learned/rgb_adaptive/0": run(0.81, 0.62, "rgb a"),
         "learned/latent_bilinear/0": run(0.75, 0.30, "b"),
         "dct/latent_codec/0": run(0.8, 0.5, "c"),
         "dct/latent_context/0": run(0.6, 0.5, "x"),
@@ -358,6 +367,8 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
     assert "(-9.0 points; 2 and 1 seeds); by face height tiny 0.210 vs 0.600, large 0.900 vs 0.900" in text
     assert "the widest gap is in tiny faces (-39.0 points)" in text
     assert "reaches 0.760 (+5.0 points over the same student alone, 1 seed(s); tiny faces 0.400 vs 0.210)" in text
+    assert "With adaptive (ATSS) matching it reaches 0.740 (+3.0 points over the same student alone" in text
+    assert "RGB with adaptive matching: 0.810." in text
     # the first seed decides between bridges: bilinear 0.75 beats codec's 0.70 on learned, codec leads on dct
     assert "`dct` codec (0.800), `learned` bilinear (0.750); they differ, and the choice follows `learned`" in text
     # one bridge over several seeds is no comparison of bridges

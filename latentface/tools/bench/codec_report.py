@@ -242,14 +242,18 @@ def codec_notes(study: dict) -> list[str]:
                 f" The target (within {RGB_GAP * 100:g} points) is not met at this budget; the widest gap is in "
                 f"{widest} faces ({gaps[widest] * 100:+.1f} points)."
             )
-        taught = rows.get(f"{default}_distill")
-        if taught:
-            lift = taught["ap"]["mean"] - lat["ap"]["mean"]
-            text += (
-                f" Taught by the RGB model of its seed it reaches {_pm(taught['ap'])} ({lift * 100:+.1f} points over "
-                f"the same student alone, {len(taught['seeds'])} seed(s); tiny faces "
-                f"{_size(taught, 'tiny') or 0:.3f} vs {_size(lat, 'tiny') or 0:.3f})."
-            )
+        levers = (("distill", "Taught by the RGB model of its seed"), ("adaptive", "With adaptive (ATSS) matching"))
+        for lever, how in levers:
+            row = rows.get(f"{default}_{lever}")
+            if row:
+                lift = row["ap"]["mean"] - lat["ap"]["mean"]
+                text += (
+                    f" {how} it reaches {_pm(row['ap'])} ({lift * 100:+.1f} points over the same student alone, "
+                    f"{len(row['seeds'])} seed(s); tiny faces {_size(row, 'tiny') or 0:.3f} vs "
+                    f"{_size(lat, 'tiny') or 0:.3f})."
+                )
+        if rows.get("rgb_adaptive"):
+            text += f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])}."
         out.append(text)
     first = study["settings"]["seeds"][0]
     first_seed: dict[str, dict[str, float]] = {}  # codec -> {bridge: AP} on the first seed (every bridge has it)

@@ -108,6 +108,14 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
             overrides={**anchors, "teacher": TEACHER, off: 0.0},
         )
     v[f"rgb_{other}"] = Variant(f"rgb_{other}", f"RGB, '{other}' anchors", input="rgb", overrides={"anchors": other})
+    adaptive = {**anchors, "matching": "adaptive"}
+    v[f"latent_{default_bridge}_adaptive"] = Variant(
+        f"latent_{default_bridge}_adaptive",
+        f"latent, {default_bridge} bridge, adaptive (ATSS) anchor matching",
+        bridge=default_bridge,
+        overrides=adaptive,
+    )
+    v["rgb_adaptive"] = Variant("rgb_adaptive", "RGB, adaptive (ATSS) anchor matching", input="rgb", overrides=adaptive)
     for backbone, width in s["frontier"]:
         tag = f"r{backbone[6:]}_{width}"
         size = {"model": backbone, "out_channels": width, **anchors}
@@ -125,8 +133,9 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     """Every run, most decisive first: RGB and the default bridge on one seed of both codecs; then, on the
     deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
     stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check;
-    the same rows on the other codec; the frontier; last the teacher's rows (the distilled default on every
-    seed of both codecs, and each of its terms alone)."""
+    the same rows on the other codec; the frontier; last the small-face levers (the distilled default on every
+    seed of both codecs, each of its terms alone, and adaptive matching on both inputs, on the other seeds too
+    where it beat the default on the first)."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -149,7 +158,7 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
         for name in others:
             add(codec, name, [first])
         if deciding:
-            leader = leading_bridge(runs, codec, [default, *others], first)
+            leader = leading_variant(runs, codec, [default, *others], first)
             if leader not in (None, default):
                 add(codec, leader, more)
         add(codec, "fast", s["seeds"])
@@ -159,16 +168,21 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     for name in variants:
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
-    for codec in codecs[::-1]:  # the teacher's rows, each taught by the RGB run of its seed
+    for codec in codecs[::-1]:  # the small-face levers: the teacher (taught by the RGB run of its seed), ATSS
         add(codec, f"{default}_distill", s["seeds"])
         if codec == codecs[-1]:  # which term helps or hurts: each alone, first seed
             add(codec, f"{default}_distill_feature", [first])
             add(codec, f"{default}_distill_soft", [first])
+            add(codec, f"{default}_adaptive", [first])
+            add(codec, "rgb_adaptive", [first])
+            if leading_variant(runs, codec, [default, f"{default}_adaptive"], first) == f"{default}_adaptive":
+                add(codec, f"{default}_adaptive", more)
+                add(codec, "rgb_adaptive", more)
     return jobs
 
 
-def leading_bridge(runs: dict[str, dict], codec: str, names: list[str], seed: int) -> str | None:
-    """The bridge with the best AP@0.5 on ``seed``, once every one of ``names`` has a stored run there."""
+def leading_variant(runs: dict[str, dict], codec: str, names: list[str], seed: int) -> str | None:
+    """The variant of ``names`` with the best AP@0.5 on ``seed``, once every one has a stored run there."""
     keys = {name: f"{codec}/{name}/{seed}" for name in names}
     if not all(key in runs for key in keys.values()):
         return None
