@@ -5,6 +5,8 @@ from latentface import anchors
 from latentface.anchors import AnchorLayout, get_layout
 from latentface.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from latentface.model import BRIDGES, LatentRetinaFace, RGBRetinaFace, build_model, model_config, model_from_checkpoint
+from latentface.train import TrainConfig
+from latentface.training.config import resolved
 
 
 def shapes(maps):
@@ -63,7 +65,19 @@ def test_rgb_baseline_shares_neck_and_heads_and_matches_latent_outputs():
 def test_presets_and_anchor_layouts():
     seed = LatentRetinaFace.preset("seed", backbone="resnet18", out_channels=16)
     assert seed.config["bridge"] == "bilinear" and seed.config["backbone"] == "resnet18"
-    assert LatentRetinaFace.PRESETS["seed"] == dict(backbone="resnet50", bridge="bilinear", out_channels=256)
+    # the seed design with its training code's six anchors per location (base 8, ratios 0.5 and 1)
+    assert LatentRetinaFace.PRESETS["seed"] == dict(
+        backbone="resnet50", bridge="bilinear", out_channels=256, anchors="six"
+    )
+    assert seed.anchor_layout == get_layout("six") and seed.anchor_layout.per_location == 6
+    assert model_config(preset="seed")["anchors"] == get_layout("six").to_dict()
+    assert model_config(preset="seed", anchors="default")["anchors"] == get_layout("default").to_dict()  # a choice wins
+    default_layout = get_layout(LatentRetinaFace.PRESETS["default"]["anchors"]).to_dict()
+    assert model_config("rgb")["anchors"] == default_layout  # the baseline is compared with the default preset
+    assert (
+        resolved(TrainConfig(preset="seed")).anchors == "six"
+        and resolved(TrainConfig(input="rgb")).anchors == (LatentRetinaFace.PRESETS["default"]["anchors"])
+    )
     with pytest.raises(ValueError, match="unknown preset 'nope'"):
         LatentRetinaFace.preset("nope")
     three = LatentRetinaFace(backbone="resnet18", out_channels=16, anchors="three_level").eval()

@@ -110,7 +110,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="latent-to-C1 bridge (default: the preset's)",
     )
     add("out_channels", "FPN/SSH width (default: the preset's, 256)", type=int)
-    add("anchors", f"anchor layout preset {sorted(ANCHOR_PRESETS)}")
+    add("anchors", f"anchor layout preset {sorted(ANCHOR_PRESETS)} (default: the preset's)")
     add(
         "matching",
         "which anchors train on a face: iou (RetinaFace's thresholds 0.35, and each face's best anchor) or "

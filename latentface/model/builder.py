@@ -21,22 +21,29 @@ KINDS = {"latent": LatentRetinaFace, "rgb": RGBRetinaFace}
 RGB_DEFAULTS = dict(backbone="resnet50", out_channels=256)
 
 
+def preset_anchors(kind: str = "latent", preset: str | None = None) -> str:
+    """The anchor layout a preset trains with (the RGB baseline: the default preset's)."""
+    name = "default" if kind == "rgb" or preset is None else preset
+    return LatentRetinaFace.PRESETS[name]["anchors"] if name in LatentRetinaFace.PRESETS else "default"
+
+
 def model_config(
     kind: str = "latent",
     preset: str | None = None,
     backbone: str | None = None,
     bridge: str | None = None,
     out_channels: int | None = None,
-    anchors: Anchors = "default",
+    anchors: Anchors | None = None,
     in_channels: int = 256,
 ) -> dict[str, Any]:
     """The model config of ``preset`` (latent only; default "default") with every explicit choice over it.
 
-    Cost options of a preset (``blocks``, ``light_p2``) come with it. The RGB baseline takes
-    ``backbone``, ``out_channels`` and ``anchors`` only.
+    Cost options of a preset (``blocks``, ``light_p2``) and its anchor layout come with it. The RGB
+    baseline takes ``backbone``, ``out_channels`` and ``anchors`` only, its anchors by default the
+    default preset's (the baseline is compared with it).
     """
-    layout = get_layout(anchors).to_dict()
     if kind == "rgb":
+        layout = get_layout(anchors or preset_anchors("rgb")).to_dict()
         return dict(
             kind="rgb",
             backbone=backbone or RGB_DEFAULTS["backbone"],
@@ -49,6 +56,7 @@ def model_config(
     if name not in LatentRetinaFace.PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {sorted(LatentRetinaFace.PRESETS)}")
     chosen = LatentRetinaFace.PRESETS[name]
+    layout = get_layout(anchors or preset_anchors("latent", name)).to_dict()
     return {
         "kind": "latent",
         **chosen,

@@ -18,6 +18,7 @@ from latentface.loss import MATCHINGS
 from latentface.model import LatentRetinaFace, model_config
 from latentface.model.backbone import CHANNELS
 from latentface.model.bridge import BRIDGES
+from latentface.model.builder import preset_anchors
 from latentface.util.io import read_json
 
 #: What a bad latent file does: stop the run (naming it) or leave it out of its split (counted).
@@ -46,7 +47,7 @@ class TrainConfig:
     model: str | None = None
     bridge: str | None = None
     out_channels: int | None = None
-    anchors: str = "default"
+    anchors: str | None = None  # None: the preset's
     matching: str = "iou"  # anchors to faces: RetinaFace's IoU thresholds, or adaptive (ATSS)
     pretrained: str | None = None
     weight: str | None = None
@@ -113,7 +114,7 @@ class TrainConfig:
                 f"--preset must be one of {sorted(LatentRetinaFace.PRESETS)}, got {self.preset!r}",
             ),
             (
-                self.anchors in ANCHOR_PRESETS,
+                self.anchors is None or self.anchors in ANCHOR_PRESETS,
                 f"--anchors must be one of {sorted(ANCHOR_PRESETS)}, got {self.anchors!r}",
             ),
             (self.matching in MATCHINGS, f"--matching must be one of {list(MATCHINGS)}, got {self.matching!r}"),
@@ -198,10 +199,14 @@ FIELDS = frozenset(f.name for f in fields(TrainConfig))
 
 
 def resolved(config: TrainConfig) -> TrainConfig:
-    """``config`` with the preset's architecture written out, as saved in a run's config.json."""
+    """``config`` with the preset's architecture and anchor layout written out, as saved in a run's config.json."""
     arch = config.model_config()
     return dataclasses.replace(
-        config, model=arch["backbone"], bridge=arch.get("bridge"), out_channels=arch["out_channels"]
+        config,
+        model=arch["backbone"],
+        bridge=arch.get("bridge"),
+        out_channels=arch["out_channels"],
+        anchors=config.anchors or preset_anchors(config.input, config.preset),
     )
 
 
