@@ -10,7 +10,7 @@ import torch
 
 from latentface.cli import main
 from latentface.data.synth import image_key
-from latentface.tools.demo import PICTURES, summary_line, synthetic_dataset, training_processes
+from latentface.tools.demo import CODEC_RECIPES, PICTURES, summary_line, synthetic_dataset, training_processes
 from latentface.training.recipes import RECIPES
 from latentface.util.io import read_image
 
@@ -43,7 +43,7 @@ def test_quick_demo_writes_the_report_pictures_and_numbers(tmp_path, capsys):
     assert read_image(out / "detections_latent.png").shape == (side, 2 * side + 4, 3)
     assert f"**{summary['evaluation']['ap']:.4f}**" in report
     records = json.loads((out / "detections.json").read_text())
-    assert len(records) == PICTURES["demo-quick"] and all(r["image_size"] == [QUICK.size, QUICK.size] for r in records)
+    assert len(records) == PICTURES["quick"] and all(r["image_size"] == [QUICK.size, QUICK.size] for r in records)
     assert all(d["score"] >= 0.6 for r in records for d in r["detections"])
     # the README's summary line, printed again from demo.json alone
     assert main(["demo", "--summary", "--out", str(out)]) == 0
@@ -165,3 +165,12 @@ def test_summary_line_is_the_readme_sentence_from_demo_json(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == line
     assert main(["demo", "--summary", "--out", str(tmp_path / "none")]) == 2  # no run there: one clear line
     assert "demo summary not found" in capsys.readouterr().err
+
+
+def test_the_learned_codec_demo_trains_the_same_data_and_model_for_more_steps_inside_the_target():
+    dct, learned = RECIPES[CODEC_RECIPES["dct"]], RECIPES[CODEC_RECIPES["learned"]]
+    assert (dct.name, learned.name) == ("demo", "demo-learned")
+    assert learned.data() == dct.data()  # one synthetic dataset per codec, made by the same generator call
+    differ = {k for k in {*dct.train, *learned.train} if dct.train.get(k) != learned.train.get(k)}
+    assert differ == {"epochs", "time_budget"} and learned.train["epochs"] > dct.train["epochs"]
+    assert learned.train["time_budget"] <= 15 * 60 - 90  # the cap leaves the data, evaluation and pictures

@@ -47,9 +47,11 @@ from latentface.util.io import read_json, write_image, write_json
 #: The demo's goal: WIDER AP@0.5 on the synthetic validation split.
 AP_TARGET = 0.80
 #: Validation images drawn with their detections, per recipe.
-PICTURES = {"demo": 4, "demo-quick": 2}
+PICTURES = {"full": 4, "quick": 2}
 #: The recipe of a full demo run and of ``--quick``.
 RECIPE, QUICK_RECIPE = "demo", "demo-quick"
+#: The full demo's recipe per codec: the learned latent needs more steps for the same target.
+CODEC_RECIPES = {"dct": RECIPE, "learned": "demo-learned"}
 #: What a demo run writes in its output folder (besides ``train/``, the training run).
 SUMMARY_FILE = "demo.json"
 REPORT_FILE = "report.md"
@@ -332,13 +334,15 @@ def run_demo(
 ) -> dict[str, Any]:
     """Run every step and return the summary that ``demo.json`` holds.
 
-    ``quick`` uses the ``demo-quick`` recipe instead of ``demo``; ``processes`` trains in that
+    ``quick`` uses the ``demo-quick`` recipe instead of ``demo`` (``demo-learned`` on the learned
+    codec's latents, :data:`CODEC_RECIPES`); ``processes`` trains in that
     many DDP processes (default: :func:`training_processes`, one with ``quick``). ``codec``
     (default ``dct``) encodes the synthetic dataset (in ``synthetic_root``, default
     :func:`default_synthetic_root`); with ``dataset_root`` the dataset's own ``codec.json`` names
     its codec, and a ``codec`` that contradicts it is an error.
     """
-    name = QUICK_RECIPE if quick else RECIPE
+    codec_name = codec or (read_codec_name(dataset_root) if dataset_root is not None else None) or "dct"
+    name = QUICK_RECIPE if quick else CODEC_RECIPES.get(codec_name, RECIPE)
     recipe = RECIPES[name]
     if processes is not None and processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
@@ -388,7 +392,7 @@ def run_demo(
     print(format_report(report), file=sys.stderr)
 
     t0 = time.perf_counter()
-    detections = detection_pictures(run_dir.final, val, out, PICTURES[name])
+    detections = detection_pictures(run_dir.final, val, out, PICTURES["quick" if quick else "full"])
     shutil.copyfile(run_dir.curves, out / RunDir.CURVES)
     step("detect and draw", t0)
 
