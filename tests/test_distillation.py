@@ -18,6 +18,7 @@ from latentface.training.distillation import (
     distilled_anchors,
     load_teacher,
     normalised_l2,
+    reconstruction_loss,
     soft_label_loss,
 )
 from latentface.util.io import write_image
@@ -154,3 +155,37 @@ def test_paired_dataset_carries_the_image_and_counts_keys_without_one(tmp_path, 
     assert tuple(target["teacher_image"].shape) == (3, 64, 64) and tuple(latent.shape) == (256, 4, 4)
     assert paired[1][1]["teacher_image"] is None
     assert paired.records is dataset.records and len(paired) == 3
+
+
+def test_reconstruction_loss_is_the_l1_to_the_scaled_image():
+    grey, white = torch.full((1, 3, 4, 4), 127.5), torch.full((1, 3, 4, 4), 255.0)
+    zeros = torch.zeros(1, 3, 4, 4)
+    assert reconstruction_loss(zeros, grey).item() == 0.0
+    assert reconstruction_loss(zeros, white).item() == pytest.approx(127.5 / 128, abs=1e-7)
+    half = torch.cat([grey[:, :, :2], white[:, :, 2:]], 2)  # half the pixels off by 127.5 / 128
+    assert reconstruction_loss(zeros, half).item() == pytest.approx(0.5 * 127.5 / 128, abs=1e-7)
+    with pytest.raises(ValueError, match=r"reconstruction \[1, 3, 4, 4\] and image \[1, 3, 8, 8\] differ"):
+        reconstruction_loss(zeros, torch.zeros(1, 3, 8, 8))
+
+
+def test_without_a_teacher_the_distiller_holds_only_the_reconstruction_head_and_rebuilds_at_full_size():
+    torch.manual_seed(0)
+    student = LatentRetinaFace("resnet18", bridge="codec", out_channels=16)
+    distiller = Distiller(student, None, DistillationWeights(reconstruct=0.5))
+    assert sorted(distiller.state_dict()) == ["reconstruction.0.bias", "reconstruction.0.weight"]
+    latents = torch.randn(2, 256, 4, 4)  # a 64 x 64 image
+    outputs, maps = student(latents, return_maps=True)
+    image = torch.rand(3, 64, 64) * 255
+    targets = [
+        {"boxes": torch.zeros(0, 4), "teacher_image": image},
+        {"boxes": torch.zeros(0, 4), "teacher_image": None},
+    ]
+    positives = torch.zeros(outputs.logits.shape[:2], dtype=torch.bool)
+    terms = distiller(maps, outputs.logits, positives, targets)
+    rebuilt = distiller.reconstruction(maps["C1"][:1])
+    assert set(terms) == {"reconstruct"} and rebuilt.shape == (1, 3, 64, 64)
+    assert terms["reconstruct"].item() == pytest.approx(0.5 * reconstruction_loss(rebuilt, image[None]).item())
+    terms["reconstruct"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.bridge.parameters())
+    unpaired = distiller(maps, outputs.logits, positives, [{"boxes": torch.zeros(0, 4), "teacher_image": None}] * 2)
+    assert unpaired == {"reconstruct": unpaired["reconstruct"]} and unpaired["reconstruct"].item() == 0.0

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latentface.cli import main
-from latentface.train import TrainConfig, train
+from latentface.train import TrainConfig, TrainingError, train
 from latentface.training.distillation import TeacherError
 from tests.helpers import tiny_train_config
 
@@ -65,7 +65,7 @@ def test_teacher_misuse_is_one_line_naming_it(dataset, teacher, tmp_path, capsys
     err = capsys.readouterr().err
     assert f"{teacher}: its anchor layout differs from the student's" in err and "Traceback" not in err
     assert main([*base, "--teacher_images", str(tmp_path)]) == 2
-    assert "--teacher_images gives the teacher its images: give --teacher too" in capsys.readouterr().err
+    assert "--teacher_images gives the teacher (or --reconstruct) its images" in capsys.readouterr().err
     with pytest.raises(TeacherError, match="a latent checkpoint; the teacher must be an RGB RetinaFace"):
         latent = train(_config(dataset, tmp_path, name="latent", max_steps=1)) / "weight_final.pth"
         train(_config(dataset, tmp_path, name="taught", teacher=str(latent), max_steps=1))
@@ -82,3 +82,29 @@ def test_a_teacher_with_zero_weights_trains_exactly_as_no_teacher(dataset, teach
     a = torch.load(plain / "weight_final.pth", weights_only=True)["model"]
     b = torch.load(silent / "weight_final.pth", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_that_rebuilds_the_image_resumes_exactly_and_keeps_its_head_out_of_the_student(dataset, tmp_path):
+    whole = train(_config(dataset, tmp_path, name="whole", reconstruct=0.5, max_steps=6))
+    half = train(_config(dataset, tmp_path, name="half", reconstruct=0.5, max_steps=3))
+    resumed = train(TrainConfig(resume=str(half), max_steps=6, progress=False))
+    a = torch.load(whole / "last.pth", weights_only=True)
+    b = torch.load(resumed / "last.pth", weights_only=True)
+    # fast preset: resnet18's C1 has 64 channels -> 3 x 4 x 4 before the PixelShuffle(4); no adapters
+    assert {k: tuple(v.shape) for k, v in a["distiller"].items()} == {
+        "reconstruction.0.weight": (48, 64, 1, 1),
+        "reconstruction.0.bias": (48,),
+    }
+    for name, value in [*a["model"].items(), *a["distiller"].items()]:
+        assert torch.equal(value, {**b["model"], **b["distiller"]}[name]), name
+    plain = train(_config(dataset, tmp_path, name="plain", max_steps=6))
+    final = torch.load(whole / "weight_final.pth", weights_only=True)
+    without = torch.load(plain / "weight_final.pth", weights_only=True)
+    assert "distiller" not in final and final["model"].keys() == without["model"].keys()
+    assert not torch.equal(final["model"]["bridge.decode.weight"], without["model"]["bridge.decode.weight"])
+    summary = json.loads((whole / "summary.json").read_text())["distillation"]
+    assert (summary["teacher"], summary["reconstruct"], summary["train_samples_without_image"]) == (None, 0.5, 0)
+    with pytest.raises(TrainingError, match="--reconstruct must be >= 0"):
+        TrainConfig(reconstruct=-1.0).validate()
+    with pytest.raises(TrainingError, match="--reconstruct rebuilds the image from a latent model's bridge"):
+        TrainConfig(input="rgb", reconstruct=1.0).validate()

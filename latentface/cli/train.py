@@ -137,6 +137,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add("distill_soft", "weight of the soft-label term (classification KL on positives + hard negatives)", type=float)
     add("distill_temperature", "temperature of the soft labels", type=float)
     switch("teacher_half", "teacher_half", text="run the teacher in float16 on CUDA")
+    add(
+        "reconstruct",
+        "weight of an auxiliary L1 loss rebuilding each sample's image at full resolution from the bridge output "
+        "(a training-only head; needs the images like --teacher; default 0: off)",
+        type=float,
+        metavar="W",
+    )
     add("epochs", "epochs", type=int)
     add("batch_size", "images per step and process", type=int)
     add("lr", "peak learning rate (SGD)", type=float)

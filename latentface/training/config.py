@@ -52,13 +52,15 @@ class TrainConfig:
     pretrained: str | None = None
     weight: str | None = None
     freeze: bool = False
-    # distillation from an RGB teacher (latentface.training.distillation); None: none
+    # learning from the paired RGB image (latentface.training.distillation): an RGB teacher (None: none),
+    # and the image rebuilt from the bridge output (0: off)
     teacher: str | None = None
     teacher_images: str | None = None
     distill_feature: float = 1.0
     distill_soft: float = 1.0
     distill_temperature: float = 2.0
     teacher_half: bool = False
+    reconstruct: float = 0.0
     # optimisation
     epochs: int = 100
     batch_size: int = 16
@@ -160,9 +162,14 @@ class TrainConfig:
                 "--teacher guides a latent student: it needs --input latent (the teacher itself is the RGB model)",
             ),
             (
-                self.teacher_images is None or self.teacher is not None,
-                "--teacher_images gives the teacher its images: give --teacher too",
+                (self.teacher is None and self.reconstruct == 0) or self.input == "latent",
+                "--reconstruct rebuilds the image from a latent model's bridge: it needs --input latent",
             ),
+            (
+                self.teacher_images is None or self.teacher is not None or self.reconstruct > 0,
+                "--teacher_images gives the teacher (or --reconstruct) its images: give --teacher or --reconstruct",
+            ),
+            (self.reconstruct >= 0, f"--reconstruct must be >= 0 (0: off), got {self.reconstruct}"),
             (
                 self.distill_feature >= 0 and self.distill_soft >= 0,
                 f"--distill_feature and --distill_soft must be >= 0, got {self.distill_feature}, {self.distill_soft}",

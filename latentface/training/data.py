@@ -58,9 +58,9 @@ def build_datasets(config: TrainConfig) -> tuple[Dataset, Dataset]:
 
 
 def with_teacher_images(train: Dataset, config: TrainConfig) -> Dataset:
-    """With ``--teacher``: the training split whose targets also carry each sample's image (flipped and cropped
-    as its latent), from ``--teacher_images`` or the split's own ``images/``; else ``train`` itself."""
-    if config.teacher is None:
+    """With ``--teacher`` or ``--reconstruct``: the training split whose targets also carry each sample's image
+    (flipped and cropped as its latent), from ``--teacher_images`` or the split's own ``images/``; else ``train``."""
+    if config.teacher is None and config.reconstruct == 0:
         return train
     images = TeacherImages(config.dataset_root, "train", train.image_size, config.teacher_images)
     return WithTeacherImages(train, images)

@@ -1,7 +1,7 @@
-"""Learning from an RGB teacher: an RGB RetinaFace that sees the pixels guides the latent student
-on the same image.
+"""Learning from the paired RGB image: an RGB RetinaFace that sees the pixels (the teacher) guides the
+latent student on the same image, and the image itself can be a target.
 
-Two terms, each with its weight:
+Three terms, each with its weight (the first two need a teacher, the third only the image):
 
 - **feature**: the student's stride-4 and stride-8 maps (``C1``, the bridge output, and ``C2``,
   layer2's) against the teacher's (its stem + layer1 and layer2) through 1x1 adapters that exist
@@ -17,10 +17,14 @@ Two terms, each with its weight:
   are the anchors next to a face, and soft labels that raise the student's scores there, where no box
   is regressed, put confident, badly placed boxes above the good ones: the likely cause of the collapse
   the codec study measured with them (AP@0.5 0.11 against 0.32 without a teacher, two seeds).
+- **reconstruction**: the image rebuilt at full resolution from the bridge output (C1, stride 4) by a
+  1x1 convolution to 3 x 4 x 4 channels and a PixelShuffle(4), L1 against the image scaled to about
+  [-1, 1]: it asks the bridge to carry what lies *inside* a 16-px latent cell, where a face smaller
+  than the cell is.
 
-The teacher runs in eval mode without gradients (in half precision on CUDA when asked); it and the
-adapters are not part of the student: the student's state dict, checkpoints and exported graph are
-the same as without distillation.
+The teacher runs in eval mode without gradients (in half precision on CUDA when asked); it, the
+adapters and the reconstruction head are not part of the student: the student's state dict,
+checkpoints and exported graph are the same as without them.
 """
 
 from __future__ import annotations
@@ -51,8 +55,20 @@ class DistillationWeights:
     feature: float = 1.0
     soft: float = 1.0
     temperature: float = 2.0
+    reconstruct: float = 0.0
     neg_ratio: int = 3
     min_negatives: int = 16
+
+
+#: The reconstruction head's upsampling: C1 is at stride 4.
+RECONSTRUCTION_SCALE = 4
+
+
+def reconstruction_loss(rebuilt: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between ``rebuilt`` [B, 3, H, W] and RGB ``images`` (0..255) scaled by (x - 127.5) / 128."""
+    if rebuilt.shape != images.shape:
+        raise ValueError(f"reconstruction {list(rebuilt.shape)} and image {list(images.shape)} differ in shape")
+    return (rebuilt.float() - (images.float() - 127.5) / 128).abs().mean()
 
 
 def normalised_l2(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -108,23 +124,36 @@ def load_teacher(path: str | os.PathLike, device: torch.device, half: bool = Fal
 
 
 class Distiller(nn.Module):
-    """The training-only part of distillation: the adapters, and the loss terms for one batch."""
+    """The training-only part of learning from the paired image: the teacher's adapters (with a teacher), the
+    reconstruction head (with a ``reconstruct`` weight), and the loss terms for one batch."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, weights: DistillationWeights, source: str = "teacher"):
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        weights: DistillationWeights,
+        source: str = "teacher",
+    ):
         super().__init__()
-        if teacher.anchor_layout != student.anchor_layout:
+        if teacher is not None and teacher.anchor_layout != student.anchor_layout:
             raise TeacherError(
                 f"{source}: its anchor layout differs from the student's; soft labels need the same anchors "
                 "(train the teacher with the student's --anchors)"
             )
         self.weights = weights
         self.teacher_s = 0.0  # wall time of the teacher's forward passes: its cost, reported apart
-        self.teacher = [teacher]  # a list: not a submodule, so never in this module's state or parameters
+        self.teacher = [teacher] if teacher is not None else []  # a list: never in this module's state
         student_channels = _map_channels(student)
-        teacher_channels = _map_channels(teacher)
-        self.adapters = nn.ModuleDict(
-            {name: nn.Conv2d(student_channels[name], teacher_channels[name], 1) for name in FEATURE_MAPS}
-        )
+        if teacher is not None:
+            teacher_channels = _map_channels(teacher)
+            self.adapters = nn.ModuleDict(
+                {name: nn.Conv2d(student_channels[name], teacher_channels[name], 1) for name in FEATURE_MAPS}
+            )
+        if weights.reconstruct > 0:
+            self.reconstruction = nn.Sequential(
+                nn.Conv2d(student_channels["C1"], 3 * RECONSTRUCTION_SCALE**2, 1),
+                nn.PixelShuffle(RECONSTRUCTION_SCALE),
+            )
 
     @torch.no_grad()
     def teacher_outputs(self, images: torch.Tensor):
@@ -146,25 +175,35 @@ class Distiller(nn.Module):
         positives: torch.Tensor,
         targets: list[dict],
     ) -> dict[str, torch.Tensor]:
-        """The weighted terms (``distill_feature``, ``distill_soft``) over the samples whose target carries a
-        ``teacher_image``; both 0 (with gradients) when none does. ``positives`` [B, A]: the anchors the
-        detection loss matched to faces."""
+        """The weighted terms over the samples whose target carries a ``teacher_image``: ``distill_feature``
+        and ``distill_soft`` with a teacher, ``reconstruct`` with a reconstruction head; each 0 (with
+        gradients) when no sample has an image. ``positives`` [B, A]: the anchors the loss matched to faces."""
         paired = [i for i, t in enumerate(targets) if t.get("teacher_image") is not None]
+        names = (["distill_feature", "distill_soft"] if self.teacher else []) + (
+            ["reconstruct"] if hasattr(self, "reconstruction") else []
+        )
         if not paired:
             zero = student_logits.sum() * 0.0
-            return {"distill_feature": zero, "distill_soft": zero}
+            return dict.fromkeys(names, zero)
         device = student_logits.device
         index = torch.tensor(paired, device=device)
         images = torch.stack([targets[i]["teacher_image"] for i in paired]).to(device)
-        teacher_maps, teacher_logits = self.teacher_outputs(images)
-        feature = sum(
-            normalised_l2(self.adapters[name](student_maps[name][index]), teacher_maps[name]) for name in FEATURE_MAPS
-        ) / len(FEATURE_MAPS)
         w = self.weights
-        face = student_logits[index].detach().float().softmax(-1)[..., 1]
-        mask = distilled_anchors(positives[index], face, w.neg_ratio, w.min_negatives)
-        soft = soft_label_loss(student_logits[index], teacher_logits, mask, w.temperature)
-        return {"distill_feature": w.feature * feature, "distill_soft": w.soft * soft}
+        terms = {}
+        if self.teacher:
+            teacher_maps, teacher_logits = self.teacher_outputs(images)
+            feature = sum(
+                normalised_l2(self.adapters[name](student_maps[name][index]), teacher_maps[name])
+                for name in FEATURE_MAPS
+            ) / len(FEATURE_MAPS)
+            face = student_logits[index].detach().float().softmax(-1)[..., 1]
+            mask = distilled_anchors(positives[index], face, w.neg_ratio, w.min_negatives)
+            soft = soft_label_loss(student_logits[index], teacher_logits, mask, w.temperature)
+            terms.update(distill_feature=w.feature * feature, distill_soft=w.soft * soft)
+        if hasattr(self, "reconstruction"):
+            rebuilt = self.reconstruction(student_maps["C1"][index])
+            terms["reconstruct"] = w.reconstruct * reconstruction_loss(rebuilt, images)
+        return terms
 
 
 def _map_channels(model: nn.Module) -> dict[str, int]:

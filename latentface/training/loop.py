@@ -205,17 +205,22 @@ class _Run:
             else model
         )
         self.distiller = None
-        if config.teacher is not None:
-            teacher = load_teacher(config.teacher, self.device, half=config.teacher_half)
-            weights = DistillationWeights(config.distill_feature, config.distill_soft, config.distill_temperature)
-            self.distiller = Distiller(model, teacher, weights, source=config.teacher).to(self.device)
+        if config.teacher is not None or config.reconstruct > 0:
+            teacher = None if config.teacher is None else load_teacher(config.teacher, self.device, config.teacher_half)
+            weights = DistillationWeights(
+                config.distill_feature, config.distill_soft, config.distill_temperature, config.reconstruct
+            )
+            self.distiller = Distiller(model, teacher, weights, source=str(config.teacher)).to(self.device)
             if procs.distributed:  # every rank starts its adapters alike (their gradients are averaged)
                 self.distiller.load_state_dict(procs.broadcast(self.distiller.state_dict()))
-            self.log(
-                f"distillation: teacher {config.teacher} ({teacher.config['backbone']}), feature x "
-                f"{config.distill_feature:g} on {'/'.join(FEATURE_MAPS)}, soft labels x {config.distill_soft:g} at "
-                f"T={config.distill_temperature:g}"
-            )
+            if teacher is not None:
+                self.log(
+                    f"distillation: teacher {config.teacher} ({teacher.config['backbone']}), feature x "
+                    f"{config.distill_feature:g} on {'/'.join(FEATURE_MAPS)}, soft labels x {config.distill_soft:g} "
+                    f"at T={config.distill_temperature:g}"
+                )
+            if config.reconstruct > 0:
+                self.log(f"reconstruction: the image rebuilt from the bridge output, L1 x {config.reconstruct:g}")
         self.params = [p for p in model.parameters() if p.requires_grad]
         # training-only parameters: optimised with the model, clipped apart (the student's clipping is its own)
         self.adapter_params = list(self.distiller.parameters()) if self.distiller is not None else []

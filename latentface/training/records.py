@@ -92,6 +92,7 @@ def run_summary(run, state: str | None = None) -> dict:
         if run.distiller is None
         else {
             "teacher": run.config.teacher,
+            "reconstruct": run.config.reconstruct,
             "teacher_forward_s": round(run.distiller.teacher_s, 1),
             "train_samples_without_image": len(run.train_set.missing),
         },
