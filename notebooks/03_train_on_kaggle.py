@@ -39,6 +39,9 @@ TRAIN = dict(  # `latentface train` flags; batch_size is per GPU process
     progress_every=300,  # a progress line in the log every 5 minutes
     no_progress=True,
     # device="cpu",  # on Kaggle, no GPU stops the kernel unless the CPU is asked for
+    # Learning from the RGB images (push with --images OWNER/SLUG, a copy of WIDER FACE; found wherever it lies):
+    # teacher="rgb-run/weight_final.pth",  # an RGB RetinaFace, by path or relative to an attached input
+    # reconstruct=0.5,  # rebuild each image from the bridge output (a training-only loss)
 )
 
 # %% [markdown]
@@ -94,6 +97,7 @@ print(f"dataset: {DATASET}\nGPUs: {len(GPUS)} {GPUS}\nW&B: {WANDB}\nrun: {RUN_DI
 
 # %%
 SETTINGS = lk.train_settings(TRAIN, ROOT)  # off Kaggle: the small (or smoke) settings over TRAIN
+SETTINGS = lk.image_settings(SETTINGS, DATASET, ROOT / "input")  # with a teacher: finds it and the images
 SETTINGS = lk.imagenet_start(SETTINGS, ROOT, resume=RESUME, internet=PUSHED.get("internet"))  # says which
 WALL_BUDGET, FINAL_MARGIN = CLOCK.training_budget()  # prints the set-up overhead
 ARGS = lk.train_arguments(

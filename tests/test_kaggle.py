@@ -359,20 +359,57 @@ def test_build_options_reach_the_metadata(tmp_path, monkeypatch):
                 "alice/latentface-train",
                 "--no-internet",
                 "--public",
+                "--images",
+                "carol/wider-face",
             ]
         )
         == 0
     )
     kernel = json.loads((tmp_path / "kernel" / "kernel-metadata.json").read_text())
+    assert lk.Build.read(tmp_path).data_ids == ["bob/retina-modify", "carol/wider-face"]  # push checks both
     assert (kernel["id"], kernel["title"], kernel["code_file"]) == (
         "alice/latentface-train-2",
         "latentface train 2",
         "latentface-train-2.ipynb",
     )
-    assert kernel["dataset_sources"] == ["bob/retina-modify", "alice/alice-latentface"]
+    assert kernel["dataset_sources"] == ["bob/retina-modify", "carol/wider-face", "alice/alice-latentface"]
     assert kernel["kernel_sources"] == ["alice/latentface-train"]
     assert (kernel["enable_internet"], kernel["is_private"]) == (False, False)
     assert main(["kaggle", "build", "--user", "alice", "--out", str(tmp_path), "--title", "My Run"]) == 2
+
+
+def _jpg(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"jpg")
+    return path
+
+
+def test_the_kernel_finds_the_attached_wider_face_images_wherever_the_copy_keeps_them(tmp_path):
+    inputs = tmp_path / "input"
+    data = inputs / "retina-modify"
+    _jpg(data / "train" / "0--Parade" / "x.jpg")  # an event folder inside the dataset is not the images
+    (data / "train" / "labels.txt").write_text("# 0_Parade_Parade_0_1\n")
+    copy = inputs / "datasets" / "carol" / "wider-face"
+    _jpg(copy / "WIDER_val" / "images" / "0--Parade" / "0_Parade_Parade_0_2.jpg")
+    train = copy / "WIDER_train" / "WIDER_train" / "images"
+    _jpg(train / "0--Parade" / "0_Parade_Parade_0_1.jpg")
+    assert lk.find_wider_images(inputs, exclude=[data]) == train  # the training split's, three levels down
+    _jpg(inputs / "deep" / "a" / "b" / "c" / "d" / "e" / "0--Parade" / "0_Parade_Parade_0_1.jpg")  # 5 levels down
+    assert lk.find_wider_images(inputs, exclude=[data, copy]) is None
+
+    settings = {"preset": "default", "reconstruct": 0.5}
+    assert lk.image_settings({"preset": "default"}, data, inputs) == {"preset": "default"}  # no images needed
+    assert lk.image_settings(settings, data, inputs) == {**settings, "teacher_images": str(train)}
+    rgb = _jpg(inputs / "rgb-run" / "runs" / "rgb" / "weight_final.pth")
+    taught = lk.image_settings({"teacher": "runs/rgb/weight_final.pth"}, data, inputs)
+    assert taught == {"teacher": str(rgb), "teacher_images": str(train)}  # found under the attached output
+    with pytest.raises(lk.KaggleSetupError, match=r"TRAIN\['teacher'\] = 'rgb.pth': no such file, nor under"):
+        lk.image_settings({"teacher": "rgb.pth"}, data, inputs)
+    shutil.rmtree(copy)
+    with pytest.raises(lk.KaggleSetupError, match=r"no WIDER FACE image folder .* attach a copy of WIDER FACE"):
+        lk.image_settings(settings, data, inputs)
+    _jpg(data / "train" / "images" / "0_Parade_Parade_0_1.png")  # a layout with its own images needs none
+    assert lk.image_settings(settings, data, inputs) == settings
 
 
 def test_a_rebuild_deletes_only_what_a_build_wrote(tmp_path, monkeypatch, capsys):

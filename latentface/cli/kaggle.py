@@ -48,6 +48,12 @@ def _add_build_options(parser: argparse.ArgumentParser) -> None:
         *flag("--data"), metavar="OWNER/SLUG", help=f"the retina-modify dataset to attach (default: USER/{DATA_SLUG})"
     )
     parser.add_argument(
+        *flag("--images"),
+        metavar="OWNER/SLUG",
+        help="a copy of WIDER FACE to attach too, for a run that learns from the RGB images (TRAIN teacher or "
+        "reconstruct): the kernel finds its <index>--<event>/ image folders wherever the copy keeps them",
+    )
+    parser.add_argument(
         *flag("--package_slug"),
         default=PACKAGE_SLUG,
         help=f"slug of the dataset that carries the wheel (default: {PACKAGE_SLUG})",
@@ -131,6 +137,7 @@ def _build(args: argparse.Namespace, user: str) -> Build:
         title=args.title,
         package_slug=args.package_slug,
         resume_from=args.resume_from,
+        images=args.images,
         internet=not args.no_internet,
         private=not args.public,
         machine_shape=args.machine_shape,

@@ -8,6 +8,8 @@
   build folders and the push;
 - :mod:`~latentface.tools.kaggle.kernel`: the code notebook 03 calls inside the kernel (inputs, install,
   tracking, GPUs, the training command, resume);
+- :mod:`~latentface.tools.kaggle.images`: the attached WIDER FACE images and the teacher checkpoint of
+  a run that learns from the RGB images;
 - :mod:`~latentface.tools.kaggle.session`: the kernel's session (the build it runs, the 12-hour clock,
   the ImageNet start, the final evaluation and the end summary);
 - :mod:`~latentface.tools.kaggle.estimate`: time per epoch on T4 x2, estimated from a model's MACs.
@@ -41,6 +43,7 @@ from latentface.tools.kaggle.client import (
     kaggle_executable,
     kaggle_username,
 )
+from latentface.tools.kaggle.images import find_wider_images, image_settings
 from latentface.tools.kaggle.kernel import (
     LOCAL_RECIPE,
     LOCAL_ROOT,
@@ -147,6 +150,8 @@ __all__ = [
     "find_dataset_root",
     "find_resume_run",
     "find_wheels",
+    "find_wider_images",
+    "image_settings",
     "imagenet_start",
     "input_mounts",
     "install_package",

@@ -253,6 +253,7 @@ def build_kernel(
     title: str | None = None,
     package_slug: str = PACKAGE_SLUG,
     resume_from: Sequence[str] = (),
+    images: str | None = None,
     internet: bool = True,
     private: bool = True,
     machine_shape: str = MACHINE_SHAPE,
@@ -260,7 +261,8 @@ def build_kernel(
     project: str | os.PathLike | None = None,
 ) -> Build:
     """Write ``<out>/kernel`` (kernel-metadata.json + the notebook) and ``<out>/package`` (the wheel +
-    dataset-metadata.json) from the templates in ``kaggle/``; both validated as the CLI would."""
+    dataset-metadata.json) from the templates in ``kaggle/``; both validated as the CLI would. ``images``: a
+    copy of WIDER FACE attached beside the data, for a run that learns from the RGB images."""
     root = project_root(project)
     out = Path(out) if out else root / "kaggle" / "build"
     if not SLUG.match(slug):
@@ -273,6 +275,9 @@ def build_kernel(
         )
     data = data or f"{user}/{DATA_SLUG}"
     split_ref(data, "--data")
+    if images is not None:
+        split_ref(images, "--images")
+    inputs = [data, *([images] if images else [])]  # the datasets the kernel reads
     for ref in resume_from:
         split_ref(ref, "--resume_from")
     clear_previous_build(out)
@@ -295,6 +300,7 @@ def build_kernel(
     kernel = read_metadata(root / "kaggle" / KERNEL_METADATA)
     code_file = f"{slug}.ipynb"
     flags = ["--data", data]  # what `push` needs to continue this run in a next kernel
+    flags += ["--images", images] if images else []
     flags += ["--package_slug", package_slug] if package_slug != PACKAGE_SLUG else []
     flags += ["--machine_shape", machine_shape] if machine_shape != MACHINE_SHAPE else []
     flags += [] if internet else ["--no_internet"]
@@ -309,13 +315,15 @@ def build_kernel(
         enable_gpu=True,
         enable_internet=internet,
         machine_shape=machine_shape,
-        dataset_sources=[data, package["id"]],
+        dataset_sources=[*inputs, package["id"]],
         kernel_sources=list(resume_from),
     )
     validate_kernel_metadata(kernel, kernel_dir, str(kernel_dir / KERNEL_METADATA))
     write_metadata(kernel_dir / KERNEL_METADATA, kernel)
     write_json(out / MANIFEST, {"written_by": "latentface kaggle build", "files": sorted(_files_under(out))}, indent=2)
-    return Build(kernel_dir, package_dir, wheel, kernel["id"], package["id"], [data], build_id)
+    return Build(
+        kernel_dir, package_dir, wheel, kernel["id"], package["id"], [data, *[images] * bool(images)], build_id
+    )
 
 
 def dataset_exists(cli: KaggleCLI, ref: str) -> bool:
@@ -421,12 +429,13 @@ def push(result: Build, cli: KaggleCLI, message: str, wait: float = 600) -> None
                 f"--resume_from {ref}: no such kernel that you can read (`kaggle kernels status {ref}` failed); "
                 "pass the OWNER/KERNEL of a kernel whose output holds the run (see `latentface kaggle status`)"
             )
-    for data in result.data_ids:  # a wrong --data would only show as a kernel failing on Kaggle
+    for i, data in enumerate(result.data_ids):  # a wrong --data would only show as a kernel failing on Kaggle
         listed = cli.run(["datasets", "files", data], check=False, capture=True)
         if listed.returncode != 0:
+            which = f"--data OWNER/{DATA_SLUG}" if i == 0 else "--images OWNER/SLUG (a copy of WIDER FACE)"
             raise KaggleSetupError(
                 f"cannot read dataset {data} ({(listed.stdout or '').strip()}); "
-                f"pass --data OWNER/{DATA_SLUG} with the owner of the dataset on kaggle.com"
+                f"pass {which} with the owner of the dataset on kaggle.com"
             )
     new_kernel = not kernel_exists(cli, result.kernel_id)
     print(f"build {result.build_id}", flush=True)
