@@ -269,8 +269,12 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
     taught = [f"{codec}/latent_codec_distill/{seed}" for codec in ("learned", "dct") for seed in (0, 1, 2)]
     assert jobs[34:39] == [*taught[:3], "learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
-    assert jobs[39:41] == ["learned/latent_codec_adaptive/0", "learned/rgb_adaptive/0"]
-    assert jobs[41:] == taught[3:] and len(jobs) == len(set(jobs)) == 44  # every run once
+    assert jobs[39:42] == [
+        "learned/latent_codec_adaptive/0",
+        "learned/rgb_adaptive/0",
+        "learned/latent_codec_reconstruct/0",
+    ]
+    assert jobs[42:] == taught[3:] and len(jobs) == len(set(jobs)) == 45  # every run once
 
 
 def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
@@ -357,18 +361,32 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
         "learned/latent_codec_distill/0": run(0.76, 0.40, "d"),
         "learned/latent_codec_adaptive/0": run(0.74, 0.35, "a"),
         "learned/rgb_adaptive/0": run(0.81, 0.62, "rgb a"),
+        "learned/latent_codec_reconstruct/0": run(0.69, 0.25, "r"),
         "learned/latent_bilinear/0": run(0.75, 0.30, "b"),
         "dct/latent_codec/0": run(0.8, 0.5, "c"),
         "dct/latent_context/0": run(0.6, 0.5, "x"),
     }
-    study = {"settings": {"seeds": [0, 1, 2]}, "runs": runs, "summary": bench.codecs.summarise(runs)}
+    for seed, ap in enumerate((0.60, 0.64, 0.62)):
+        runs[f"learned/fast/{seed}"] = {**run(ap, 0.1, "f"), "macs_640": 0.25e9}
+    runs["learned/latent_codec_default/0"] = run(0.66, 0.1, "c, default anchors")
+    runs["learned/rgb_default/0"] = run(0.79, 0.5, "rgb, default anchors")
+    settings = {"seeds": [0, 1, 2], "anchors": "six", "other_anchors": "default"}
+    study = {"settings": settings, "runs": runs, "summary": bench.codecs.summarise(runs)}
     text = " ".join(codec_notes(study))
+    assert "the `fast` preset reaches 0.620 ± 0.020 (3 seeds) at 0.25 GMACs, against 0.710 ± 0.014" in text
+    assert "(1.00 GMACs): -9.0 points at x 0.25 the cost." in text
+    assert (
+        "Anchor layout on `learned` (seed 0): `latent_codec` 'six' 0.700 vs 'default' 0.660; `rgb` 'six' 0.800 vs"
+        in text
+    )
+    assert f"The `default` preset trains with '{LatentRetinaFace.PRESETS['default']['anchors']}' anchors" in text
     assert "On `learned` the default bridge (`latent_codec`) reaches 0.710 ± 0.014 against RGB's 0.800" in text
     assert "(-9.0 points; 2 and 1 seeds); by face height tiny 0.210 vs 0.600, large 0.900 vs 0.900" in text
     assert "the widest gap is in tiny faces (-39.0 points)" in text
     assert "reaches 0.760 (+5.0 points over the same student alone, 1 seed(s); tiny faces 0.400 vs 0.210)" in text
     assert "With adaptive (ATSS) matching it reaches 0.740 (+3.0 points over the same student alone" in text
     assert "RGB with adaptive matching: 0.810." in text
+    assert "Rebuilding the image from its bridge output it reaches 0.690 (-2.0 points over the same student" in text
     # the first seed decides between bridges: bilinear 0.75 beats codec's 0.70 on learned, codec leads on dct
     assert "`dct` codec (0.800), `learned` bilinear (0.750); they differ, and the choice follows `learned`" in text
     # one bridge over several seeds is no comparison of bridges

@@ -19,6 +19,8 @@ FRONTIER_RATIO = 0.5
 #: How close (AP@0.5 points) the latent default must come to RGB on the deciding codec.
 RGB_GAP = 0.03
 OK = {True: "met", False: "**not met**"}
+#: Name endings of the small-face levers' rows (training recipes, not architectures: off the frontier).
+LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct")
 
 
 def _pm(stat: dict | None, digits: int = 3) -> str:
@@ -45,8 +47,8 @@ def frontier_points(study: dict, codec: str = DECIDING_CODEC) -> dict[str, list[
     points: dict[str, list[tuple[str, float, float]]] = {"latent": [], "rgb": []}
     other = study["settings"]["other_anchors"]
     for name, row in rows.items():
-        if name.endswith(f"_{other}"):
-            continue  # another anchor layout: not a point of the same training recipe
+        if name.endswith((f"_{other}", *LEVERS)):
+            continue  # another anchor layout or training lever: not a point of the same training recipe
         points[row["input"]].append((name, pipeline_macs(row, study["decoder_macs_640"]) / 1e9, row["ap"]["mean"]))
     return points
 
@@ -242,7 +244,11 @@ def codec_notes(study: dict) -> list[str]:
                 f" The target (within {RGB_GAP * 100:g} points) is not met at this budget; the widest gap is in "
                 f"{widest} faces ({gaps[widest] * 100:+.1f} points)."
             )
-        levers = (("distill", "Taught by the RGB model of its seed"), ("adaptive", "With adaptive (ATSS) matching"))
+        levers = (
+            ("distill", "Taught by the RGB model of its seed"),
+            ("adaptive", "With adaptive (ATSS) matching"),
+            ("reconstruct", "Rebuilding the image from its bridge output"),
+        )
         for lever, how in levers:
             row = rows.get(f"{default}_{lever}")
             if row:
@@ -275,4 +281,42 @@ def codec_notes(study: dict) -> list[str]:
             "codec.json uses the default preset's bridge)."
         )
         out.append(text)
+    out += _preset_notes(study, default)
+    return out
+
+
+def _preset_notes(study: dict, default: str) -> list[str]:
+    """The `fast` preset against the default bridge, and the anchor check, on the deciding codec."""
+    rows = study.get("summary", {}).get(DECIDING_CODEC, {})
+    out = []
+    fast, lat = rows.get("fast"), rows.get(default)
+    if fast and lat:
+        out.append(
+            f"On `{DECIDING_CODEC}` the `fast` preset reaches {_pm(fast['ap'])} ({len(fast['seeds'])} seeds) at "
+            f"{fast['macs_640'] / 1e9:.2f} GMACs, against {_pm(lat['ap'])} for `{default}` at the study's width "
+            f"({lat['macs_640'] / 1e9:.2f} GMACs): {(fast['ap']['mean'] - lat['ap']['mean']) * 100:+.1f} points at "
+            f"x {fast['macs_640'] / lat['macs_640']:.2f} the cost."
+        )
+    study_anchors, other = study["settings"]["anchors"], study["settings"]["other_anchors"]
+    pairs = [(name, rows.get(name), rows.get(f"{name}_{other}")) for name in (default, "rgb")]
+    measured = [(name, a, b) for name, a, b in pairs if a and b]
+    if measured:
+        first = study["settings"]["seeds"][0]
+        ap = {  # the first seed of each: the other layout was measured there only
+            (name, layout): study["runs"][f"{DECIDING_CODEC}/{key}/{first}"]["ap"]
+            for name, _, _ in measured
+            for layout, key in ((study_anchors, name), (other, f"{name}_{other}"))
+            if f"{DECIDING_CODEC}/{key}/{first}" in study["runs"]
+        }
+        parts = [
+            f"`{name}` '{study_anchors}' {ap[(name, study_anchors)]:.3f} vs '{other}' {ap[(name, other)]:.3f}"
+            for name, _, _ in measured
+            if (name, study_anchors) in ap and (name, other) in ap
+        ]
+        if parts:
+            chosen = LatentRetinaFace.PRESETS["default"]["anchors"]
+            out.append(
+                f"Anchor layout on `{DECIDING_CODEC}` (seed {first}): " + "; ".join(parts) + f". The `default` "
+                f"preset trains with '{chosen}' anchors, the `seed` preset with 'six' (its own training code's)."
+            )
     return out

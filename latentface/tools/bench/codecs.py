@@ -34,6 +34,8 @@ from latentface.tools.bench.profiles import Profile
 
 #: Stands for the finished RGB run of the same codec and seed, which teaches a distillation variant.
 TEACHER = "<rgb run of this codec and seed>"
+#: The reconstruction lever's weight: its L1 on [-1, 1] pixels starts near 0.3 against a detection loss near 25.
+RECONSTRUCT_WEIGHT = 1.0
 
 #: JPEG AI's published decoder operating points (kMAC per pixel x 640 x 640 pixels), literature rows.
 JPEG_AI_DECODERS = {
@@ -116,6 +118,12 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
         overrides=adaptive,
     )
     v["rgb_adaptive"] = Variant("rgb_adaptive", "RGB, adaptive (ATSS) anchor matching", input="rgb", overrides=adaptive)
+    v[f"latent_{default_bridge}_reconstruct"] = Variant(
+        f"latent_{default_bridge}_reconstruct",
+        f"latent, {default_bridge} bridge, the image rebuilt from the bridge output (L1 x {RECONSTRUCT_WEIGHT:g})",
+        bridge=default_bridge,
+        overrides={**anchors, "reconstruct": RECONSTRUCT_WEIGHT},
+    )
     for backbone, width in s["frontier"]:
         tag = f"r{backbone[6:]}_{width}"
         size = {"model": backbone, "out_channels": width, **anchors}
@@ -134,8 +142,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
     stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check;
     the same rows on the other codec; the frontier; last the small-face levers (the distilled default on every
-    seed of both codecs, each of its terms alone, and adaptive matching on both inputs, on the other seeds too
-    where it beat the default on the first)."""
+    seed of both codecs, each of its terms alone, adaptive matching on both inputs and the reconstruction
+    term, each on the other seeds too where it beat the default on the first)."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -178,6 +186,9 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
             if leading_variant(runs, codec, [default, f"{default}_adaptive"], first) == f"{default}_adaptive":
                 add(codec, f"{default}_adaptive", more)
                 add(codec, "rgb_adaptive", more)
+            add(codec, f"{default}_reconstruct", [first])
+            if leading_variant(runs, codec, [default, f"{default}_reconstruct"], first) == f"{default}_reconstruct":
+                add(codec, f"{default}_reconstruct", more)
     return jobs
 
 
