@@ -233,6 +233,20 @@ def test_report_only_rerenders_the_stored_results_without_measuring(tmp_path, ca
     assert json.loads((tmp_path / "benchmarks.json").read_text()) == results  # the results are only read
 
 
+def test_a_stored_section_keeps_what_another_bench_process_stored_meanwhile(tmp_path):
+    from latentface.tools.bench.runner import store_section
+
+    results = _fake_results()
+    mine = {k: v for k, v in results.items() if k != "cost"}  # a study process started before cost was stored
+    (tmp_path / "benchmarks.json").write_text(json.dumps(results))  # another process stored cost meanwhile
+    accuracy = {**results["accuracy"], "rgb": {**results["accuracy"]["rgb"], "ap": 0.85}}  # its new measurement
+    merged = store_section(mine, "accuracy", accuracy, tmp_path)
+    assert merged["cost"] == results["cost"] and merged["accuracy"] == accuracy
+    assert json.loads((tmp_path / "benchmarks.json").read_text()) == merged
+    assert (tmp_path / "BENCHMARKS.md").read_text() == bench.render_report(merged)
+    assert "cost" not in store_section(mine, "accuracy", accuracy, tmp_path, merge=False)  # --fresh forgets it
+
+
 def test_notes_are_written_from_the_results():
     results = _fake_results()
     md = bench.render_report(results)

@@ -77,7 +77,6 @@ def run_bench(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = Path(runs) if runs else Path("runs") / "bench" / profile.name
-    store = out / RESULTS_FILE
     results = {} if fresh else load_results(out)
     if results.get("profile") not in (None, profile.name):
         results = {}  # numbers of another profile are not comparable with these
@@ -103,16 +102,26 @@ def run_bench(
         else:
 
             def save(codecs: dict, results: dict = results) -> None:  # after every study run: resumable
-                results["codecs"] = codecs
-                write_json(store, json.loads(json.dumps(results, default=float)))
+                store_section(results, "codecs", codecs, out, merge=not fresh)
                 plot_frontier(codecs, out / FRONTIER_FIGURE)
-                write_report(results, out)
 
             results["codecs"] = codecs_section(
                 profile, runs / "codecs", device, results.get("codecs"), save, log, reuse_only
             )
         log(f"bench: {section} done in {time.perf_counter() - start:.0f} s")
-        results = json.loads(json.dumps(results, default=float))  # numpy scalars -> plain JSON numbers
-        write_json(store, results)
-        write_report(results, out)
+        results = store_section(results, section, results[section], out, merge=not fresh)
     return out / REPORT_FILE
+
+
+def store_section(results: dict, section: str, value: dict, out: Path, merge: bool = True) -> dict:
+    """Write ``section`` into the stored results and rewrite the report; with ``merge`` the other sections are
+    read back from the store first, so two bench processes measuring different sections (one running the long
+    codec study) do not overwrite each other's. Returns the results as stored."""
+    stored = load_results(out) if merge else {}
+    if stored.get("profile") != results.get("profile"):
+        stored = {}
+    merged = json.loads(json.dumps({**results, **stored, section: value}, default=float))  # plain JSON numbers
+    merged.update({k: results[k] for k in ("profile", "settings", "machine", "command") if k in results})
+    write_json(out / RESULTS_FILE, merged)
+    write_report(merged, out)
+    return merged
