@@ -274,21 +274,21 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     jobs = [job.key for job in bench.study_jobs(bench.PROFILES["cpu"])]
     assert jobs[:4] == ["dct/rgb/0", "dct/latent_codec/0", "learned/rgb/0", "learned/latent_codec/0"]
     bridges = [f"latent_{b}/0" for b in ("bilinear", "context", "pixelshuffle", "context_dw")]
-    for start, codec in ((4, "learned"), (17, "dct")):  # the deciding codec's rows first, then the other's
+    for start, codec in ((4, "learned"), (19, "dct")):  # the deciding codec's rows first, then the other's
         rows = [f"{codec}/{name}/{seed}" for name in ("rgb", "latent_codec") for seed in (1, 2)]
         rows += [f"{codec}/{b}" for b in bridges] + [f"{codec}/fast/{seed}" for seed in (0, 1, 2)]
         assert jobs[start : start + 11] == rows
-    assert jobs[15:17] == ["learned/latent_codec_default/0", "learned/rgb_default/0"]
-    frontier = jobs[28:34]
+    assert jobs[15:19] == [*[f"learned/latent_codec_default/{seed}" for seed in (0, 1, 2)], "learned/rgb_default/0"]
+    frontier = jobs[30:36]
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
     taught = [f"{codec}/latent_codec_distill/{seed}" for codec in ("learned", "dct") for seed in (0, 1, 2)]
-    assert jobs[34:39] == [*taught[:3], "learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
-    assert jobs[39:42] == [
+    assert jobs[36:41] == [*taught[:3], "learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
+    assert jobs[41:44] == [
         "learned/latent_codec_adaptive/0",
         "learned/rgb_adaptive/0",
         "learned/latent_codec_reconstruct/0",
     ]
-    assert jobs[42:] == taught[3:] and len(jobs) == len(set(jobs)) == 45  # every run once
+    assert jobs[44:] == taught[3:] and len(jobs) == len(set(jobs)) == 47  # every run once
 
 
 def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():

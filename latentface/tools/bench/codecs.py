@@ -140,7 +140,8 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
 def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[StudyJob]:
     """Every run, most decisive first: RGB and the default bridge on one seed of both codecs; then, on the
     deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
-    stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check;
+    stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check
+    (the default bridge with the other layout on every seed, RGB on the first);
     the same rows on the other codec; the frontier; last the small-face levers (the distilled default on every
     seed of both codecs, each of its terms alone, adaptive matching on both inputs and the reconstruction
     term, each on the other seeds too where it beat the default on the first)."""
@@ -170,8 +171,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
             if leader not in (None, default):
                 add(codec, leader, more)
         add(codec, "fast", s["seeds"])
-        if deciding:
-            add(codec, f"{default}_{s['other_anchors']}", [first])
+        if deciding:  # the anchor layout decides a default: the latent rows on every seed
+            add(codec, f"{default}_{s['other_anchors']}", s["seeds"])
             add(codec, f"rgb_{s['other_anchors']}", [first])
     for name in variants:
         if name.startswith(("rgb_r", "latent_r")):
