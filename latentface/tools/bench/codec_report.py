@@ -36,6 +36,15 @@ def _default_name() -> str:
     return f"latent_{LatentRetinaFace.PRESETS['default']['bridge']}"
 
 
+def target_names(settings: dict) -> tuple[str, str]:
+    """The rows the targets read: the default preset as it trains (its bridge with its anchor layout, which the
+    study measures either as its main layout or as the other one) and the RGB baseline with the same layout."""
+    latent, layout = _default_name(), LatentRetinaFace.PRESETS["default"]["anchors"]
+    if layout != settings.get("anchors") and layout == settings.get("other_anchors"):
+        return f"{latent}_{layout}", f"rgb_{layout}"
+    return latent, "rgb"
+
+
 def pipeline_macs(row: dict, decoder_macs: float) -> float:
     """Whole-pipeline multiply-adds at 640x640: a latent detector alone; an RGB one after the decoder."""
     return row["macs_640"] + (decoder_macs if row["input"] == "rgb" else 0.0)
@@ -72,7 +81,8 @@ def codec_targets(results: dict) -> list[tuple[str, str, str]]:
     study = results.get("codecs")
     rows = (study or {}).get("summary", {}).get(DECIDING_CODEC, {})
     out = []
-    default, rgb = rows.get(_default_name()), rows.get("rgb")
+    latent_name, rgb_name = target_names(study["settings"]) if study else (None, None)
+    default, rgb = rows.get(latent_name), rows.get(rgb_name)
     if default and rgb:
         gap = default["ap"]["mean"] - rgb["ap"]["mean"]
         out.append(
@@ -185,10 +195,12 @@ def codec_section(results: dict) -> list[str]:
     ]
     head = ["model", "codec", "seeds", "AP@0.5", *SIZE_BUCKETS, "COCO mAP", "AP − RGB", "GMACs", "pipeline GMACs"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    other = s["other_anchors"]
     for codec, rows in sorted(study.get("summary", {}).items(), key=lambda kv: kv[0] != DECIDING_CODEC):
-        rgb = rows.get("rgb")
         for name, row in rows.items():
             by_size = row["ap_by_size"]
+            # against RGB with the same anchor layout where the study has it
+            rgb = rows.get(f"rgb_{other}") if name.endswith(f"_{other}") and f"rgb_{other}" in rows else rows.get("rgb")
             gap = f"{row['ap']['mean'] - rgb['ap']['mean']:+.3f}" if rgb else "—"
             cells = [
                 f"`{name}`: {row['description']}",
@@ -219,10 +231,12 @@ def codec_notes(study: dict) -> list[str]:
     leads on each codec, and why a target is missed where one is."""
     summary = study.get("summary", {})
     default = _default_name()
+    latent_name, rgb_name = target_names(study["settings"])
+    layout = LatentRetinaFace.PRESETS["default"]["anchors"]
     out = []
     for codec in sorted(summary, key=lambda c: c != DECIDING_CODEC):
         rows = summary[codec]
-        rgb, lat = rows.get("rgb"), rows.get(default)
+        rgb, lat = rows.get(rgb_name), rows.get(latent_name)
         if not (rgb and lat):
             continue
         gap = lat["ap"]["mean"] - rgb["ap"]["mean"]
@@ -232,7 +246,8 @@ def codec_notes(study: dict) -> list[str]:
             if _size(lat, size) is not None and _size(rgb, size) is not None
         }
         text = (
-            f"On `{codec}` the default bridge (`{default}`) reaches {_pm(lat['ap'])} against RGB's {_pm(rgb['ap'])} "
+            f"On `{codec}` the default preset's bridge with its '{layout}' anchors (`{latent_name}`) reaches "
+            f"{_pm(lat['ap'])} against RGB's {_pm(rgb['ap'])} (`{rgb_name}`) "
             f"({gap * 100:+.1f} points; {len(lat['seeds'])} and {len(rgb['seeds'])} seeds); by face height "
             + ", ".join(f"{size} {a:.3f} vs {b:.3f}" for size, (a, b) in pairs.items())
             + "."
@@ -245,18 +260,19 @@ def codec_notes(study: dict) -> list[str]:
                 f"{widest} faces ({gaps[widest] * 100:+.1f} points)."
             )
         levers = (
-            ("distill", "Taught by the RGB model of its seed"),
-            ("adaptive", "With adaptive (ATSS) matching"),
-            ("reconstruct", "Rebuilding the image from its bridge output"),
+            ("distill", "taught by the RGB model of its seed"),
+            ("adaptive", "with adaptive (ATSS) matching"),
+            ("reconstruct", "rebuilding the image from its bridge output"),
         )
+        base = rows.get(default)  # the levers train with the study's main layout: compared with it
         for lever, how in levers:
             row = rows.get(f"{default}_{lever}")
-            if row:
-                lift = row["ap"]["mean"] - lat["ap"]["mean"]
+            if row and base:
+                lift = row["ap"]["mean"] - base["ap"]["mean"]
                 text += (
-                    f" {how} it reaches {_pm(row['ap'])} ({lift * 100:+.1f} points over the same student alone, "
-                    f"{len(row['seeds'])} seed(s); tiny faces {_size(row, 'tiny') or 0:.3f} vs "
-                    f"{_size(lat, 'tiny') or 0:.3f})."
+                    f" `{default}` {how} reaches {_pm(row['ap'])} ({lift * 100:+.1f} points over the same student "
+                    f"alone, {len(row['seeds'])} seed(s); tiny faces {_size(row, 'tiny') or 0:.3f} vs "
+                    f"{_size(base, 'tiny') or 0:.3f})."
                 )
         if rows.get("rgb_adaptive"):
             text += f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])}."

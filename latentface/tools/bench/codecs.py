@@ -141,7 +141,7 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     """Every run, most decisive first: RGB and the default bridge on one seed of both codecs; then, on the
     deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
     stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check
-    (the default bridge with the other layout on every seed, RGB on the first);
+    (the default bridge and RGB with the other layout, every seed);
     the same rows on the other codec; the frontier; last the small-face levers (the distilled default on every
     seed of both codecs, each of its terms alone, adaptive matching on both inputs and the reconstruction
     term, each on the other seeds too where it beat the default on the first)."""
@@ -171,9 +171,9 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
             if leader not in (None, default):
                 add(codec, leader, more)
         add(codec, "fast", s["seeds"])
-        if deciding:  # the anchor layout decides a default: the latent rows on every seed
+        if deciding:  # the anchor layout decides a default (and the target rows): both inputs on every seed
             add(codec, f"{default}_{s['other_anchors']}", s["seeds"])
-            add(codec, f"rgb_{s['other_anchors']}", [first])
+            add(codec, f"rgb_{s['other_anchors']}", s["seeds"])
     for name in variants:
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])

@@ -165,6 +165,8 @@ PROFILES = {
             batch_size=4,
             lr=1e-3,
             bridges=("bilinear", "codec"),
+            anchors="default",  # the default preset's: the target rows are the study's main rows
+            other_anchors="six",
             frontier=(("resnet18", 16),),
         ),
     ),
