@@ -384,28 +384,30 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
         runs[f"learned/fast/{seed}"] = {**run(ap, 0.1, "f"), "macs_640": 0.25e9}
     runs["learned/latent_codec_default/0"] = run(0.66, 0.1, "c, default anchors")
     runs["learned/rgb_default/0"] = run(0.79, 0.5, "rgb, default anchors")
+    runs["dct/rgb/0"] = run(0.85, 0.6, "rgb")  # no anchor check on dct: its main rows are read
     settings = {"seeds": [0, 1, 2], "anchors": "six", "other_anchors": "default"}
     study = {"settings": settings, "runs": runs, "summary": bench.codecs.summarise(runs)}
     text = " ".join(codec_notes(study))
     assert "the `fast` preset reaches 0.620 ± 0.020 (3 seeds) at 0.25 GMACs, against 0.710 ± 0.014" in text
     assert "(1.00 GMACs): -9.0 points at x 0.25 the cost." in text
     assert (
-        "Anchor layout on `learned` (seed 0): `latent_codec` 'six' 0.700 vs 'default' 0.660; `rgb` 'six' 0.800 vs"
-        in text
+        "Anchor layout on `learned`: `latent_codec` 'six' 0.710 ± 0.014 vs 'default' 0.660 (2 and 1 seeds); `rgb` "
+        "'six' 0.800 vs 'default' 0.790 (1 and 1 seeds)." in text
     )
     assert f"The `default` preset trains with '{LatentRetinaFace.PRESETS['default']['anchors']}' anchors" in text
     # the target rows: the default preset as it trains ('default' anchors, the study's other layout here)
     assert target_names(settings) == ("latent_codec_default", "rgb_default")
     assert target_names({"anchors": "default", "other_anchors": "six"}) == ("latent_codec", "rgb")
-    assert (
-        "with its 'default' anchors (`latent_codec_default`) reaches 0.660 against RGB's 0.790 (`rgb_default`)" in text
-    )
+    assert "with 'default' anchors (`latent_codec_default`) reaches 0.660 against RGB's 0.790 (`rgb_default`)" in text
     assert "(-13.0 points; 1 and 1 seeds); by face height tiny 0.100 vs 0.500, large 0.900 vs 0.900" in text
     assert "the widest gap is in tiny faces (-40.0 points)" in text
+    assert (
+        "On `dct` the default preset's bridge with 'six' anchors (`latent_codec`) reaches 0.800 against RGB's" in text
+    )
     # the levers train with the main layout: compared with the default bridge there (0.710 over two seeds)
     assert (
-        "`latent_codec` taught by the RGB model of its seed reaches 0.760 (+5.0 points over the same student alone, 1 seed(s); tiny faces"
-        in text
+        "`latent_codec` taught by the RGB model of its seed reaches 0.760 (+5.0 points over the same student "
+        "alone, 1 seed(s); tiny faces" in text
     )
     assert "`latent_codec` with adaptive (ATSS) matching reaches 0.740 (+3.0 points over the same student" in text
     assert "RGB with adaptive matching: 0.810." in text

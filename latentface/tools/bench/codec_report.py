@@ -233,10 +233,13 @@ def codec_notes(study: dict) -> list[str]:
     default = _default_name()
     latent_name, rgb_name = target_names(study["settings"])
     layout = LatentRetinaFace.PRESETS["default"]["anchors"]
+    main = study["settings"].get("anchors", layout)
     out = []
     for codec in sorted(summary, key=lambda c: c != DECIDING_CODEC):
         rows = summary[codec]
-        rgb, lat = rows.get(rgb_name), rows.get(latent_name)
+        # the default preset as it trains where this codec has its rows (the anchor check runs on one codec)
+        names, anchors = ((latent_name, rgb_name), layout) if latent_name in rows else ((default, "rgb"), main)
+        lat, rgb = rows.get(names[0]), rows.get(names[1])
         if not (rgb and lat):
             continue
         gap = lat["ap"]["mean"] - rgb["ap"]["mean"]
@@ -246,8 +249,8 @@ def codec_notes(study: dict) -> list[str]:
             if _size(lat, size) is not None and _size(rgb, size) is not None
         }
         text = (
-            f"On `{codec}` the default preset's bridge with its '{layout}' anchors (`{latent_name}`) reaches "
-            f"{_pm(lat['ap'])} against RGB's {_pm(rgb['ap'])} (`{rgb_name}`) "
+            f"On `{codec}` the default preset's bridge with '{anchors}' anchors (`{names[0]}`) reaches "
+            f"{_pm(lat['ap'])} against RGB's {_pm(rgb['ap'])} (`{names[1]}`) "
             f"({gap * 100:+.1f} points; {len(lat['seeds'])} and {len(rgb['seeds'])} seeds); by face height "
             + ", ".join(f"{size} {a:.3f} vs {b:.3f}" for size, (a, b) in pairs.items())
             + "."
@@ -314,25 +317,16 @@ def _preset_notes(study: dict, default: str) -> list[str]:
             f"x {fast['macs_640'] / lat['macs_640']:.2f} the cost."
         )
     study_anchors, other = study["settings"]["anchors"], study["settings"]["other_anchors"]
-    pairs = [(name, rows.get(name), rows.get(f"{name}_{other}")) for name in (default, "rgb")]
-    measured = [(name, a, b) for name, a, b in pairs if a and b]
-    if measured:
-        first = study["settings"]["seeds"][0]
-        ap = {  # the first seed of each: the other layout was measured there only
-            (name, layout): study["runs"][f"{DECIDING_CODEC}/{key}/{first}"]["ap"]
-            for name, _, _ in measured
-            for layout, key in ((study_anchors, name), (other, f"{name}_{other}"))
-            if f"{DECIDING_CODEC}/{key}/{first}" in study["runs"]
-        }
-        parts = [
-            f"`{name}` '{study_anchors}' {ap[(name, study_anchors)]:.3f} vs '{other}' {ap[(name, other)]:.3f}"
-            for name, _, _ in measured
-            if (name, study_anchors) in ap and (name, other) in ap
-        ]
-        if parts:
-            chosen = LatentRetinaFace.PRESETS["default"]["anchors"]
-            out.append(
-                f"Anchor layout on `{DECIDING_CODEC}` (seed {first}): " + "; ".join(parts) + f". The `default` "
-                f"preset trains with '{chosen}' anchors, the `seed` preset with 'six' (its own training code's)."
-            )
+    parts = [
+        f"`{name}` '{study_anchors}' {_pm(a['ap'])} vs '{other}' {_pm(b['ap'])} ({len(a['seeds'])} and "
+        f"{len(b['seeds'])} seeds)"
+        for name, a, b in ((n, rows.get(n), rows.get(f"{n}_{other}")) for n in (default, "rgb"))
+        if a and b
+    ]
+    if parts:
+        chosen = LatentRetinaFace.PRESETS["default"]["anchors"]
+        out.append(
+            f"Anchor layout on `{DECIDING_CODEC}`: " + "; ".join(parts) + f". The `default` preset trains with "
+            f"'{chosen}' anchors, the `seed` preset with 'six' (its own training code's)."
+        )
     return out
