@@ -335,6 +335,24 @@ def test_frontier_verdict_wants_a_latent_point_as_good_at_half_the_pipeline_cost
     assert frontier_verdict(points) == (["`rgb` (20.0 G, 0.800): none"], False)
 
 
+def test_frontier_notes_name_the_best_latent_point_under_the_cost_cap_where_the_target_fails():
+    from latentface.tools.bench.codec_report import codec_notes
+
+    def run(ap, macs, kind):
+        return dict(ap=ap, coco_map=0.1, ap_by_size={}, description="d", input=kind, macs_640=macs * 1e9, steps=5)
+
+    runs = {
+        "learned/rgb/0": run(0.70, 18.0, "rgb"),  # pipeline 18 + 2 (decoder) = 20 G: a latent point <= 10 G
+        "learned/rgb_r18_128/0": run(0.30, 30.0, "rgb"),  # 32 G: matched by `fast`
+        "learned/fast/0": run(0.33, 9.0, "latent"),
+        "learned/latent_codec/0": run(0.60, 14.0, "latent"),  # over 10 G
+    }
+    settings = {"seeds": [0], "anchors": "six", "other_anchors": "default"}
+    study = {"settings": settings, "runs": runs, "summary": bench.codecs.summarise(runs), "decoder_macs_640": 2e9}
+    text = " ".join(codec_notes(study))
+    assert "`rgb` 0.700: best `fast` 0.330 (-37.0 points)." in text and "rgb_r18_128` 0.300" not in text
+
+
 def test_learned_decoder_macs_are_counted_at_640():
     macs = bench.codecs.decoder_macs(640)
     assert macs == 4 * bench.codecs.decoder_macs(320)  # convolutions only: MACs scale with the pixels
@@ -386,7 +404,7 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
     runs["learned/rgb_default/0"] = run(0.79, 0.5, "rgb, default anchors")
     runs["dct/rgb/0"] = run(0.85, 0.6, "rgb")  # no anchor check on dct: its main rows are read
     settings = {"seeds": [0, 1, 2], "anchors": "six", "other_anchors": "default"}
-    study = {"settings": settings, "runs": runs, "summary": bench.codecs.summarise(runs)}
+    study = {"settings": settings, "runs": runs, "summary": bench.codecs.summarise(runs), "decoder_macs_640": 1e9}
     text = " ".join(codec_notes(study))
     assert "the `fast` preset reaches 0.620 ± 0.020 (3 seeds) at 0.25 GMACs, against 0.710 ± 0.014" in text
     assert "(1.00 GMACs): -9.0 points at x 0.25 the cost." in text

@@ -301,7 +301,27 @@ def codec_notes(study: dict) -> list[str]:
         )
         out.append(text)
     out += _preset_notes(study, default)
+    out += _frontier_notes(study)
     return out
+
+
+def _frontier_notes(study: dict) -> list[str]:
+    """Where the frontier target fails: per RGB point without a cheap-enough latent match, the best latent
+    point under the cost cap and how far it falls short."""
+    points = frontier_points(study)
+    missed = []
+    for name, cost, ap in sorted(points["rgb"], key=lambda p: p[1]):
+        cheap = [p for p in points["latent"] if p[1] <= FRONTIER_RATIO * cost]
+        if cheap and not any(p[2] >= ap for p in cheap):
+            best = max(cheap, key=lambda p: p[2])
+            missed.append(f"`{name}` {ap:.3f}: best `{best[0]}` {best[2]:.3f} ({(best[2] - ap) * 100:+.1f} points)")
+    if not missed:
+        return []
+    return [
+        f"Frontier on `{DECIDING_CODEC}`: RGB points without a latent point as accurate at <= {FRONTIER_RATIO:g}x "
+        "their pipeline cost, against the most accurate latent point under that cost: " + "; ".join(missed) + ". "
+        "The shortfall is the latent-vs-RGB gap at equal architecture above."
+    ]
 
 
 def _preset_notes(study: dict, default: str) -> list[str]:
