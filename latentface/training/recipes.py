@@ -7,6 +7,7 @@ one ("the demo's recipe") means exactly this entry.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,45 +30,35 @@ class Recipe:
         return dict(n_train=self.n_train, n_val=self.n_val, size=self.size, rates=self.rates, seed=self.seed)
 
 
+#: make demo's recipe; the learned codec's demo and notebook 04 derive theirs from it.
+DEMO = Recipe(
+    "demo",
+    1500,
+    150,
+    192,
+    dict(
+        preset="fast",
+        bridge="codec",
+        out_channels=64,
+        anchors="six",
+        epochs=4,
+        batch_size=8,
+        lr=0.02,
+        crop=1.0,
+        time_budget=660.0,
+    ),
+    rates=(75,),
+    description="make demo: AP@0.5 >= 0.80 in <= 15 min on 2 CPU cores",
+)
+
 RECIPES: dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe(
-            "demo",
-            1500,
-            150,
-            192,
-            dict(
-                preset="fast",
-                bridge="codec",
-                out_channels=64,
-                anchors="six",
-                epochs=4,
-                batch_size=8,
-                lr=0.02,
-                crop=1.0,
-                time_budget=660.0,
-            ),
-            rates=(75,),
-            description="make demo: AP@0.5 >= 0.80 in <= 15 min on 2 CPU cores",
-        ),
-        Recipe(
-            "demo-learned",
-            1500,
-            150,
-            192,
-            dict(
-                preset="fast",
-                bridge="codec",
-                out_channels=64,
-                anchors="six",
-                epochs=7,
-                batch_size=8,
-                lr=0.02,
-                crop=1.0,
-                time_budget=780.0,
-            ),
-            rates=(75,),
+        DEMO,
+        dataclasses.replace(
+            DEMO,
+            name="demo-learned",
+            train={**DEMO.train, "epochs": 7, "time_budget": 780.0},
             description="make demo CODEC=learned: the demo's data and model, 7 epochs (the learned latent needs "
             "more steps than dct's 4 to reach AP@0.5 0.80), still <= 15 min on 2 CPU cores",
         ),
@@ -80,14 +71,10 @@ RECIPES: dict[str, Recipe] = {
             rates=(75,),
             description="every demo step in seconds (tests); no meaningful AP",
         ),
-        Recipe(
-            "notebook",
-            1500,
-            150,
-            192,
-            dict(
-                preset="fast", bridge="codec", out_channels=64, anchors="six", epochs=4, batch_size=8, lr=0.02, crop=1.0
-            ),
+        dataclasses.replace(
+            DEMO,
+            name="notebook",
+            train={k: v for k, v in DEMO.train.items() if k != "time_budget"},
             rates=(12, 75),
             description="notebook 04's detector: the demo's data and training for a fixed 750 steps (no time "
             "budget, so a busy machine takes longer rather than training less); a finished demo run's weights "
