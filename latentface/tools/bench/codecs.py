@@ -156,6 +156,11 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     def add(codec: str, name: str, seeds) -> None:
         jobs.extend(StudyJob(codec, variants[name], seed) for seed in seeds)
 
+    def beats_default(codec: str, names: list[str]) -> str | None:
+        """The one of ``names`` that beat the default on the first seed (all measured there), if one did."""
+        leader = leading_variant(runs, codec, [default, *names], first)
+        return None if leader == default else leader
+
     for codec in codecs:
         add(codec, "rgb", [first])
         add(codec, default, [first])
@@ -166,10 +171,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
         others = [f"latent_{b}" for b in s["bridges"] if f"latent_{b}" != default]
         for name in others:
             add(codec, name, [first])
-        if deciding:
-            leader = leading_variant(runs, codec, [default, *others], first)
-            if leader not in (None, default):
-                add(codec, leader, more)
+        if deciding and (leader := beats_default(codec, others)):
+            add(codec, leader, more)
         add(codec, "fast", s["seeds"])
         if deciding:  # the anchor layout decides a default (and the target rows): both inputs on every seed
             add(codec, f"{default}_{s['other_anchors']}", s["seeds"])
@@ -184,11 +187,11 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
             add(codec, f"{default}_distill_soft", [first])
             add(codec, f"{default}_adaptive", [first])
             add(codec, "rgb_adaptive", [first])
-            if leading_variant(runs, codec, [default, f"{default}_adaptive"], first) == f"{default}_adaptive":
+            if beats_default(codec, [f"{default}_adaptive"]):
                 add(codec, f"{default}_adaptive", more)
                 add(codec, "rgb_adaptive", more)
             add(codec, f"{default}_reconstruct", [first])
-            if leading_variant(runs, codec, [default, f"{default}_reconstruct"], first) == f"{default}_reconstruct":
+            if beats_default(codec, [f"{default}_reconstruct"]):
                 add(codec, f"{default}_reconstruct", more)
     return jobs
 
@@ -279,7 +282,8 @@ def codecs_section(
     done, skipped = 0, set()
     while max_jobs is None or done < max_jobs:
         # the list is made again after each run: a bridge that beat the default earns more seeds
-        job = next((j for j in study_jobs(profile, section["runs"]) if j.key not in {*section["runs"], *skipped}), None)
+        finished = section["runs"].keys() | skipped
+        job = next((j for j in study_jobs(profile, section["runs"]) if j.key not in finished), None)
         if job is None:
             break
         overrides = {**job.variant.overrides, "seed": job.seed}
