@@ -23,8 +23,7 @@ RGB_DEFAULTS = dict(backbone="resnet50", out_channels=256)
 
 def preset_anchors(kind: str = "latent", preset: str | None = None) -> str:
     """The anchor layout a preset trains with (the RGB baseline: the default preset's)."""
-    name = "default" if kind == "rgb" or preset is None else preset
-    return LatentRetinaFace.PRESETS[name]["anchors"] if name in LatentRetinaFace.PRESETS else "default"
+    return LatentRetinaFace.PRESETS["default" if kind == "rgb" or preset is None else preset]["anchors"]
 
 
 def model_config(

@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 from latentface.metrics.sizes import SIZE_BUCKETS
 from latentface.model import LatentRetinaFace
 from latentface.model.bridge import BRIDGES
+from latentface.model.builder import preset_anchors
 
 FRONTIER_FIGURE = "frontier.png"
 #: The codec the decisions are read from: the closer stand-in for JPEG AI.
@@ -39,7 +40,7 @@ def _default_name() -> str:
 def target_names(settings: dict) -> tuple[str, str]:
     """The rows the targets read: the default preset as it trains (its bridge with its anchor layout, which the
     study measures either as its main layout or as the other one) and the RGB baseline with the same layout."""
-    latent, layout = _default_name(), LatentRetinaFace.PRESETS["default"]["anchors"]
+    latent, layout = _default_name(), preset_anchors()
     if layout != settings.get("anchors") and layout == settings.get("other_anchors"):
         return f"{latent}_{layout}", f"rgb_{layout}"
     return latent, "rgb"
@@ -232,7 +233,7 @@ def codec_notes(study: dict) -> list[str]:
     summary = study.get("summary", {})
     default = _default_name()
     latent_name, rgb_name = target_names(study["settings"])
-    layout = LatentRetinaFace.PRESETS["default"]["anchors"]
+    layout = preset_anchors()
     main = study["settings"].get("anchors", layout)
     out = []
     for codec in sorted(summary, key=lambda c: c != DECIDING_CODEC):
@@ -344,9 +345,8 @@ def _preset_notes(study: dict, default: str) -> list[str]:
         if a and b
     ]
     if parts:
-        chosen = LatentRetinaFace.PRESETS["default"]["anchors"]
         out.append(
             f"Anchor layout on `{DECIDING_CODEC}`: " + "; ".join(parts) + f". The `default` preset trains with "
-            f"'{chosen}' anchors, the `seed` preset with 'six' (its own training code's)."
+            f"'{preset_anchors()}' anchors, the `seed` preset with 'six' (its own training code's)."
         )
     return out
