@@ -36,11 +36,14 @@ def match_anchors(
     iou = box_iou(boxes, box_convert(anchors, "cxcywh", "xyxy"))  # [N, A]
     best_iou, best_face = iou.max(dim=0)
     matched = torch.where(best_iou >= positive_iou, best_face, matched)
-    face_best_iou, face_best_anchor = iou.max(dim=1)
-    keep = face_best_iou >= best_min_iou
-    faces = torch.arange(len(boxes), device=boxes.device)[keep]
-    # Where two faces share a best anchor the later face takes it, as in RetinaFace, deterministically.
-    return matched.scatter_reduce(0, face_best_anchor[keep], faces, reduce="amax", include_self=False)
+    faces = (iou.max(dim=1).values >= best_min_iou).nonzero().squeeze(1)
+    return _take_best_anchors(matched, iou, faces)
+
+
+def _take_best_anchors(matched: torch.Tensor, iou: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """``matched`` with each of ``faces`` (indices into ``iou``'s rows) assigned its best-overlapping anchor.
+    Where two faces share a best anchor the later face takes it, as in RetinaFace, deterministically."""
+    return matched.scatter_reduce(0, iou[faces].argmax(dim=1), faces, reduce="amax", include_self=False)
 
 
 ATSS_TOPK = 9
@@ -81,8 +84,7 @@ def match_anchors_adaptive(
     matched = torch.where(best_iou >= 0, best_face, matched)
     # A face with no anchor centre inside it (smaller than the stride) keeps its best-overlapping anchor.
     bare = ~positive.any(dim=1) & (iou.max(dim=1).values > 0)
-    faces = bare.nonzero().squeeze(1)
-    return matched.scatter_reduce(0, iou[faces].argmax(dim=1), faces, reduce="amax", include_self=False)
+    return _take_best_anchors(matched, iou, bare.nonzero().squeeze(1))
 
 
 MATCHINGS = ("iou", "adaptive")
