@@ -149,6 +149,7 @@ class Distiller(nn.Module):
             self.adapters = nn.ModuleDict(
                 {name: nn.Conv2d(student_channels[name], teacher_channels[name], 1) for name in FEATURE_MAPS}
             )
+        self.reconstruction = None  # the head, with a reconstruct weight
         if weights.reconstruct > 0:
             self.reconstruction = nn.Sequential(
                 nn.Conv2d(student_channels["C1"], 3 * RECONSTRUCTION_SCALE**2, 1),
@@ -180,7 +181,7 @@ class Distiller(nn.Module):
         gradients) when no sample has an image. ``positives`` [B, A]: the anchors the loss matched to faces."""
         paired = [i for i, t in enumerate(targets) if t.get("teacher_image") is not None]
         names = (["distill_feature", "distill_soft"] if self.teacher else []) + (
-            ["reconstruct"] if hasattr(self, "reconstruction") else []
+            ["reconstruct"] if self.reconstruction is not None else []
         )
         if not paired:
             zero = student_logits.sum() * 0.0
@@ -200,7 +201,7 @@ class Distiller(nn.Module):
             mask = distilled_anchors(positives[index], face, w.neg_ratio, w.min_negatives)
             soft = soft_label_loss(student_logits[index], teacher_logits, mask, w.temperature)
             terms.update(distill_feature=w.feature * feature, distill_soft=w.soft * soft)
-        if hasattr(self, "reconstruction"):
+        if self.reconstruction is not None:
             rebuilt = self.reconstruction(student_maps["C1"][index])
             terms["reconstruct"] = w.reconstruct * reconstruction_loss(rebuilt, images)
         return terms
