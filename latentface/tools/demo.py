@@ -341,18 +341,16 @@ def run_demo(
     :func:`default_synthetic_root`); with ``dataset_root`` the dataset's own ``codec.json`` names
     its codec, and a ``codec`` that contradicts it is an error.
     """
-    codec_name = codec or (read_codec_name(dataset_root) if dataset_root is not None else None) or "dct"
-    name = QUICK_RECIPE if quick else CODEC_RECIPES.get(codec_name, RECIPE)
-    recipe = RECIPES[name]
     if processes is not None and processes < 1:
         raise ValueError(f"processes must be at least 1, got {processes}")
-    if dataset_root is not None and codec is not None:
-        made_by = read_codec_name(dataset_root)
-        if made_by != codec:
-            raise ValueError(
-                f"{dataset_root}: its latents were written by the {made_by or 'unknown'} codec "
-                f"({CODEC_FILE}), not {codec}; leave out --codec with --dataset_root"
-            )
+    made_by = read_codec_name(dataset_root) if dataset_root is not None else None
+    if dataset_root is not None and codec is not None and made_by != codec:
+        raise ValueError(
+            f"{dataset_root}: its latents were written by the {made_by or 'unknown'} codec "
+            f"({CODEC_FILE}), not {codec}; leave out --codec with --dataset_root"
+        )
+    name = QUICK_RECIPE if quick else CODEC_RECIPES.get(made_by or codec or "dct", RECIPE)
+    recipe = RECIPES[name]
     codec = codec or "dct"
     codec_identity(codec)  # an unknown codec fails here, before any step
     torch.set_num_threads(1)  # see training_processes: one thread per process is robust on a shared CPU
