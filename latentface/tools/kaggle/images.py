@@ -32,11 +32,8 @@ def is_wider_images(folder: Path) -> bool:
 def find_wider_images(input_root: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> Path | None:
     """The WIDER FACE training image folder among the inputs (not under ``exclude``), or None. A folder on a
     path naming the training split (``WIDER_train``) wins over the validation split's."""
-    skip = {Path(p).resolve() for p in exclude}
     found = []
-    for mount in input_mounts(input_root):
-        if any(mount.resolve() == s or s in mount.resolve().parents or mount.resolve() in s.parents for s in skip):
-            continue
+    for mount in input_mounts(input_root, exclude=exclude):
         for current, dirs, _ in os.walk(mount):
             here = Path(current)
             if is_wider_images(here):

@@ -86,9 +86,12 @@ def kernel_root(env: Mapping[str, str] = os.environ) -> Path:
     return LOCAL_ROOT
 
 
-def input_mounts(input_root: str | os.PathLike, slug: str | None = None) -> list[Path]:
+def input_mounts(
+    input_root: str | os.PathLike, slug: str | None = None, exclude: Iterable[str | os.PathLike] = ()
+) -> list[Path]:
     """Attached inputs, however Kaggle mounts them: ``<input>/<slug>`` or ``<input>/<kind>/<owner>/<slug>``
-    (``datasets/``, ``notebooks/``...). Only those named ``slug`` when given."""
+    (``datasets/``, ``notebooks/``...). Only those named ``slug`` when given; none that is, or holds, a
+    path of ``exclude`` (the dataset, when searching the others)."""
     root = Path(input_root)
     if not root.is_dir():
         return []
@@ -96,7 +99,12 @@ def input_mounts(input_root: str | os.PathLike, slug: str | None = None) -> list
     for entry in sorted(root.iterdir()):
         if entry.is_dir():
             mounts += sorted(p for p in entry.glob("*/*") if p.is_dir()) if entry.name in MOUNT_KINDS else [entry]
-    return [m for m in mounts if slug is None or m.name == slug]
+    skip = {Path(p).resolve() for p in exclude}
+    return [
+        m
+        for m in mounts
+        if (slug is None or m.name == slug) and not any(m.resolve() == s or m.resolve() in s.parents for s in skip)
+    ]
 
 
 def _listing(input_root: Path) -> str:
@@ -426,24 +434,17 @@ def _find_files(folder: Path, name: str, depth: int) -> list[Path]:
 def find_resume_run(input_root: str | os.PathLike, exclude: Iterable[str | os.PathLike] = ()) -> Path | None:
     """The furthest-trained run directory (one holding last.pth) among the inputs, e.g. a previous
     session's output attached as input; mounts in ``exclude`` (the dataset) are not searched."""
-    skip = {Path(p).resolve() for p in exclude}
     last_name = _run_dir(input_root).LAST
     runs = [
         found.parent
-        for mount in input_mounts(input_root)
-        if not any(mount.resolve() == s or mount.resolve() in s.parents for s in skip)
+        for mount in input_mounts(input_root, exclude=exclude)
         for found in _find_files(mount, last_name, depth=4)
     ]
     return max(runs, key=lambda d: (run_progress(d)["epoch"], str(d)), default=None)
 
 
 def _no_resume_run(input_root: Path, exclude: Iterable[str | os.PathLike], expected: Sequence[str], last: str):
-    skip = {Path(p).resolve() for p in exclude}
-    searched = [
-        str(m.relative_to(input_root))
-        for m in input_mounts(input_root)
-        if not any(m.resolve() == s or m.resolve() in s.parents for s in skip)
-    ]
+    searched = [str(m.relative_to(input_root)) for m in input_mounts(input_root, exclude=exclude)]
     places = ", ".join(f"{input_root}/notebooks/{ref} (or {input_root}/{ref.split('/')[-1]})" for ref in expected)
     return KaggleSetupError(
         f"resuming from {', '.join(expected)} was asked for, but no run directory holding {last} "
