@@ -33,6 +33,7 @@ from latentface.train import TrainConfig, train
 from latentface.training.data import build_datasets
 from latentface.training.recipes import RECIPES
 from latentface.util.io import read_image
+from tests.helpers import tiny_train_config
 
 SIZE = 64  # latents [256, 4, 4]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -75,21 +76,7 @@ def root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def weights(root, tmp_path_factory):
     """A 2-step training run on the learned latents: its final weights."""
-    config = TrainConfig(
-        dataset_root=str(root),
-        preset="fast",
-        out_channels=16,
-        batch_size=2,
-        epochs=2,
-        lr=0.01,
-        workers=0,
-        out=str(tmp_path_factory.mktemp("runs")),
-        name="learned",
-        no_wandb=True,
-        progress=False,
-        deterministic=True,
-    )
-    run_dir = train(config)
+    run_dir = train(tiny_train_config(root, tmp_path_factory.mktemp("runs"), name="learned"))
     return run_dir / "weight_final.pth"
 
 

@@ -13,6 +13,7 @@ from latentface.data.layout import latent_path
 from latentface.train import TrainConfig, TrainingError, train
 from latentface.training import loop
 from latentface.training.config import read_config_file
+from tests.helpers import tiny_train_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -115,21 +116,8 @@ def test_last_pth_is_saved_before_validation_so_a_failure_in_it_loses_no_trainin
         raise RuntimeError("validation broke")
 
     monkeypatch.setattr(loop._Run, "_validate", broken)
-    cfg = TrainConfig(
-        dataset_root=str(clean),
-        preset="fast",
-        out_channels=16,
-        batch_size=2,
-        epochs=2,
-        workers=0,
-        out=str(tmp_path),
-        name="run",
-        no_wandb=True,
-        progress=False,
-        deterministic=True,
-    )
     with pytest.raises(RuntimeError, match="validation broke"):
-        train(cfg)
+        train(tiny_train_config(clean, tmp_path, lr=TrainConfig.lr))
     saved = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
     assert (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 4, 4)  # the whole first epoch
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

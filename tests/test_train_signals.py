@@ -16,6 +16,7 @@ from latentface.loss import MultiBoxLoss
 from latentface.train import TrainConfig
 from latentface.training.distributed import StopSignals
 from latentface.training.loop import run
+from tests.helpers import tiny_train_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,19 +71,7 @@ def test_a_signal_during_validation_abandons_it_and_loses_no_training(dataset, t
         return original(self, outputs, targets, anchors, *args, **kwargs)
 
     monkeypatch.setattr(MultiBoxLoss, "forward", forward)
-    config = TrainConfig(
-        dataset_root=str(dataset),
-        preset="fast",
-        out_channels=16,
-        batch_size=2,  # 4 validation images: 2 batches, abandoned before the second
-        epochs=2,
-        workers=0,
-        out=str(tmp_path),
-        name="run",
-        no_wandb=True,
-        progress=False,
-        deterministic=True,
-    )
+    config = tiny_train_config(dataset, tmp_path, lr=TrainConfig.lr)  # batch 2: 4 validation images in 2 batches
     outcome = run(config)
     assert (outcome.stopped, outcome.exit_status) == ("signal", 130)
     saved = torch.load(tmp_path / "run" / "last.pth", weights_only=True)
