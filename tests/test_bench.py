@@ -436,3 +436,23 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
     del runs["learned/latent_bilinear/0"]
     study["summary"] = bench.codecs.summarise(runs)
     assert "Best bridge" not in " ".join(codec_notes(study))
+
+
+@pytest.mark.slow  # trains two tiny models
+def test_a_distilled_run_trains_its_teacher_again_when_the_teachers_files_are_gone(tmp_path):
+    profile = bench.PROFILES["quick"]
+    fake = dict(ap=0.5, coco_map=0.1, ap_by_size={}, description="d", input="latent", macs_640=1e9, steps=5)
+    runs: dict[str, dict] = {}
+    while True:  # every run before the first distilled one stored, none of them on disk
+        job = next(j for j in bench.study_jobs(profile, runs) if j.key not in runs)
+        if "teacher" in job.variant.overrides:
+            break
+        runs[job.key] = fake
+    stored = {"settings": json.loads(json.dumps(profile.study)), "runs": runs}
+    section = bench.codecs.codecs_section(profile, tmp_path / "runs", torch.device("cpu"), stored=stored, max_jobs=1)
+    assert list(section["runs"]) == [*runs, job.key]
+    teacher = tmp_path / "runs" / job.codec / f"rgb_s{job.seed}" / "weight_final.pth"
+    student = json.loads(
+        (tmp_path / "runs" / job.codec / f"{job.variant.name}_s{job.seed}" / "bench_config.json").read_text()
+    )
+    assert teacher.is_file() and student["teacher"] == str(teacher)

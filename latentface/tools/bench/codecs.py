@@ -279,6 +279,7 @@ def codecs_section(
         "runs": dict((stored or {}).get("runs", {})),
     }
     roots = {codec: prepare_data(runs / f"data-{codec}", study, log, codec=codec) for codec in profile.study["codecs"]}
+    variants = study_variants(profile)
     done, skipped = 0, set()
     while max_jobs is None or done < max_jobs:
         # the list is made again after each run: a bridge that beat the default earns more seeds
@@ -287,8 +288,15 @@ def codecs_section(
         if job is None:
             break
         overrides = {**job.variant.overrides, "seed": job.seed}
-        if overrides.get("teacher") == TEACHER:
-            overrides["teacher"] = str(runs / job.codec / f"rgb_s{job.seed}" / FINAL_WEIGHTS)
+        if overrides.get("teacher") == TEACHER:  # the RGB run of the seed, trained again if its files are gone
+            teacher = dataclasses.replace(
+                variants["rgb"], name=f"rgb_s{job.seed}", overrides={**variants["rgb"].overrides, "seed": job.seed}
+            )
+            teacher_dir = train_variant(teacher, study, roots[job.codec], runs / job.codec, device, log, reuse_only)
+            if teacher_dir is None:
+                skipped.add(job.key)
+                continue
+            overrides["teacher"] = str(teacher_dir / FINAL_WEIGHTS)
         variant = dataclasses.replace(job.variant, name=f"{job.variant.name}_s{job.seed}", overrides=overrides)
         # a run stopped early (a signal) raises: the study stops there and resumes from its stored runs
         run_dir = train_variant(variant, study, roots[job.codec], runs / job.codec, device, log, reuse_only)
