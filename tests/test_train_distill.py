@@ -3,10 +3,13 @@ nothing of the teacher or its adapters enters the student's checkpoints."""
 
 import json
 
+import onnx
 import pytest
 import torch
 
 from latentface.cli import main
+from latentface.inference.detector import Detector
+from latentface.tools.bench.measure import macs, model_input
 from latentface.train import TrainConfig, TrainingError, train
 from latentface.training.distillation import TeacherError
 from tests.helpers import tiny_train_config
@@ -108,3 +111,27 @@ def test_a_run_that_rebuilds_the_image_resumes_exactly_and_keeps_its_head_out_of
         TrainConfig(reconstruct=-1.0).validate()
     with pytest.raises(TrainingError, match="--reconstruct rebuilds the image from a latent model's bridge"):
         TrainConfig(input="rgb", reconstruct=1.0).validate()
+
+
+def test_the_exported_graph_and_the_macs_are_those_of_a_run_without_teacher_or_reconstruction(
+    dataset, teacher, tmp_path
+):
+    """The training-only modules leave no trace: the same ONNX nodes and weights' shapes, the same MACs."""
+    taught = train(_config(dataset, tmp_path, name="taught", teacher=str(teacher), reconstruct=0.5, max_steps=2))
+    plain = train(_config(dataset, tmp_path, name="plain", max_steps=2))
+    graphs, costs = [], []
+    for run in (taught, plain):
+        path = tmp_path / f"{run.name}.onnx"
+        args = ["export", "--weight", str(run / "weight_final.pth"), "--output", str(path), "--no_check"]
+        assert main([*args, "--latent_size", "4", "4"]) == 0
+        graph = onnx.load(str(path)).graph
+        graphs.append(
+            (
+                [(n.op_type, list(n.input), list(n.output)) for n in graph.node],
+                sorted((t.name, tuple(t.dims)) for t in graph.initializer),
+            )
+        )
+        model = Detector.from_checkpoint(run / "weight_final.pth", device="cpu").model.eval()
+        costs.append(macs(model, model_input(model, 640, 1, torch.device("cpu"))))
+    assert graphs[0] == graphs[1] and len(graphs[0][0]) > 50
+    assert costs[0] == costs[1] > 0
