@@ -399,6 +399,10 @@ def test_plot_shows_the_image_and_the_curve(shared):
     assert point.tolist() == [[m["recall"], m["precision"]]]
     assert point.tolist()[0] in ax_pr.lines[0].get_xydata().tolist()  # on the drawn curve, exactly
     assert ax_pr.get_title().splitlines()[1:] == tuner.point_text(m).split("; ", 1)
+    # the legend sits below the axes (pr_artists, the widgets' figure too): it covers no point of the curve
+    fig.draw_without_rendering()
+    legend, axes = ax_pr.get_legend().get_window_extent(), ax_pr.get_window_extent()
+    assert legend.y1 < axes.y0 and legend.x0 >= fig.bbox.x0 and legend.x1 <= fig.bbox.x1
     rgb, what = tuner.picture()
     assert rgb.shape == (64, 64, 3) and what.startswith("image")  # synth stores the images
 
