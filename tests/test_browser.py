@@ -5,7 +5,7 @@ Needs Debian's ``chromium`` and ``chromium-driver`` (``.ci/run`` installs them) 
 (selenium). Where they are missing the test is skipped loudly, except under CI (``CI`` set) or with
 ``LATENTFACE_REQUIRE_BROWSER=1``, where that is a failure. Screenshots go to the test's output folder
 (``LATENTFACE_BROWSER_OUT`` or pytest's ``tmp_path``); the time from a key press to the updated numbers
-is measured and printed, not asserted.
+and the explorer's map, channel and cell changes are measured and printed, not asserted.
 """
 
 from __future__ import annotations
@@ -271,29 +271,41 @@ def test_notebook_04_in_a_real_browser(driver, lab, shots):  # the browser check
         return find(f".latentface-explorer .explorer-{name}")
 
     driver.execute_script("arguments[0].scrollIntoView({block: 'start'});", explorer)
+    explorer_timings = {}  # from the action to the changed view (the maps are cached: no model run)
     before_src = part("picture").get_attribute("src")
+    picked = time.perf_counter()
     Select(find(".latentface-explorer .explorer-map select")).select_by_visible_text("C3")
     wait(lambda _: ": C3, " in part("title").text, what="the explorer's title for C3")
     wait(lambda _: part("picture").get_attribute("src") != before_src, what="the explorer's C3 view")
+    explorer_timings["map"] = time.perf_counter() - picked
     before_src = part("picture").get_attribute("src")
     handle = find(".noUi-handle", slider(find(".latentface-explorer"), "channel"))
     handle.click()
+    pressed = time.perf_counter()
     handle.send_keys(Keys.ARROW_RIGHT)
     wait(lambda _: "channel 1" in part("title").text, what="the explorer's title for channel 1")
     wait(lambda _: part("picture").get_attribute("src") != before_src, what="the view after a channel change")
-    before_read = part("readout").text
+    explorer_timings["channel key"] = time.perf_counter() - pressed
+    before_read, before_src = part("readout").text, part("picture").get_attribute("src")
+    before_profile = part("profile").get_attribute("src")
     view = part("picture")
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", view)
     size = view.size
     corner = (-size["width"] // 2 + 3, -size["height"] // 2 + 3)  # offsets from the centre: the top-left cell
+    clicked = time.perf_counter()
     ActionChains(driver).move_to_element_with_offset(view, *corner).click().perform()
     wait(lambda _: part("readout").text != before_read, what="the cell read-out after a click")
+    wait(lambda _: part("picture").get_attribute("src") != before_src, what="the chosen cell drawn in the view")
+    wait(lambda _: part("profile").get_attribute("src") != before_profile, what="the clicked cell's channel profile")
+    explorer_timings["cell click"] = time.perf_counter() - clicked
     assert "cell row 0, column 0" in part("readout").text, part("readout").text
     shot("06_explorer")
     report = (
         "key press to updated P/R/F1 line: "
         + ", ".join(f"{1000 * t:.0f} ms" for t in timings)
-        + f" (median {1000 * sorted(timings)[len(timings) // 2]:.0f} ms); screenshots in {shots}"
+        + f" (median {1000 * sorted(timings)[len(timings) // 2]:.0f} ms); explorer, action to updated view: "
+        + ", ".join(f"{what} {1000 * t:.0f} ms" for what, t in explorer_timings.items())
+        + f"; screenshots in {shots}"
     )
     print(report)
     (shots / "timings.txt").write_text(report + "\n")
