@@ -281,14 +281,10 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     assert jobs[15:21] == [f"learned/{name}_default/{seed}" for name in ("latent_codec", "rgb") for seed in (0, 1, 2)]
     frontier = jobs[32:38]
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
-    taught = [f"{codec}/latent_codec_distill/{seed}" for codec in ("learned", "dct") for seed in (0, 1, 2)]
-    assert jobs[38:43] == [*taught[:3], "learned/latent_codec_distill_feature/0", "learned/latent_codec_distill_soft/0"]
-    assert jobs[43:46] == [
-        "learned/latent_codec_adaptive/0",
-        "learned/rgb_adaptive/0",
-        "learned/latent_codec_reconstruct/0",
-    ]
-    assert jobs[46:] == taught[3:] and len(jobs) == len(set(jobs)) == 49  # every run once
+    levers = ["distill", "adaptive", "rgb_adaptive", "reconstruct", "distill_feature", "distill_soft"]
+    assert jobs[38:44] == [f"learned/{'' if v.startswith('rgb') else 'latent_codec_'}{v}/0" for v in levers]
+    assert jobs[44:] == [f"dct/latent_codec_distill/{seed}" for seed in (0, 1, 2)]
+    assert len(jobs) == len(set(jobs)) == 47  # every run once
 
 
 def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
@@ -304,11 +300,15 @@ def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_ot
     runs["learned/latent_codec/0"] = {"ap": 0.5}  # the default leads: nothing added
     assert [job.key for job in bench.study_jobs(profile, runs)] == [job.key for job in bench.study_jobs(profile)]
     runs["learned/latent_codec_adaptive/0"] = {"ap": 0.55}  # adaptive matching beats it: both inputs, all seeds
+    runs["learned/latent_codec_distill/0"] = {"ap": 0.52}  # so does the teacher
     jobs = [job.key for job in bench.study_jobs(profile, runs)]
-    at = jobs.index("learned/rgb_adaptive/0") + 1
-    assert jobs[at : at + 4] == [
-        f"learned/{v}/{seed}" for v in ("latent_codec_adaptive", "rgb_adaptive") for seed in (1, 2)
+    at = jobs.index("learned/latent_codec_distill_soft/0") + 1
+    assert jobs[at : at + 6] == [
+        f"learned/{v}/{seed}"
+        for v in ("latent_codec_distill", "latent_codec_adaptive", "rgb_adaptive")
+        for seed in (1, 2)
     ]
+    assert jobs[at + 6 :] == [f"dct/latent_codec_distill/{seed}" for seed in (0, 1, 2)]
 
 
 def test_codec_study_summary_is_the_mean_and_sample_spread_over_seeds():

@@ -142,9 +142,9 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
     stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check
     (the default bridge and RGB with the other layout, every seed);
-    the same rows on the other codec; the frontier; last the small-face levers (the distilled default on every
-    seed of both codecs, each of its terms alone, adaptive matching on both inputs and the reconstruction
-    term, each on the other seeds too where it beat the default on the first)."""
+    the same rows on the other codec; the frontier; last the small-face levers on the deciding codec's first
+    seed (the teacher, adaptive matching on both inputs, the reconstruction term, each distillation term alone),
+    the other seeds of each lever that beat the default there, and the teacher on every seed of the other codec."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -180,19 +180,19 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     for name in variants:
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
-    for codec in codecs[::-1]:  # the small-face levers: the teacher (taught by the RGB run of its seed), ATSS
-        add(codec, f"{default}_distill", s["seeds"])
-        if codec == codecs[-1]:  # which term helps or hurts: each alone, first seed
-            add(codec, f"{default}_distill_feature", [first])
-            add(codec, f"{default}_distill_soft", [first])
-            add(codec, f"{default}_adaptive", [first])
-            add(codec, "rgb_adaptive", [first])
-            if beats_default(codec, [f"{default}_adaptive"]):
-                add(codec, f"{default}_adaptive", more)
-                add(codec, "rgb_adaptive", more)
-            add(codec, f"{default}_reconstruct", [first])
-            if beats_default(codec, [f"{default}_reconstruct"]):
-                add(codec, f"{default}_reconstruct", more)
+    # the small-face levers on the deciding codec, each on the first seed (every distillation term alone too),
+    # then the other seeds of those that beat the default there; last the teacher on the other codec
+    deciding = codecs[-1]
+    distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
+    for name in (distill, adaptive, "rgb_adaptive", reconstruct, f"{distill}_feature", f"{distill}_soft"):
+        add(deciding, name, [first])
+    for lever in (distill, adaptive, reconstruct):
+        if beats_default(deciding, [lever]):
+            add(deciding, lever, more)
+            if lever == adaptive:
+                add(deciding, "rgb_adaptive", more)
+    for codec in codecs[:-1]:
+        add(codec, distill, s["seeds"])
     return jobs
 
 
