@@ -281,10 +281,11 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     assert jobs[15:21] == [f"learned/{name}_default/{seed}" for name in ("latent_codec", "rgb") for seed in (0, 1, 2)]
     frontier = jobs[32:38]
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
-    levers = ["distill", "adaptive", "rgb_adaptive", "reconstruct", "distill_feature", "distill_soft"]
-    assert jobs[38:44] == [f"learned/{'' if v.startswith('rgb') else 'latent_codec_'}{v}/0" for v in levers]
-    assert jobs[44:] == [f"dct/latent_codec_distill/{seed}" for seed in (0, 1, 2)]
-    assert len(jobs) == len(set(jobs)) == 47  # every run once
+    levers = ["distill", "adaptive", "rgb_adaptive", "reconstruct", "long", "rgb_long", "distill_feature"]
+    levers.append("distill_soft")
+    assert jobs[38:46] == [f"learned/{'' if v.startswith('rgb') else 'latent_codec_'}{v}/0" for v in levers]
+    assert jobs[46:] == [f"dct/latent_codec_distill/{seed}" for seed in (0, 1, 2)]
+    assert len(jobs) == len(set(jobs)) == 49  # every run once
 
 
 def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
@@ -394,6 +395,8 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
         "learned/latent_codec_adaptive/0": run(0.74, 0.35, "a"),
         "learned/rgb_adaptive/0": run(0.81, 0.62, "rgb a"),
         "learned/latent_codec_reconstruct/0": run(0.69, 0.25, "r"),
+        "learned/latent_codec_long/0": {**run(0.78, 0.3, "l"), "steps": 10},
+        "learned/rgb_long/0": {**run(0.83, 0.7, "rgb l"), "steps": 10},
         "learned/latent_bilinear/0": run(0.75, 0.30, "b"),
         "dct/latent_codec/0": run(0.8, 0.5, "c"),
         "dct/latent_context/0": run(0.6, 0.5, "x"),
@@ -430,6 +433,8 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
     assert "`latent_codec` with adaptive (ATSS) matching reaches 0.740 (+3.0 points over the same student" in text
     assert "RGB with adaptive matching: 0.810." in text
     assert "`latent_codec` rebuilding the image from its bridge output reaches 0.690 (-2.0 points" in text
+    # the longer schedule: the gap at twice the steps (0.78 - 0.83) against the main rows' gap (0.71 - 0.80)
+    assert "Trained 2x as long, `latent_codec` reaches 0.780 and RGB 0.830: a gap of -5.0 points against -9.0" in text
     # the first seed decides between bridges: bilinear 0.75 beats codec's 0.70 on learned, codec leads on dct
     assert "`dct` codec (0.800), `learned` bilinear (0.750); they differ, and the choice follows `learned`" in text
     # one bridge over several seeds is no comparison of bridges

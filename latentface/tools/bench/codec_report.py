@@ -21,7 +21,7 @@ FRONTIER_RATIO = 0.5
 RGB_GAP = 0.03
 OK = {True: "met", False: "**not met**"}
 #: Name endings of the small-face levers' rows (training recipes, not architectures: off the frontier).
-LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct")
+LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct", "_long")
 
 
 def _pm(stat: dict | None, digits: int = 3) -> str:
@@ -200,8 +200,9 @@ def codec_section(results: dict) -> list[str]:
     for codec, rows in sorted(study.get("summary", {}).items(), key=lambda kv: kv[0] != DECIDING_CODEC):
         for name, row in rows.items():
             by_size = row["ap_by_size"]
-            # against RGB with the same anchor layout where the study has it
-            rgb = rows.get(f"rgb_{other}") if name.endswith(f"_{other}") and f"rgb_{other}" in rows else rows.get("rgb")
+            # against RGB trained alike (the same anchor layout, matching or schedule) where the study has it
+            alike = next((f"rgb_{end}" for end in (other, "adaptive", "long") if name.endswith(f"_{end}")), None)
+            rgb = rows.get(alike) if alike in rows else rows.get("rgb")
             gap = f"{row['ap']['mean'] - rgb['ap']['mean']:+.3f}" if rgb else "—"
             cells = [
                 f"`{name}`: {row['description']}",
@@ -280,6 +281,14 @@ def codec_notes(study: dict) -> list[str]:
                 )
         if rows.get("rgb_adaptive"):
             text += f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])}."
+        longer, rgb_longer, rgb_main = rows.get(f"{default}_long"), rows.get("rgb_long"), rows.get("rgb")
+        if longer and rgb_longer and base and rgb_main:
+            text += (
+                f" Trained {longer['steps'] // base['steps']}x as long, `{default}` reaches {_pm(longer['ap'])} and "
+                f"RGB {_pm(rgb_longer['ap'])}: a gap of {(longer['ap']['mean'] - rgb_longer['ap']['mean']) * 100:+.1f}"
+                f" points against {(base['ap']['mean'] - rgb_main['ap']['mean']) * 100:+.1f} at the study's schedule "
+                f"(tiny faces {_size(longer, 'tiny') or 0:.3f} vs {_size(rgb_longer, 'tiny') or 0:.3f})."
+            )
         out.append(text)
     first = study["settings"]["seeds"][0]
     first_seed: dict[str, dict[str, float]] = {}  # codec -> {bridge: AP} on the first seed (every bridge has it)

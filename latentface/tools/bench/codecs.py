@@ -34,6 +34,8 @@ from latentface.tools.bench.profiles import Profile
 
 #: Stands for the finished RGB run of the same codec and seed, which teaches a distillation variant.
 TEACHER = "<rgb run of this codec and seed>"
+#: How many times the study's epochs the longer-schedule lever trains (both inputs, the same seed).
+LONG_SCHEDULE = 2
 #: The reconstruction lever's weight: its L1 on [-1, 1] pixels starts near 0.3 against a detection loss near 25.
 RECONSTRUCT_WEIGHT = 1.0
 
@@ -124,6 +126,14 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
         bridge=default_bridge,
         overrides={**anchors, "reconstruct": RECONSTRUCT_WEIGHT},
     )
+    longer = {**anchors, "epochs": LONG_SCHEDULE * s["epochs"]}
+    v[f"latent_{default_bridge}_long"] = Variant(
+        f"latent_{default_bridge}_long",
+        f"latent, {default_bridge} bridge, {LONG_SCHEDULE}x the study's epochs",
+        bridge=default_bridge,
+        overrides=longer,
+    )
+    v["rgb_long"] = Variant("rgb_long", f"RGB, {LONG_SCHEDULE}x the study's epochs", input="rgb", overrides=longer)
     for backbone, width in s["frontier"]:
         tag = f"r{backbone[6:]}_{width}"
         size = {"model": backbone, "out_channels": width, **anchors}
@@ -141,10 +151,11 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     """Every run, most decisive first: RGB and the default bridge on one seed of both codecs; then, on the
     deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
     stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check
-    (the default bridge and RGB with the other layout, every seed);
-    the same rows on the other codec; the frontier; last the small-face levers on the deciding codec's first
-    seed (the teacher, adaptive matching on both inputs, the reconstruction term, each distillation term alone),
-    the other seeds of each lever that beat the default there, and the teacher on every seed of the other codec."""
+    (the default bridge and RGB with the other layout, every seed); the same rows on the other codec; the
+    frontier; last the small-face levers on the deciding codec's first seed (the teacher, adaptive matching and
+    a longer schedule on both inputs, the reconstruction term, each distillation term alone), the other seeds
+    of each lever trained at the same budget that beat the default there, and the teacher on every seed of the
+    other codec."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -180,11 +191,13 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     for name in variants:
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
-    # the small-face levers on the deciding codec, each on the first seed (every distillation term alone too),
+    # the small-face levers on the deciding codec, each on the first seed (the longer schedule on both inputs,
+    # every distillation term alone),
     # then the other seeds of those that beat the default there; last the teacher on the other codec
     deciding = codecs[-1]
     distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
-    for name in (distill, adaptive, "rgb_adaptive", reconstruct, f"{distill}_feature", f"{distill}_soft"):
+    levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_long", "rgb_long")
+    for name in (*levers, f"{distill}_feature", f"{distill}_soft"):
         add(deciding, name, [first])
     for lever in (distill, adaptive, reconstruct):
         if beats_default(deciding, [lever]):
