@@ -97,6 +97,31 @@ def test_wall_budget_stops_before_an_epoch_that_would_not_fit_and_keeps_the_marg
     assert "summary: 3 of 10 epochs, stopped early: budget" in err and "validation 6" in err
 
 
+def test_with_val_subset_the_budget_keeps_room_for_the_last_validation_of_the_whole_split(
+    dataset, tmp_path, monkeypatch, run_clock, capsys
+):
+    validate = loop._Run._validate
+
+    def slow_validation(self, *args, **kwargs):
+        val, images = validate(self, *args, **kwargs)
+        run_clock.offset += 50.0 * val["val_images"]  # 50 s of the run's clock per validated image
+        return val, images
+
+    monkeypatch.setattr(loop._Run, "_validate", slow_validation)
+    # Subset validations (2 of the 4 images) take 100 s, the whole split 200 s; deadline 600 - 50 = 550 s.
+    # After epoch 4 (about 300 s) going on needs 100 + 200 s: the run stops, and its whole validation ends at
+    # about 500 s. Predicted from the subset's 100 s it would go on and end its last validation at 600 s.
+    cfg = config(dataset, tmp_path, epochs=10, wall_budget=600, final_margin=50, val_subset=2)
+    outcome = loop.run(cfg)
+    err = capsys.readouterr().err
+    assert outcome.stopped == "budget"
+    rows = read_metrics(outcome.run_dir)
+    assert [(r["epoch"], r["val_images"]) for r in rows] == [("1.0", "2"), ("2.0", "2"), ("3.0", "2"), ("4.0", "4")]
+    assert re.search(r"wall budget: stopping after epoch 4: .* validation and checkpoints 0:03:2\d\)", err), err
+    timing = json.loads((outcome.run_dir / "summary.json").read_text())["timing"]
+    assert 500 <= timing["wall_s"] <= 550 and timing["last_validation_s"] >= 200
+
+
 def test_inside_an_epoch_the_steps_stop_while_a_step_and_the_validation_still_fit(
     synthetic_dataset, tmp_path, monkeypatch, run_clock, capsys
 ):

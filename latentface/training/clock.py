@@ -7,7 +7,8 @@ going on after an epoch the loop asks :meth:`Clock.next_epoch_fits`:
 the next epoch's training, one validation and the checkpoint writes, each as measured so far, must
 end before ``budget - final_margin``; the margin is left for what follows the run (a final
 evaluation, copying the outputs). Inside an epoch :meth:`Clock.must_stop` stops the steps when the next
-step and one validation with its checkpoints would not fit any more.
+step and one validation with its checkpoints would not fit any more. The validation that ends a run covers
+the whole split even under ``--val_subset``, so it is predicted from the time per image of the last one.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class Clock:
         self.last: dict[str, float] = {}  # the latest duration of each kind
         self.step_s = 0.0  # mean time of a training step in this epoch so far
         self.epoch_s: float | None = None  # training time of one whole epoch, as last measured
-        self.val_guess: float | None = None  # a validation's time before one was measured
+        self.val_guess: float | None = None  # a whole validation's time before one was measured
+        self.val_share = 1.0  # the share of the validation split that the last validation covered
 
     def now(self) -> float:
         """Seconds since the process started."""
@@ -88,19 +90,30 @@ class Clock:
         """Seconds after the start by which training must be done (None without a budget)."""
         return None if self.budget is None else self.budget - self.margin
 
-    def validation_s(self) -> float:
-        """One validation and its checkpoint writes, as measured (or guessed before the first)."""
-        return self.last.get("validation", self.val_guess or 0.0) + self.last.get("checkpoints", 0.0)
+    def validated(self, images: int, split: int) -> None:
+        """The validation just measured covered ``images`` of the split's ``split`` images."""
+        self.val_share = images / split if images and split else 1.0
+
+    def validation_s(self, whole: bool = True) -> float:
+        """One validation and its checkpoint writes, as measured (or guessed before the first): of the whole
+        split (the last validation of a run), or ``whole=False`` of as many images as the last one."""
+        if "validation" not in self.last:
+            took = self.val_guess or 0.0
+        else:
+            took = self.last["validation"] / (self.val_share if whole else 1.0)
+        return took + self.last.get("checkpoints", 0.0)
 
     def must_stop(self) -> bool:
-        """Inside an epoch: another step, then one validation and its checkpoints, would end past the deadline."""
+        """Inside an epoch: another step, then the last (whole) validation and its checkpoints, would end past
+        the deadline."""
         return self.deadline is not None and self.now() + self.step_s + self.validation_s() >= self.deadline
 
     def next_epoch_fits(self, validate_now: bool) -> tuple[bool, float, float]:
-        """(fits, seconds needed, seconds left): this epoch's validation when ``validate_now``, its checkpoints,
-        then one more epoch of training with a validation and checkpoints, all before the deadline."""
-        need = (self.validation_s() if validate_now else self.last.get("checkpoints", 0.0)) + (self.epoch_s or 0.0)
-        need += self.validation_s()
+        """(fits, seconds needed, seconds left): this epoch's validation when ``validate_now`` (as large as the
+        last one), its checkpoints, then one more epoch of training and the last, whole, validation with its
+        checkpoints, all before the deadline."""
+        need = self.validation_s(whole=False) if validate_now else self.last.get("checkpoints", 0.0)
+        need += (self.epoch_s or 0.0) + self.validation_s()
         left = (self.deadline - self.now()) if self.deadline is not None else float("inf")
         return need <= left, need, left
 

@@ -582,6 +582,7 @@ class _Run:
                 self.clock.last.pop("validation")
                 self.procs.barrier()
                 return None
+            self.clock.validated(val["val_images"], len(self.val_set))  # the budget scales a subset's time
         row = {
             "epoch": round(self.epoch + self.epoch_step / self.steps_per_epoch, 4),
             "step": self.step,
