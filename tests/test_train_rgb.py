@@ -129,6 +129,20 @@ def test_tracking_switches_off_with_one_line(monkeypatch, tmp_path):
     tracker.finish()
 
 
+def test_an_offline_run_keeps_its_wandb_id_without_asking_wandb_to_resume(monkeypatch, tmp_path):
+    """Offline, wandb ignores ``resume`` with a warning in every resumed run's log (a Kaggle kernel's first run)."""
+    inits = []
+    monkeypatch.setitem(
+        sys.modules,
+        "wandb",
+        types.SimpleNamespace(init=lambda **kw: inits.append(kw) or types.SimpleNamespace(url=None)),
+    )
+    for mode in ("offline", "online"):
+        monkeypatch.setenv("WANDB_MODE", mode)
+        Tracker(True, None, "p", "n", tmp_path, {}, "ab12cd34", log=lambda line: None)
+    assert [(kw["id"], kw["resume"]) for kw in inits] == [("ab12cd34", None), ("ab12cd34", "allow")]
+
+
 def test_draw_boxes_colours():
     """The W&B validation pictures use the colours of every other picture (latentface.viz)."""
     out = draw_boxes(np.zeros((20, 20, 3), np.uint8), np.array([[2, 2, 8, 8, 0.9]]), np.array([[10, 10, 15, 15]]))

@@ -198,9 +198,11 @@ class Tracker:
             return
         self._wandb = wandb
         self.run_id = run_id or uuid.uuid4().hex[:8]  # kept in last.pth: a resumed run continues the same W&B run
+        # Offline, wandb cannot resume: asked to, it warns on every resumed run ("`resume` will be ignored").
+        resume = None if os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun") else "allow"
         try:
             self.run = wandb.init(
-                project=project, name=name, id=self.run_id, resume="allow", dir=str(run_dir), config=config
+                project=project, name=name, id=self.run_id, resume=resume, dir=str(run_dir), config=config
             )
         except Exception as exc:  # noqa: BLE001 - tracking must never stop training
             log(f"experiment tracking off: wandb.init failed ({type(exc).__name__}: {exc})")

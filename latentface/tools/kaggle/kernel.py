@@ -365,14 +365,10 @@ def train_command(n_gpus: int, args: Sequence[str], python: str = sys.executable
     return [python, "-m", "latentface.cli", "train", *map(str, args)]
 
 
-#: wandb < 0.20 warns on every offline run that continues one (the kernel resumes with the run's id).
-QUIET_LINES = re.compile(r"`resume` will be ignored since W&B syncing is set to `offline`")
-
-
 def run_logged(command: Sequence[str], log: str | os.PathLike, env: Mapping[str, str] | None = None) -> float:
     """Run ``command``, echoing its output here (so it lands in the notebook) and into ``log``, line by
     line as it comes (PYTHONUNBUFFERED: the training processes' prints and warnings stay in order);
-    returns the seconds it ran. Lines matching :data:`QUIET_LINES` are left out."""
+    returns the seconds it ran."""
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
     print("$ " + " ".join([Path(command[0]).name, *map(str, command[1:])]), flush=True)
@@ -390,8 +386,6 @@ def run_logged(command: Sequence[str], log: str | os.PathLike, env: Mapping[str,
         ) as process,
     ):
         for line in process.stdout:
-            if QUIET_LINES.search(line):
-                continue
             print(line, end="", flush=True)
             out.write(line)
             out.flush()  # a session killed mid-run still leaves its log
