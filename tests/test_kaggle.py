@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import textwrap
 import types
@@ -20,11 +21,14 @@ from nbclient import NotebookClient
 
 import latentface
 import latentface.tools.kaggle.build as kaggle_build
+import latentface.tools.kaggle.session as kaggle_session
 from latentface.checkpoint import load_checkpoint
 from latentface.cli import main
 from latentface.data.synth import generate_dataset
 from latentface.tools import kaggle as lk
+from latentface.training import clock as training_clock
 from latentface.training.recipes import RECIPES
+from latentface.util import process
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -1092,7 +1096,18 @@ def test_the_session_clock_gives_training_what_set_up_leaves(capsys):
     late = lk.SessionClock(12 * 3600, 1800, start=0.0, now=lambda: 12 * 3600 - 1000.0)
     with pytest.raises(lk.KaggleSetupError, match="1000 s are left of the 12 h session, not more than the 1800 s"):
         late.training_budget()
-    assert abs(lk.SessionClock().start - __import__("time").time()) < 7 * 24 * 3600  # this process's start
+
+
+def test_the_clocks_count_from_the_start_of_the_process(monkeypatch):
+    """A process that slept 1.5 s before asking: its start is 1.5 s (and its interpreter's start-up) ago."""
+    child = (
+        "import time; time.sleep(1.5); from latentface.util.process import process_start as s; print(time.time() - s())"
+    )
+    ago = float(subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True).stdout)
+    assert 1.5 <= ago < 15
+    monkeypatch.setattr(kaggle_session, "process_start", lambda: 1234.5)
+    assert lk.SessionClock().start == 1234.5
+    assert training_clock.process_start is process.process_start  # the kernel's clock and training's: one function
 
 
 def test_the_wall_budget_reaches_the_training_arguments(tmp_path):

@@ -14,24 +14,13 @@ the whole split even under ``--val_subset``, so it is predicted from the time pe
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator
 
+from latentface.util.process import process_start
+
 #: Overhead kinds, in the order the end summary lists them.
 OVERHEADS = ("set-up", "pre-flight check", "statistics", "validation", "checkpoints", "records")
-
-
-def process_start() -> float:
-    """When this process started (``time.time()`` seconds): from ``/proc/self/stat`` on Linux, else now."""
-    try:
-        with open("/proc/self/stat") as f:
-            ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        return time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError):
-        return time.time()
 
 
 _first_run = True

@@ -23,6 +23,7 @@ from latentface.tools.kaggle.build import read_build_stamp
 from latentface.tools.kaggle.kernel import local_recipe
 from latentface.tools.kaggle.metadata import KaggleSetupError, next_slug
 from latentface.util.io import write_json
+from latentface.util.process import process_start
 
 #: Kaggle stops a CPU or GPU session after 12 hours.
 SESSION_LIMIT_S = 12 * 3600.0
@@ -55,18 +56,6 @@ def check_build(wheel: str | os.PathLike, expected: str | None = None) -> str | 
 # ---------------------------------------------------------------------------- the session clock
 
 
-def process_start_time() -> float:
-    """When this process started (seconds since the epoch): from /proc on Linux, else now."""
-    try:
-        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        boot = next(
-            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return time.time()
-
-
 class SessionClock:
     """Where a Kaggle session's time goes: set-up, training, evaluation, against its 12-hour limit."""
 
@@ -78,7 +67,7 @@ class SessionClock:
         now: Callable[[], float] = time.time,
     ):
         self.limit_s, self.end_margin_s, self.now = float(limit_s), float(end_margin_s), now
-        self.start = process_start_time() if start is None else start
+        self.start = process_start() if start is None else start
         self.marks: dict[str, float] = {}
         self._last = self.start
 
