@@ -1267,6 +1267,21 @@ def test_the_epoch_estimate_follows_from_the_measured_macs_and_the_stated_throug
     assert "default    71.1 GMACs" in capsys.readouterr().out
 
 
+def test_the_readme_time_per_epoch_table_is_the_estimate_of_the_committed_macs():
+    from latentface.tools.kaggle.estimate import preset_estimates
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    estimates = preset_estimates(REPO / "docs" / "benchmarks.json")
+    assert [e.preset for e in estimates] == ["default", "fast"]
+    for e in estimates:
+        row = re.search(
+            rf"^\| {e.preset} \(.*?\) \| ([\d.]+) \| ([\d.]+) min \| ([\d.]+) min \| ([\d.]+) min \|", readme, re.M
+        )
+        assert row, f"README: no time-per-epoch row for {e.preset}"
+        assert row.groups() == tuple(f"{v:.1f}" for v in (e.gmacs, e.train_s / 60, e.val_s / 60, e.epoch_s / 60))
+    assert re.search(rf"^\| default \(.*\| ~{3600 * 11 / estimates[0].epoch_s:.0f} \|$", readme, re.M)
+
+
 # ------------------------------------------------------------------------------ the kernel, end to end
 
 
@@ -1305,6 +1320,12 @@ def test_built_kernel_runs_end_to_end_against_a_fake_kaggle_root(built, tmp_path
     assert printed == built.build_id  # the kernel installed the build that was built
     assert "backbone start: not used off Kaggle" in text
     assert re.search(r"^session clock: set-up took \d+ s; training gets --wall_budget \d+ s", text, re.M)
+    assert re.search(
+        r"^epoch 1/1, step 1/2: [\d.]+ img/s, elapsed \d:\d\d:\d\d, epoch ETA \d:\d\d:\d\d, "
+        r"wall budget [01]% used of 11:\d\d:\d\d$",
+        text,
+        re.M,
+    )
     assert "session summary: epoch 1 of 1, best val AP " in text and "stopped: no, every planned epoch ran" in text
     assert re.search(r"^session: \d+\.\d\d h of 12 h used \(set-up .* training .* evaluation .*\)", text, re.M)
     assert re.search(r"^output: \d+\.\d\d GB in .*working \(Kaggle keeps up to 20 GB\)", text, re.M)
@@ -1316,6 +1337,7 @@ def test_built_kernel_runs_end_to_end_against_a_fake_kaggle_root(built, tmp_path
         "data: train 4 samples",
         "computing latent statistics",
         "training: epoch 1 of 1",
+        "epoch 1/1, step 1/2: ",  # a progress line (TRAIN's progress_every: the first step, then every 300 s)
         "epoch 1: train loss",
         "summary: 1 of 1 epochs, all epochs done",
         "session summary: epoch 1 of 1",
