@@ -93,6 +93,7 @@ def _kernel_meta(**changes):
         (dict(machine_shape="NvidiaTeslaP100"), "a P100 (sm_60): Kaggle's PyTorch has no kernels for it"),
         (dict(machine_shape="TpuV38"), "'TpuV38' is TPU v3-8, retired by Kaggle; use NvidiaTeslaT4 (GPU T4 x2)"),
         (dict(machine_shape="TpuV5E8"), "a TPU: latentface trains on CUDA GPUs"),
+        (dict(machine_shape="TpuV232"), "'TpuV232' is TPU v2-32, retired by Kaggle (the session would run on the CPU)"),
         (dict(docker_image_pinning_type="pinned"), "field 'docker_image_pinning_type'"),
     ],
 )
@@ -105,7 +106,8 @@ def test_kernel_metadata_errors_name_the_field(changes, message):
 def test_machine_shapes_are_the_gpus_kernels_can_ask_for(capsys):
     assert lk.MACHINE_SHAPES[0] == lk.MACHINE_SHAPE == "NvidiaTeslaT4"
     assert not set(lk.MACHINE_SHAPES) & set(lk.UNSUPPORTED_SHAPES)
-    assert {"NvidiaTeslaT4Highmem", "NvidiaTeslaP100", "TpuV38", "Tpu1VmV38"} <= set(lk.UNSUPPORTED_SHAPES)
+    retired = {"NvidiaTeslaP100", "TpuV38", "Tpu1VmV38", "TpuV232", "TpuV2256"}  # kaggle 2.2.5's retired list
+    assert {"NvidiaTeslaT4Highmem", *retired} <= set(lk.UNSUPPORTED_SHAPES)
     for shape in lk.MACHINE_SHAPES:
         lk.validate_kernel_metadata(_kernel_meta(machine_shape=shape))
     with pytest.raises(SystemExit) as exited:  # argparse's own exit for a bad choice

@@ -30,12 +30,14 @@ MACHINE_SHAPE = "NvidiaTeslaT4"
 #: all but the T4 x2 are limited to some competitions or accounts. The server silently turns an
 #: unknown value into its default.
 MACHINE_SHAPES = ("NvidiaTeslaT4", "NvidiaL4", "NvidiaL4X1", "NvidiaTeslaA100", "NvidiaH100", "NvidiaRtxPro6000")
-#: Shapes the kaggle CLI listed that this project does not push to, and why.
+#: Shapes the kaggle CLI listed that this project does not push to, and why (kaggle 2.2.5 lists the retired ones).
 UNSUPPORTED_SHAPES = {
     "NvidiaTeslaT4Highmem": "an internal Kaggle pool, not open to users",
     "NvidiaTeslaP100": "a P100 (sm_60): Kaggle's PyTorch has no kernels for it any more",
     "TpuV38": "TPU v3-8, retired by Kaggle",
     "Tpu1VmV38": "TPU v3-8, retired by Kaggle",
+    "TpuV232": "TPU v2-32, retired by Kaggle (the session would run on the CPU)",
+    "TpuV2256": "TPU v2-256, retired by Kaggle (the session would run on the CPU)",
     "TpuV5E8": "a TPU: latentface trains on CUDA GPUs",
     "TpuV6E8": "a TPU: latentface trains on CUDA GPUs",
 }
