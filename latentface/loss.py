@@ -54,9 +54,11 @@ def match_anchors_adaptive(
 ) -> torch.Tensor:
     """Adaptive training sample selection (ATSS, Zhang et al., CVPR 2020): index of each anchor's face or -1.
 
-    Per face, the ``topk`` anchors of each pyramid level whose centres lie nearest the face's centre are
-    candidates; those whose IoU reaches the mean + standard deviation of the candidates' IoUs, and whose
-    centre lies inside the face, are positive. The threshold adapts to the face's size: a face smaller than
+    Per face, the anchors of the ``topk`` locations of each pyramid level nearest the face's centre are
+    candidates (ATSS's k = 9 was set with one anchor per location; with several, each location brings all
+    of them, else 9 anchors would cover 1.5 locations of the six-per-location layout); those whose IoU
+    reaches the mean + standard deviation of the candidates' IoUs, and whose centre lies inside the face,
+    are positive. The threshold adapts to the face's size: a face smaller than
     the smallest anchor still gets its best-overlapping anchors, where a fixed IoU threshold leaves it one
     at most; a face with no anchor centre inside it keeps its single best anchor. An anchor claimed by
     several faces goes to the one it overlaps most. ``levels`` [A] is the level of
@@ -72,7 +74,8 @@ def match_anchors_adaptive(
     candidates = torch.zeros_like(iou, dtype=torch.bool)
     for level in levels.unique():
         where = (levels == level).nonzero().squeeze(1)
-        nearest = distance[:, where].topk(min(topk, len(where)), dim=1, largest=False).indices
+        per_location = int((anchors[where, :2] == anchors[where[0], :2]).all(dim=1).sum())
+        nearest = distance[:, where].topk(min(topk * per_location, len(where)), dim=1, largest=False).indices
         candidates[torch.arange(len(boxes), device=boxes.device)[:, None], where[nearest]] = True
     count = candidates.sum(1, keepdim=True)
     mean = (iou * candidates).sum(1, keepdim=True) / count

@@ -95,6 +95,19 @@ def test_adaptive_matching_takes_the_candidates_over_mean_plus_std_with_centres_
     assert match_anchors_adaptive(torch.zeros(0, 4), GRID_ANCHORS, GRID_LEVELS).eq(-1).all()
 
 
+def test_adaptive_matching_takes_every_anchor_of_the_nearest_locations():
+    """Two identical anchors per location: the candidates are both of each of the 9 nearest locations (the
+    IoUs of the one-anchor case, twice), so the same four locations are positive, with both their anchors.
+    Nine nearest anchors would be 4.5 locations, all of them close: a threshold over every IoU there."""
+    doubled = AnchorLayout(levels=(3,), sizes=((16.0, 16.0),))
+    anchors, levels = doubled.generate(32, 32), doubled.levels_of(32, 32)
+    face = torch.tensor([[0.0, 0.0, 16.0, 16.0]])
+    expected = [-1] * 32
+    for i in (0, 1, 4, 5):
+        expected[2 * i] = expected[2 * i + 1] = 0
+    assert match_anchors_adaptive(face, anchors, levels).tolist() == expected
+
+
 def test_adaptive_matching_picks_candidates_on_every_level():
     two_levels = AnchorLayout(levels=(2, 3), sizes=((8.0,), (16.0,)))
     anchors, levels = two_levels.generate(32, 32), two_levels.levels_of(32, 32)
