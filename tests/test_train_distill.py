@@ -49,6 +49,7 @@ def test_a_run_with_a_teacher_resumes_exactly_and_its_checkpoints_hold_only_the_
     final = torch.load(whole / "weight_final.pth", weights_only=True)
     without = torch.load(plain / "weight_final.pth", weights_only=True)
     assert "distiller" not in final and final["config"] == without["config"]
+    assert final["bridge_init"] == without["bridge_init"] == "dct synthesis"  # the codec bridge starts alike
     assert {k: v.shape for k, v in final["model"].items()} == {k: v.shape for k, v in without["model"].items()}
     assert not torch.equal(final["model"]["bridge.decode.weight"], without["model"]["bridge.decode.weight"])
 
@@ -104,6 +105,7 @@ def test_a_run_that_rebuilds_the_image_resumes_exactly_and_keeps_its_head_out_of
     final = torch.load(whole / "weight_final.pth", weights_only=True)
     without = torch.load(plain / "weight_final.pth", weights_only=True)
     assert "distiller" not in final and final["model"].keys() == without["model"].keys()
+    assert final["bridge_init"] == without["bridge_init"] == "dct synthesis"
     assert not torch.equal(final["model"]["bridge.decode.weight"], without["model"]["bridge.decode.weight"])
     summary = json.loads((whole / "summary.json").read_text())["distillation"]
     assert (summary["teacher"], summary["reconstruct"], summary["train_samples_without_image"]) == (None, 0.5, 0)

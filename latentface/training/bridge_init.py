@@ -21,6 +21,7 @@ import torch
 from latentface import LATENT_STRIDE
 from latentface.data.dataset import BadLatentError, NestedLatentWiderFaceDataset, load_latent
 from latentface.data.layout import find_image
+from latentface.data.teacher_images import WithTeacherImages
 from latentface.model.bridge import CodecBridge
 from latentface.model.warm_start import RIDGE, RidgeFit, image_target
 from latentface.util.io import read_image
@@ -110,6 +111,8 @@ def initialise_bridge(
     logs and returns what was done ("dct synthesis", "ridge fit on N training images (codec X)",
     "random (no training images)"), None when the model has no codec bridge."""
     bridge = getattr(model, "bridge", None)
+    if isinstance(dataset, WithTeacherImages):  # a run with a teacher or --reconstruct: the same latents
+        dataset = dataset.dataset
     if not isinstance(bridge, CodecBridge) or not isinstance(dataset, NestedLatentWiderFaceDataset):
         return None
     codec = dataset.codec
