@@ -189,7 +189,7 @@ def test_widgets_follow_the_controls_and_clicks(counted, val_sets):
     model, seen = counted
     explorer = FeatureExplorer(Detector(model, device="cpu"), val_sets)
     box = explorer.widgets()
-    assert seen["images"] == 1
+    assert seen["images"] == 1 and "(1 model run so far)" in box.title.value
     c = box.controls
     first = box.view_image.value
     assert "click the map" in box.readout.value and box.decoded_image.layout.display is None

@@ -135,7 +135,7 @@ def explorer_widgets(explorer: FeatureExplorer):
         decoded_what = f" &middot; right: {explorer.decoded_what}" if explorer.decoded_what else " (no decoded image)"
         title.value = (
             f"{explorer.title()}{decoded_what} &middot; {1000 * (time.perf_counter() - start):.0f} ms"
-            f" ({explorer.model_runs} model runs so far)"
+            f" ({explorer.model_runs} model run{'' if explorer.model_runs == 1 else 's'} so far)"
         )
 
     def on_change(change) -> None:
