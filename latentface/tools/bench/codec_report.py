@@ -228,6 +228,21 @@ def _size(row: dict, size: str) -> float | None:
     return stat["mean"] if stat else None
 
 
+def _paired_gap(runs: dict, codec: str, name: str, other: str, seeds=None) -> tuple[float, int]:
+    """Mean AP@0.5 of ``name`` minus ``other`` over the seeds both have (of ``seeds`` when given), and
+    their count: a lever's single seed is compared with the same seed of its reference, not with the
+    reference's mean over seeds it never ran."""
+
+    def ap(n: str) -> dict[int, float]:
+        return {int(k.split("/")[2]): r["ap"] for k, r in runs.items() if k.split("/")[:2] == [codec, n]}
+
+    a, b = ap(name), ap(other)
+    shared = sorted(set(a) & set(b) & (set(seeds) if seeds is not None else set(a)))
+    if not shared:
+        return float("nan"), 0
+    return sum(a[s] - b[s] for s in shared) / len(shared), len(shared)
+
+
 def codec_notes(study: dict) -> list[str]:
     """Paragraphs on the codec study: the gap to RGB and where it is, what the teacher changes, which bridge
     leads on each codec, and why a target is missed where one is."""
@@ -270,24 +285,31 @@ def codec_notes(study: dict) -> list[str]:
             ("reconstruct", "rebuilding the image from its bridge output"),
         )
         base = rows.get(default)  # the levers train with the study's main layout: compared with it
+        runs = study.get("runs", {})
         for lever, how in levers:
             row = rows.get(f"{default}_{lever}")
             if row and base:
-                lift = row["ap"]["mean"] - base["ap"]["mean"]
+                lift, seeds = _paired_gap(runs, codec, f"{default}_{lever}", default)
                 text += (
                     f" `{default}` {how} reaches {_pm(row['ap'])} ({lift * 100:+.1f} points over the same student "
-                    f"alone, {len(row['seeds'])} seed(s); tiny faces {_size(row, 'tiny') or 0:.3f} vs "
+                    f"alone on the same {seeds} seed(s); tiny faces {_size(row, 'tiny') or 0:.3f} vs "
                     f"{_size(base, 'tiny') or 0:.3f})."
                 )
         if rows.get("rgb_adaptive"):
-            text += f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])}."
-        longer, rgb_longer, rgb_main = rows.get(f"{default}_long"), rows.get("rgb_long"), rows.get("rgb")
-        if longer and rgb_longer and base and rgb_main:
+            lift, seeds = _paired_gap(runs, codec, "rgb_adaptive", "rgb")
+            text += (
+                f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])} ({lift * 100:+.1f} points on the "
+                f"same {seeds} seed(s))."
+            )
+        longer, rgb_longer = rows.get(f"{default}_long"), rows.get("rgb_long")
+        if longer and rgb_longer and base and rows.get("rgb"):
+            gap, _ = _paired_gap(runs, codec, f"{default}_long", "rgb_long")
+            before, seeds = _paired_gap(runs, codec, default, "rgb", seeds=longer["seeds"])
             text += (
                 f" Trained {longer['steps'] // base['steps']}x as long, `{default}` reaches {_pm(longer['ap'])} and "
-                f"RGB {_pm(rgb_longer['ap'])}: a gap of {(longer['ap']['mean'] - rgb_longer['ap']['mean']) * 100:+.1f}"
-                f" points against {(base['ap']['mean'] - rgb_main['ap']['mean']) * 100:+.1f} at the study's schedule "
-                f"(tiny faces {_size(longer, 'tiny') or 0:.3f} vs {_size(rgb_longer, 'tiny') or 0:.3f})."
+                f"RGB {_pm(rgb_longer['ap'])}: a gap of {gap * 100:+.1f} points against {before * 100:+.1f} at the "
+                f"study's schedule on the same {seeds} seed(s) (tiny faces {_size(longer, 'tiny') or 0:.3f} vs "
+                f"{_size(rgb_longer, 'tiny') or 0:.3f})."
             )
         out.append(text)
     first = study["settings"]["seeds"][0]
