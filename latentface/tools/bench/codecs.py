@@ -192,8 +192,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
     # the small-face levers on the deciding codec, each on the first seed (the longer schedule on both inputs,
-    # every distillation term alone),
-    # then the other seeds of those that beat the default there; last the teacher on the other codec
+    # every distillation term alone), then the other seeds of those that beat the default there; last the
+    # teacher on the other codec
     deciding = codecs[-1]
     distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
     levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_long", "rgb_long")
@@ -207,6 +207,11 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     for codec in codecs[:-1]:
         add(codec, distill, s["seeds"])
     return jobs
+
+
+def _seeded(variant: Variant, seed: int) -> Variant:
+    """``variant``'s run on ``seed``: its own name and run folder (``<name>_s<seed>``), its own overrides."""
+    return dataclasses.replace(variant, name=f"{variant.name}_s{seed}", overrides={**variant.overrides, "seed": seed})
 
 
 def leading_variant(runs: dict[str, dict], codec: str, names: list[str], seed: int) -> str | None:
@@ -300,17 +305,14 @@ def codecs_section(
         job = next((j for j in study_jobs(profile, section["runs"]) if j.key not in finished), None)
         if job is None:
             break
-        overrides = {**job.variant.overrides, "seed": job.seed}
-        if overrides.get("teacher") == TEACHER:  # the RGB run of the seed, trained again if its files are gone
-            teacher = dataclasses.replace(
-                variants["rgb"], name=f"rgb_s{job.seed}", overrides={**variants["rgb"].overrides, "seed": job.seed}
-            )
+        variant = _seeded(job.variant, job.seed)
+        if variant.overrides.get("teacher") == TEACHER:  # the RGB run of the seed, trained again if it is gone
+            teacher = _seeded(variants["rgb"], job.seed)
             teacher_dir = train_variant(teacher, study, roots[job.codec], runs / job.codec, device, log, reuse_only)
             if teacher_dir is None:
                 skipped.add(job.key)
                 continue
-            overrides["teacher"] = str(teacher_dir / FINAL_WEIGHTS)
-        variant = dataclasses.replace(job.variant, name=f"{job.variant.name}_s{job.seed}", overrides=overrides)
+            variant.overrides["teacher"] = str(teacher_dir / FINAL_WEIGHTS)
         # a run stopped early (a signal) raises: the study stops there and resumes from its stored runs
         run_dir = train_variant(variant, study, roots[job.codec], runs / job.codec, device, log, reuse_only)
         if run_dir is None:
