@@ -281,8 +281,8 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     assert jobs[15:21] == [f"learned/{name}_default/{seed}" for name in ("latent_codec", "rgb") for seed in (0, 1, 2)]
     frontier = jobs[32:38]
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
-    levers = ["distill", "adaptive", "rgb_adaptive", "reconstruct", "long", "rgb_long", "distill_feature"]
-    levers.append("distill_soft")
+    levers = ("distill", "adaptive", "rgb_adaptive", "reconstruct", "long", "rgb_long")
+    levers += ("distill_feature", "distill_soft")  # each term alone
     assert jobs[38:46] == [f"learned/{'' if v.startswith('rgb') else 'latent_codec_'}{v}/0" for v in levers]
     assert jobs[46:] == [f"dct/latent_codec_distill/{seed}" for seed in (0, 1, 2)]
     assert len(jobs) == len(set(jobs)) == 49  # every run once
