@@ -152,10 +152,9 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     deciding codec (the last), the other seeds, every other bridge on the first seed (and, once those are
     stored in ``runs``, the other seeds of a bridge that beat the default there), fast and the anchor check
     (the default bridge and RGB with the other layout, every seed); the same rows on the other codec; the
-    frontier; last the small-face levers on the deciding codec's first seed (the teacher, adaptive matching and
-    a longer schedule on both inputs, the reconstruction term, each distillation term alone), the other seeds
-    of each lever trained at the same budget that beat the default there, and the teacher on every seed of the
-    other codec."""
+    frontier; last the small-face levers, the deciding codec's first: each on the first seed (the teacher,
+    adaptive matching and a longer schedule on both inputs, the reconstruction term, each distillation term
+    alone), then the other seeds of each lever trained at the same budget that beat the default there."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -191,21 +190,18 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     for name in variants:
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
-    # the small-face levers on the deciding codec, each on the first seed (the longer schedule on both inputs,
-    # every distillation term alone), then the other seeds of those that beat the default there; last the
-    # teacher on the other codec
-    deciding = codecs[-1]
+    # the small-face levers, the deciding codec first: each on the first seed (the longer schedule on both
+    # inputs, every distillation term alone), then the other seeds of those that beat the default there
     distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
     levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_long", "rgb_long")
-    for name in (*levers, f"{distill}_feature", f"{distill}_soft"):
-        add(deciding, name, [first])
-    for lever in (distill, adaptive, reconstruct):
-        if beats_default(deciding, [lever]):
-            add(deciding, lever, more)
-            if lever == adaptive:
-                add(deciding, "rgb_adaptive", more)
-    for codec in codecs[:-1]:
-        add(codec, distill, s["seeds"])
+    for codec in codecs[::-1]:
+        for name in (*levers, f"{distill}_feature", f"{distill}_soft"):
+            add(codec, name, [first])
+        for lever in (distill, adaptive, reconstruct):
+            if beats_default(codec, [lever]):
+                add(codec, lever, more)
+                if lever == adaptive:
+                    add(codec, "rgb_adaptive", more)
     return jobs
 
 
