@@ -283,10 +283,11 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
     levers = ("distill", "adaptive", "rgb_adaptive", "reconstruct", "long", "rgb_long")
     levers += ("distill_feature", "distill_soft")  # each term alone
-    for start, codec in ((38, "learned"), (46, "dct")):  # the deciding codec's levers first, then the other's
+    for start, codec in ((38, "learned"), (48, "dct")):  # the deciding codec's levers first, then the other's
         rows = [f"{codec}/{'' if v.startswith('rgb') else 'latent_codec_'}{v}/0" for v in levers]
         assert jobs[start : start + 8] == rows
-    assert len(jobs) == len(set(jobs)) == 54  # every run once
+    assert jobs[46:48] == ["learned/latent_codec_longer/0", "learned/rgb_longer/0"]  # the schedule's trend
+    assert len(jobs) == len(set(jobs)) == 56  # every run once
 
 
 def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
@@ -310,7 +311,11 @@ def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_ot
         for v in ("latent_codec_distill", "latent_codec_adaptive", "rgb_adaptive")
         for seed in (1, 2)
     ]
-    assert jobs[at + 6] == "dct/latent_codec_distill/0"  # then the other codec's levers
+    assert jobs[at + 6 : at + 9] == [
+        "learned/latent_codec_longer/0",
+        "learned/rgb_longer/0",
+        "dct/latent_codec_distill/0",
+    ]
 
 
 def test_codec_study_summary_is_the_mean_and_sample_spread_over_seeds():
@@ -398,6 +403,8 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
         "learned/latent_codec_reconstruct/0": run(0.69, 0.25, "r"),
         "learned/latent_codec_long/0": {**run(0.78, 0.3, "l"), "steps": 10},
         "learned/rgb_long/0": {**run(0.83, 0.7, "rgb l"), "steps": 10},
+        "learned/latent_codec_longer/0": {**run(0.82, 0.4, "l4"), "steps": 20},
+        "learned/rgb_longer/0": {**run(0.85, 0.75, "rgb l4"), "steps": 20},
         "learned/latent_bilinear/0": run(0.75, 0.30, "b"),
         "dct/latent_codec/0": run(0.8, 0.5, "c"),
         "dct/latent_context/0": run(0.6, 0.5, "x"),
@@ -440,6 +447,7 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
         "Trained 2x as long, `latent_codec` reaches 0.780 and RGB 0.830: a gap of -5.0 points against -10.0 at "
         "the study's schedule on the same 1 seed(s)" in text
     )
+    assert "Trained 4x as long, `latent_codec` reaches 0.820 and RGB 0.850: a gap of -3.0 points against -10.0" in text
     # the first seed decides between bridges: bilinear 0.75 beats codec's 0.70 on learned, codec leads on dct
     assert "`dct` codec (0.800), `learned` bilinear (0.750); they differ, and the choice follows `learned`" in text
     # one bridge over several seeds is no comparison of bridges

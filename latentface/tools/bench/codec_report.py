@@ -21,7 +21,7 @@ FRONTIER_RATIO = 0.5
 RGB_GAP = 0.03
 OK = {True: "met", False: "**not met**"}
 #: Name endings of the small-face levers' rows (training recipes, not architectures: off the frontier).
-LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct", "_long")
+LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct", "_long", "_longer")
 
 
 def _pm(stat: dict | None, digits: int = 3) -> str:
@@ -301,9 +301,11 @@ def codec_notes(study: dict) -> list[str]:
                 f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])} ({lift * 100:+.1f} points on the "
                 f"same {seeds} seed(s))."
             )
-        longer, rgb_longer = rows.get(f"{default}_long"), rows.get("rgb_long")
-        if longer and rgb_longer and base and rows.get("rgb"):
-            gap, _ = _paired_gap(runs, codec, f"{default}_long", "rgb_long")
+        for ending in ("long", "longer"):
+            longer, rgb_longer = rows.get(f"{default}_{ending}"), rows.get(f"rgb_{ending}")
+            if not (longer and rgb_longer and base and rows.get("rgb")):
+                continue
+            gap, _ = _paired_gap(runs, codec, f"{default}_{ending}", f"rgb_{ending}")
             before, seeds = _paired_gap(runs, codec, default, "rgb", seeds=longer["seeds"])
             text += (
                 f" Trained {longer['steps'] // base['steps']}x as long, `{default}` reaches {_pm(longer['ap'])} and "

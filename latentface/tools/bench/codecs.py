@@ -34,8 +34,8 @@ from latentface.tools.bench.profiles import Profile
 
 #: Stands for the finished RGB run of the same codec and seed, which teaches a distillation variant.
 TEACHER = "<rgb run of this codec and seed>"
-#: How many times the study's epochs the longer-schedule lever trains (both inputs, the same seed).
-LONG_SCHEDULE = 2
+#: The longer-schedule levers (both inputs, the same seed): name ending -> times the study's epochs.
+LONG_SCHEDULES = {"long": 2, "longer": 4}
 #: The reconstruction lever's weight: its L1 on [-1, 1] pixels starts near 0.3 against a detection loss near 25.
 RECONSTRUCT_WEIGHT = 1.0
 
@@ -126,14 +126,17 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
         bridge=default_bridge,
         overrides={**anchors, "reconstruct": RECONSTRUCT_WEIGHT},
     )
-    longer = {**anchors, "epochs": LONG_SCHEDULE * s["epochs"]}
-    v[f"latent_{default_bridge}_long"] = Variant(
-        f"latent_{default_bridge}_long",
-        f"latent, {default_bridge} bridge, {LONG_SCHEDULE}x the study's epochs",
-        bridge=default_bridge,
-        overrides=longer,
-    )
-    v["rgb_long"] = Variant("rgb_long", f"RGB, {LONG_SCHEDULE}x the study's epochs", input="rgb", overrides=longer)
+    for ending, times in LONG_SCHEDULES.items():
+        longer = {**anchors, "epochs": times * s["epochs"]}
+        v[f"latent_{default_bridge}_{ending}"] = Variant(
+            f"latent_{default_bridge}_{ending}",
+            f"latent, {default_bridge} bridge, {times}x the study's epochs",
+            bridge=default_bridge,
+            overrides=longer,
+        )
+        v[f"rgb_{ending}"] = Variant(
+            f"rgb_{ending}", f"RGB, {times}x the study's epochs", input="rgb", overrides=longer
+        )
     for backbone, width in s["frontier"]:
         tag = f"r{backbone[6:]}_{width}"
         size = {"model": backbone, "out_channels": width, **anchors}
@@ -154,7 +157,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     (the default bridge and RGB with the other layout, every seed); the same rows on the other codec; the
     frontier; last the small-face levers, the deciding codec's first: each on the first seed (the teacher,
     adaptive matching and a longer schedule on both inputs, the reconstruction term, each distillation term
-    alone), then the other seeds of each lever trained at the same budget that beat the default there."""
+    alone), then the other seeds of each lever trained at the same budget that beat the default there, and on
+    the deciding codec the schedule again at 4x."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -191,7 +195,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
     # the small-face levers, the deciding codec first: each on the first seed (the longer schedule on both
-    # inputs, every distillation term alone), then the other seeds of those that beat the default there
+    # inputs, every distillation term alone), then the other seeds of those that beat the default there, and
+    # on the deciding codec a 4x schedule on both inputs
     distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
     levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_long", "rgb_long")
     for codec in codecs[::-1]:
@@ -202,6 +207,9 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
                 add(codec, lever, more)
                 if lever == adaptive:
                     add(codec, "rgb_adaptive", more)
+        if codec == codecs[-1]:  # the trend of the schedule, which narrowed the gap at 2x: 4x on both inputs
+            add(codec, f"{default}_longer", [first])
+            add(codec, "rgb_longer", [first])
     return jobs
 
 
