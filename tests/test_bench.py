@@ -82,6 +82,15 @@ def test_codec_bridge_starts_as_the_dct_decoder_and_survives_renormalisation():
     assert torch.allclose(before, after, atol=1e-3)
 
 
+def test_codec_res_bridge_is_the_codec_bridge_plus_layer1s_two_blocks_and_starts_as_the_dct_decoder():
+    x = torch.randn(1, 256, 40, 40)  # a 640x640 image
+    plain, deep = CodecBridge(256, 64).eval(), build_bridge("codec_res", 256, 64).eval()
+    # two BasicBlocks of two 3x3 convolutions, 64 -> 64 channels, on 160x160 pixels
+    assert bench.macs(deep, x) - bench.macs(plain, x) == 2 * 2 * 160 * 160 * 64 * 64 * 9
+    assert isinstance(deep, CodecBridge) and torch.equal(deep.decode.weight, plain.decode.weight)
+    assert deep(x).shape == plain(x).shape == (1, 64, 160, 160)
+
+
 def test_fast_preset_is_under_10_gmacs_and_its_options_round_trip():
     fast = LatentRetinaFace.preset("fast").eval()
     assert fast.config["blocks"] == 1 and fast.config["light_p2"] is True
@@ -282,12 +291,12 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     frontier = jobs[32:38]
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
     levers = ("distill", "adaptive", "rgb_adaptive", "reconstruct", "long", "rgb_long")
-    levers += ("distill_feature", "distill_soft")  # each term alone
-    for start, codec in ((38, "learned"), (48, "dct")):  # the deciding codec's levers first, then the other's
+    levers += ("distill_feature", "distill_soft", "res")  # each term alone, the deeper bridge
+    for start, codec in ((38, "learned"), (49, "dct")):  # the deciding codec's levers first, then the other's
         rows = [f"{codec}/{'' if v.startswith('rgb') else 'latent_codec_'}{v}/0" for v in levers]
-        assert jobs[start : start + 8] == rows
-    assert jobs[46:48] == ["learned/latent_codec_longer/0", "learned/rgb_longer/0"]  # the schedule's trend
-    assert len(jobs) == len(set(jobs)) == 56  # every run once
+        assert jobs[start : start + 9] == rows
+    assert jobs[47:49] == ["learned/latent_codec_longer/0", "learned/rgb_longer/0"]  # the schedule's trend
+    assert len(jobs) == len(set(jobs)) == 58  # every run once
 
 
 def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
@@ -305,7 +314,7 @@ def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_ot
     runs["learned/latent_codec_adaptive/0"] = {"ap": 0.55}  # adaptive matching beats it: both inputs, all seeds
     runs["learned/latent_codec_distill/0"] = {"ap": 0.52}  # so does the teacher
     jobs = [job.key for job in bench.study_jobs(profile, runs)]
-    at = jobs.index("learned/latent_codec_distill_soft/0") + 1
+    at = jobs.index("learned/latent_codec_res/0") + 1
     assert jobs[at : at + 6] == [
         f"learned/{v}/{seed}"
         for v in ("latent_codec_distill", "latent_codec_adaptive", "rgb_adaptive")

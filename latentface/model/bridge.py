@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torchvision.models.resnet import BasicBlock
 
 from latentface.codec import dct
 from latentface.model.layers import conv_bn
@@ -156,12 +157,30 @@ class CodecBridge(nn.Module):
         return self.project(self.stem(self.shuffle(self.decode(x))))
 
 
+class CodecResBridge(CodecBridge):
+    """:class:`CodecBridge` with ResNet-18's layer1 after its stem: two residual blocks at stride 4.
+
+    An RGB model's stride-4 map (C2, which P2 reads for the smallest faces) comes out of a stem
+    and layer1's residual blocks; the codec bridge's is one convolution deep. This bridge puts that
+    depth back at layer1's own cost (~3.8 GMACs at 640 for the stem's 64 channels), to measure
+    what a deeper stride-4 map buys the small faces.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int = 64, blocks: int = 2):
+        super().__init__(in_channels, out_channels, width)
+        self.refine = nn.Sequential(*(BasicBlock(width, width) for _ in range(blocks)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project(self.refine(self.stem(self.shuffle(self.decode(x)))))
+
+
 BRIDGES: dict[str, type[nn.Module]] = {
     "bilinear": BilinearBridge,
     "pixelshuffle": PixelShuffleBridge,
     "context": ContextShuffleBridge,
     "context_dw": ContextDWBridge,
     "codec": CodecBridge,
+    "codec_res": CodecResBridge,
 }
 
 

@@ -126,6 +126,12 @@ def study_variants(profile: Profile) -> dict[str, Variant]:
         bridge=default_bridge,
         overrides={**anchors, "reconstruct": RECONSTRUCT_WEIGHT},
     )
+    v[f"latent_{default_bridge}_res"] = Variant(
+        f"latent_{default_bridge}_res",
+        f"latent, {default_bridge}_res bridge (layer1's residual blocks at stride 4)",
+        bridge=f"{default_bridge}_res",
+        overrides=anchors,
+    )
     for ending, times in LONG_SCHEDULES.items():
         longer = {**anchors, "epochs": times * s["epochs"]}
         v[f"latent_{default_bridge}_{ending}"] = Variant(
@@ -157,8 +163,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     (the default bridge and RGB with the other layout, every seed); the same rows on the other codec; the
     frontier; last the small-face levers, the deciding codec's first: each on the first seed (the teacher,
     adaptive matching and a longer schedule on both inputs, the reconstruction term, each distillation term
-    alone), then the other seeds of each lever trained at the same budget that beat the default there, and on
-    the deciding codec the schedule again at 4x."""
+    alone, layer1's blocks in the bridge), then the other seeds of each lever trained at the same budget that
+    beat the default there, and on the deciding codec the schedule again at 4x."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -195,14 +201,14 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
         if name.startswith(("rgb_r", "latent_r")):
             add(codecs[-1], name, [first])
     # the small-face levers, the deciding codec first: each on the first seed (the longer schedule on both
-    # inputs, every distillation term alone), then the other seeds of those that beat the default there, and
-    # on the deciding codec a 4x schedule on both inputs
+    # inputs, every distillation term alone, a deeper stride-4 map), then the other seeds of those that beat the
+    # default there, and on the deciding codec a 4x schedule on both inputs
     distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
     levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_long", "rgb_long")
     for codec in codecs[::-1]:
-        for name in (*levers, f"{distill}_feature", f"{distill}_soft"):
+        for name in (*levers, f"{distill}_feature", f"{distill}_soft", f"{default}_res"):
             add(codec, name, [first])
-        for lever in (distill, adaptive, reconstruct):
+        for lever in (distill, adaptive, reconstruct, f"{default}_res"):
             if beats_default(codec, [lever]):
                 add(codec, lever, more)
                 if lever == adaptive:

@@ -21,6 +21,7 @@ BRIDGE_TEXT = {
     "context_dw": "`context` plus a depthwise 3x3 at stride 4 across cell borders",
     "codec": "a 1x1 + PixelShuffle(4) initialised to the built-in codec's inverse transform, i.e. the decoded "
     "image in space-to-depth form at stride 4, then a stem-like 3x3 convolution and a 1x1 to layer1's width",
+    "codec_res": "`codec` with ResNet-18's layer1 (two residual blocks) after its stem, at stride 4",
 }
 
 
