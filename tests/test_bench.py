@@ -465,6 +465,34 @@ def test_codec_notes_give_the_gap_where_it_is_the_teachers_lift_and_the_leading_
     assert "Best bridge" not in " ".join(codec_notes(study))
 
 
+def test_codec_table_counts_the_teachers_training_apart_and_compares_a_schedule_with_rgb_trained_alike():
+    from latentface.tools.bench.codec_report import codec_section
+
+    def run(ap, name, steps=225):
+        sizes = {"tiny": {"ap": ap / 4, "faces": 3}}
+        kind = "rgb" if name.startswith("rgb") else "latent"
+        return dict(ap=ap, coco_map=0.1, ap_by_size=sizes, description=name, input=kind, macs_640=2e9, steps=steps)
+
+    runs = {
+        "learned/rgb/0": run(0.70, "rgb"),
+        "learned/latent_codec/0": run(0.30, "plain"),
+        "learned/latent_codec_distill/0": run(0.32, "taught"),
+        "learned/latent_codec_longer/0": run(0.60, "latent 4x", 900),
+        "learned/rgb_longer/0": run(0.85, "rgb 4x", 900),
+    }
+    settings = {"n_train": 6, "n_val": 2, "size": 64, "rate": 75, "anchors": "six", "other_anchors": "default"}
+    settings.update(epochs=3, batch_size=8, lr=0.02, seeds=[0])
+    study = {"settings": settings, "runs": runs, "summary": bench.codecs.summarise(runs), "decoder_macs_640": 1e9}
+    study["literature_decoders"] = {}
+    rows = {line.split("`")[1]: line.split(" | ")[1:] for line in codec_section({"codecs": study}) if line[:3] == "| `"}
+    # codec, seeds, steps, teacher's steps, AP@0.5, tiny..large, COCO mAP, AP - RGB, GMACs, pipeline GMACs
+    assert rows["latent_codec_distill"][:6] == ["learned", "1", "225", "225", "0.320", "0.080"]
+    assert rows["latent_codec_distill"][10] == "-0.380"  # against the RGB row, which is also its teacher
+    assert rows["latent_codec"][2:4] == ["225", "—"]
+    assert rows["latent_codec_longer"][2:4] == ["900", "—"] and rows["latent_codec_longer"][10] == "-0.250"
+    assert rows["rgb"][11:] == ["2.00", "3.00 |"]  # an RGB pipeline pays the decoder
+
+
 @pytest.mark.slow  # trains two tiny models
 def test_a_distilled_run_trains_its_teacher_again_when_the_teachers_files_are_gone(tmp_path):
     profile = bench.PROFILES["quick"]

@@ -194,20 +194,25 @@ def codec_section(results: dict) -> list[str]:
         f"`{DECIDING_CODEC}`): a latent model alone, an RGB model plus the learned codec's decoder.",
         "",
     ]
-    head = ["model", "codec", "seeds", "AP@0.5", *SIZE_BUCKETS, "COCO mAP", "AP − RGB", "GMACs", "pipeline GMACs"]
+    head = ["model", "codec", "seeds", "steps", "teacher's steps", "AP@0.5", *SIZE_BUCKETS, "COCO mAP", "AP − RGB"]
+    head += ["GMACs", "pipeline GMACs"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     other = s["other_anchors"]
     for codec, rows in sorted(study.get("summary", {}).items(), key=lambda kv: kv[0] != DECIDING_CODEC):
         for name, row in rows.items():
             by_size = row["ap_by_size"]
             # against RGB trained alike (the same anchor layout, matching or schedule) where the study has it
-            alike = next((f"rgb_{end}" for end in (other, "adaptive", "long") if name.endswith(f"_{end}")), None)
+            ends = (other, "adaptive", "long", "longer")
+            alike = next((f"rgb_{end}" for end in ends if name.endswith(f"_{end}")), None)
             rgb = rows.get(alike) if alike in rows else rows.get("rgb")
             gap = f"{row['ap']['mean'] - rgb['ap']['mean']:+.3f}" if rgb else "—"
+            teacher = rows.get("rgb") if "_distill" in name else None  # the RGB run of each seed teaches
             cells = [
                 f"`{name}`: {row['description']}",
                 codec,
                 str(len(row["seeds"])),
+                str(row["steps"]),
+                str(teacher["steps"]) if teacher else "—",
                 _pm(row["ap"]),
                 *[_pm(by_size.get(size)) for size in SIZE_BUCKETS],
                 _pm(row["coco_map"]),
