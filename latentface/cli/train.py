@@ -114,8 +114,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     add(
         "matching",
         "which anchors train on a face: iou (RetinaFace's thresholds 0.35, and each face's best anchor) or "
-        "adaptive (ATSS: per level the 9 anchors nearest the face, those over their mean + std IoU; no face is left "
-        "without an anchor)",
+        "adaptive (ATSS: per level every anchor of the 9 locations nearest the face, those over their mean + std "
+        "IoU; no face is left without an anchor)",
         choices=list(MATCHINGS),
     )
     add("pretrained", "ImageNet weights for the backbone: a torchvision .pth file, or 'imagenet' to download")
