@@ -292,11 +292,12 @@ def test_codec_study_runs_the_target_rows_first_on_every_seed_and_both_codecs():
     assert all(j.startswith("learned/") and j.split("/")[1].startswith(("rgb_r", "latent_r")) for j in frontier)
     levers = ("distill", "adaptive", "rgb_adaptive", "reconstruct", "long", "rgb_long")
     levers += ("distill_feature", "distill_soft", "res")  # each term alone, the deeper bridge
-    for start, codec in ((38, "learned"), (49, "dct")):  # the deciding codec's levers first, then the other's
+    for start, codec in ((38, "learned"), (51, "dct")):  # the deciding codec's levers first, then the other's
         rows = [f"{codec}/{'' if v.startswith('rgb') else 'latent_codec_'}{v}/0" for v in levers]
         assert jobs[start : start + 9] == rows
-    assert jobs[47:49] == ["learned/latent_codec_longer/0", "learned/rgb_longer/0"]  # the schedule's trend
-    assert len(jobs) == len(set(jobs)) == 58  # every run once
+    longer = [f"learned/{name}_{end}/0" for end in ("longer", "longest") for name in ("latent_codec", "rgb")]
+    assert jobs[47:51] == longer  # the schedule's trend at 4x and 8x
+    assert len(jobs) == len(set(jobs)) == 60  # every run once
 
 
 def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_other_seeds_next():
@@ -320,11 +321,8 @@ def test_a_bridge_or_lever_that_beats_the_default_on_the_first_seed_earns_the_ot
         for v in ("latent_codec_distill", "latent_codec_adaptive", "rgb_adaptive")
         for seed in (1, 2)
     ]
-    assert jobs[at + 6 : at + 9] == [
-        "learned/latent_codec_longer/0",
-        "learned/rgb_longer/0",
-        "dct/latent_codec_distill/0",
-    ]
+    assert jobs[at + 6 : at + 8] == ["learned/latent_codec_longer/0", "learned/rgb_longer/0"]
+    assert jobs[at + 10] == "dct/latent_codec_distill/0"  # after 8x, the other codec's levers
 
 
 def test_codec_study_summary_is_the_mean_and_sample_spread_over_seeds():
@@ -389,7 +387,7 @@ def test_quick_codec_study_resumes_from_its_stored_runs_and_renders(tmp_path):
     results = {"profile": "quick", "machine": bench.machine(), "settings": profile.to_dict(), "codecs": resumed}
     md = bench.render_report(results)
     rows = _table(md, "## 5. Codec study")
-    assert rows[0][:4] == ["model", "codec", "seeds", "AP@0.5"] and len(rows) == 2 + 4
+    assert rows[0][:6] == ["model", "codec", "seeds", "steps", "teacher's steps", "AP@0.5"] and len(rows) == 2 + 4
     assert [r[1] for r in rows[2:]] == ["learned", "learned", "dct", "dct"]  # the deciding codec first
     assert "On `learned`: latent default within 3 AP points of RGB" in md
 

@@ -21,7 +21,7 @@ FRONTIER_RATIO = 0.5
 RGB_GAP = 0.03
 OK = {True: "met", False: "**not met**"}
 #: Name endings of the small-face levers' rows (training recipes, not architectures: off the frontier).
-LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct", "_long", "_longer")
+LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct", "_long", "_longer", "_longest")
 
 
 def _pm(stat: dict | None, digits: int = 3) -> str:
@@ -202,7 +202,7 @@ def codec_section(results: dict) -> list[str]:
         for name, row in rows.items():
             by_size = row["ap_by_size"]
             # against RGB trained alike (the same anchor layout, matching or schedule) where the study has it
-            ends = (other, "adaptive", "long", "longer")
+            ends = (other, "adaptive", "long", "longer", "longest")
             alike = next((f"rgb_{end}" for end in ends if name.endswith(f"_{end}")), None)
             rgb = rows.get(alike) if alike in rows else rows.get("rgb")
             gap = f"{row['ap']['mean'] - rgb['ap']['mean']:+.3f}" if rgb else "—"
@@ -306,7 +306,7 @@ def codec_notes(study: dict) -> list[str]:
                 f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])} ({lift * 100:+.1f} points on the "
                 f"same {seeds} seed(s))."
             )
-        for ending in ("long", "longer"):
+        for ending in ("long", "longer", "longest"):
             longer, rgb_longer = rows.get(f"{default}_{ending}"), rows.get(f"rgb_{ending}")
             if not (longer and rgb_longer and base and rows.get("rgb")):
                 continue

@@ -35,7 +35,7 @@ from latentface.tools.bench.profiles import Profile
 #: Stands for the finished RGB run of the same codec and seed, which teaches a distillation variant.
 TEACHER = "<rgb run of this codec and seed>"
 #: The longer-schedule levers (both inputs, the same seed): name ending -> times the study's epochs.
-LONG_SCHEDULES = {"long": 2, "longer": 4}
+LONG_SCHEDULES = {"long": 2, "longer": 4, "longest": 8}
 #: The reconstruction lever's weight: its L1 on [-1, 1] pixels starts near 0.3 against a detection loss near 25.
 RECONSTRUCT_WEIGHT = 1.0
 
@@ -164,7 +164,7 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     frontier; last the small-face levers, the deciding codec's first: each on the first seed (the teacher,
     adaptive matching and a longer schedule on both inputs, the reconstruction term, each distillation term
     alone, layer1's blocks in the bridge), then the other seeds of each lever trained at the same budget that
-    beat the default there, and on the deciding codec the schedule again at 4x."""
+    beat the default there, and on the deciding codec the schedule again at 4x and 8x."""
     s = profile.study
     runs = runs or {}
     variants = study_variants(profile)
@@ -202,7 +202,7 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
             add(codecs[-1], name, [first])
     # the small-face levers, the deciding codec first: each on the first seed (the longer schedule on both
     # inputs, every distillation term alone, a deeper stride-4 map), then the other seeds of those that beat the
-    # default there, and on the deciding codec a 4x schedule on both inputs
+    # default there, and on the deciding codec 4x and 8x schedules on both inputs
     distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
     levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_long", "rgb_long")
     for codec in codecs[::-1]:
@@ -213,9 +213,10 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
                 add(codec, lever, more)
                 if lever == adaptive:
                     add(codec, "rgb_adaptive", more)
-        if codec == codecs[-1]:  # the trend of the schedule, which narrowed the gap at 2x: 4x on both inputs
-            add(codec, f"{default}_longer", [first])
-            add(codec, "rgb_longer", [first])
+        if codec == codecs[-1]:  # the trend of the schedule, which narrowed the gap at 2x: 4x and 8x, both inputs
+            for ending in ("longer", "longest"):
+                add(codec, f"{default}_{ending}", [first])
+                add(codec, f"rgb_{ending}", [first])
     return jobs
 
 
