@@ -11,6 +11,7 @@ from latentface.metrics.sizes import SIZE_BUCKETS
 from latentface.model import LatentRetinaFace
 from latentface.model.bridge import BRIDGES
 from latentface.model.builder import preset_anchors
+from latentface.tools.bench.profiles import LONG_SCHEDULES
 
 FRONTIER_FIGURE = "frontier.png"
 #: The codec the decisions are read from: the closer stand-in for JPEG AI.
@@ -21,7 +22,14 @@ FRONTIER_RATIO = 0.5
 RGB_GAP = 0.03
 OK = {True: "met", False: "**not met**"}
 #: Name endings of the small-face levers' rows (training recipes, not architectures: off the frontier).
-LEVERS = ("_distill", "_distill_feature", "_distill_soft", "_adaptive", "_reconstruct", "_long", "_longer", "_longest")
+LEVERS = (
+    "_distill",
+    "_distill_feature",
+    "_distill_soft",
+    "_adaptive",
+    "_reconstruct",
+    *(f"_{e}" for e in LONG_SCHEDULES),
+)
 
 
 def _pm(stat: dict | None, digits: int = 3) -> str:
@@ -197,13 +205,12 @@ def codec_section(results: dict) -> list[str]:
     head = ["model", "codec", "seeds", "steps", "teacher's steps", "AP@0.5", *SIZE_BUCKETS, "COCO mAP", "AP − RGB"]
     head += ["GMACs", "pipeline GMACs"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    other = s["other_anchors"]
+    # a row is compared with RGB trained alike (the same anchor layout, matching or schedule) where the study has it
+    alike_endings = (s["other_anchors"], "adaptive", *LONG_SCHEDULES)
     for codec, rows in sorted(study.get("summary", {}).items(), key=lambda kv: kv[0] != DECIDING_CODEC):
         for name, row in rows.items():
             by_size = row["ap_by_size"]
-            # against RGB trained alike (the same anchor layout, matching or schedule) where the study has it
-            ends = (other, "adaptive", "long", "longer", "longest")
-            alike = next((f"rgb_{end}" for end in ends if name.endswith(f"_{end}")), None)
+            alike = next((f"rgb_{end}" for end in alike_endings if name.endswith(f"_{end}")), None)
             rgb = rows.get(alike) if alike in rows else rows.get("rgb")
             gap = f"{row['ap']['mean'] - rgb['ap']['mean']:+.3f}" if rgb else "—"
             teacher = rows.get("rgb") if "_distill" in name else None  # the RGB run of each seed teaches
@@ -306,7 +313,7 @@ def codec_notes(study: dict) -> list[str]:
                 f" RGB with adaptive matching: {_pm(rows['rgb_adaptive']['ap'])} ({lift * 100:+.1f} points on the "
                 f"same {seeds} seed(s))."
             )
-        for ending in ("long", "longer", "longest"):
+        for ending in LONG_SCHEDULES:
             longer, rgb_longer = rows.get(f"{default}_{ending}"), rows.get(f"rgb_{ending}")
             if not (longer and rgb_longer and base and rows.get("rgb")):
                 continue

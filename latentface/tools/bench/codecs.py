@@ -30,12 +30,10 @@ from latentface.tools.bench.accuracy import (
 )
 from latentface.tools.bench.measure import macs, model_input
 from latentface.tools.bench.notes import size_ap
-from latentface.tools.bench.profiles import Profile
+from latentface.tools.bench.profiles import LONG_SCHEDULES, Profile
 
 #: Stands for the finished RGB run of the same codec and seed, which teaches a distillation variant.
 TEACHER = "<rgb run of this codec and seed>"
-#: The longer-schedule levers (both inputs, the same seed): name ending -> times the study's epochs.
-LONG_SCHEDULES = {"long": 2, "longer": 4, "longest": 8}
 #: The reconstruction lever's weight: its L1 on [-1, 1] pixels starts near 0.3 against a detection loss near 25.
 RECONSTRUCT_WEIGHT = 1.0
 
@@ -204,7 +202,8 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
     # inputs, every distillation term alone, a deeper stride-4 map), then the other seeds of those that beat the
     # default there, and on the deciding codec 4x and 8x schedules on both inputs
     distill, adaptive, reconstruct = (f"{default}_{lever}" for lever in ("distill", "adaptive", "reconstruct"))
-    levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_long", "rgb_long")
+    base_schedule, *longer_schedules = LONG_SCHEDULES
+    levers = (distill, adaptive, "rgb_adaptive", reconstruct, f"{default}_{base_schedule}", f"rgb_{base_schedule}")
     for codec in codecs[::-1]:
         for name in (*levers, f"{distill}_feature", f"{distill}_soft", f"{default}_res"):
             add(codec, name, [first])
@@ -214,7 +213,7 @@ def study_jobs(profile: Profile, runs: dict[str, dict] | None = None) -> list[St
                 if lever == adaptive:
                     add(codec, "rgb_adaptive", more)
         if codec == codecs[-1]:  # the trend of the schedule, which narrowed the gap at 2x: 4x and 8x, both inputs
-            for ending in ("longer", "longest"):
+            for ending in longer_schedules:
                 add(codec, f"{default}_{ending}", [first])
                 add(codec, f"rgb_{ending}", [first])
     return jobs

@@ -15,6 +15,8 @@ BASELINE = "rgb_r50"
 #: The budgets the targets measure against (multiply-adds at 640x640): the bridge, the fast preset.
 BRIDGE_BUDGET = 1.6e9
 FAST_BUDGET = 10e9
+#: The codec study's longer-schedule levers (both inputs, the same seed): row-name ending -> times its epochs.
+LONG_SCHEDULES = {"long": 2, "longer": 4, "longest": 8}
 
 
 #: The codec study a 2-core CPU can run in a few hours: the target rows over three seeds on both codecs.
